@@ -1,0 +1,133 @@
+"""One validated settings tree for a proxy pod, loaded from YAML with env overrides.
+
+Secrets never need to be in the file: `MIROIR_MASTER_KEY`, `MIROIR_ADMIN_KEY` and
+`MIROIR_NODE_MASTER_KEY` override it. The operator imports this module to render the
+proxy's ConfigMap, so it stays free of I/O beyond `load()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NODE_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeConfig(_Strict):
+    id: str = Field(description="stable node id; placement hashes it, so never reuse one")
+    url: str = Field(description="base URL of the Meilisearch node, e.g. http://10.0.0.5:7700")
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not value or not set(value) <= NODE_ID_CHARS:
+            raise ValueError(f"node id {value!r} must be non-empty [A-Za-z0-9._-]")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"node url {value!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class GroupConfig(_Strict):
+    id: str
+    nodes: tuple[NodeConfig, ...] = Field(min_length=1)
+
+
+class TimeoutsConfig(_Strict):
+    node_connect_ms: int = Field(1_000, gt=0, description="TCP connect to a node")
+    node_read_ms: int = Field(5_000, gt=0, description="one search/read call to a node")
+    node_write_ms: int = Field(30_000, gt=0, description="one write/broadcast call to a node")
+    request_ms: int = Field(60_000, gt=0, description="overall budget of one client request")
+    task_node_deadline_ms: int = Field(
+        120_000,
+        gt=0,
+        description="a node task on an unreachable node stops blocking its Miroir task after this",
+    )
+    shutdown_grace_ms: int = Field(20_000, gt=0, description="SIGTERM: drain in-flight requests")
+
+
+class HealthConfig(_Strict):
+    interval_ms: int = Field(1_000, gt=0, description="probe period per node")
+    timeout_ms: int = Field(500, gt=0)
+    unhealthy_after: int = Field(2, ge=1, description="consecutive failures to mark unhealthy")
+    healthy_after: int = Field(1, ge=1, description="consecutive successes to mark healthy")
+
+
+class ListenConfig(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(7700, ge=0, le=65535, description="client API (Meilisearch-compatible)")
+    metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics")
+
+
+class MiroirConfig(_Strict):
+    shards: int = Field(16, ge=1, le=4096, description="shard count for new indexes")
+    replication_factor: int = Field(1, ge=1, description="copies of each shard inside a group")
+    replica_groups: tuple[GroupConfig, ...] = Field(min_length=1)
+    master_key: str | None = Field(None, description="clients' master key (env MIROIR_MASTER_KEY)")
+    admin_key: str | None = Field(None, description="admin API key (env MIROIR_ADMIN_KEY)")
+    node_master_key: str | None = Field(
+        None, description="master key of every node (env MIROIR_NODE_MASTER_KEY)"
+    )
+    listen: ListenConfig = ListenConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    health: HealthConfig = HealthConfig()
+    max_body_bytes: int = Field(100 * 1024 * 1024, gt=0, description="client payload limit")
+    unavailable_shards: Literal["partial", "error"] = Field(
+        "partial",
+        description="search with a shard no active group covers: 200 + X-Miroir-Degraded, or 503",
+    )
+    state_path: str = Field("miroir-state.sqlite3", description="SQLite state file (one pod)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MiroirConfig:
+        seen: set[str] = set()
+        for group in self.replica_groups:
+            if len(group.nodes) < self.replication_factor:
+                raise ValueError(
+                    f"group {group.id!r} has {len(group.nodes)} nodes, fewer than "
+                    f"replication_factor {self.replication_factor}"
+                )
+            for node in group.nodes:
+                if node.id in seen:
+                    raise ValueError(f"node id {node.id!r} appears twice")
+                seen.add(node.id)
+        group_ids = [g.id for g in self.replica_groups]
+        if len(set(group_ids)) != len(group_ids):
+            raise ValueError("replica group ids must be unique")
+        return self
+
+
+ENV_OVERRIDES = {
+    "MIROIR_MASTER_KEY": "master_key",
+    "MIROIR_ADMIN_KEY": "admin_key",
+    "MIROIR_NODE_MASTER_KEY": "node_master_key",
+}
+
+
+def from_mapping(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> MiroirConfig:
+    data = dict(raw)
+    for var, field in ENV_OVERRIDES.items():
+        value = (os.environ if env is None else env).get(var)
+        if value:
+            data[field] = value
+    return MiroirConfig.model_validate(data)
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> MiroirConfig:
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: the configuration must be a YAML mapping")
+    return from_mapping(raw, env)
