@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from miroir_proxy.state.sqlite import SqliteStore
-from miroir_proxy.state.store import Store, TaskRecord
+from miroir_proxy.state.store import IndexMeta, Store, TaskRecord
 from miroir_proxy.state.taskquery import parse
 
 
@@ -160,3 +160,23 @@ async def test_kv_ttl_and_set_if_new(store: Store, clock: FakeClock) -> None:
     assert await store.kv_get("k") is None
     assert await store.kv_set("k", b"three", 10, only_new=True)
     assert await store.kv_get("k") == b"three"
+
+
+async def test_index_metadata(make_store: Callable[[], Store]) -> None:
+    first = make_store()
+    meta = IndexMeta("movies", 16, None, "2026-01-01T00:00:00.000000Z")
+    assert await first.put_index(meta, only_new=True)
+    assert not await first.put_index(IndexMeta("movies", 4, "x", "later"), only_new=True)
+    assert await first.put_index(IndexMeta("movies", 16, "id", meta.created_at))
+    assert await first.put_index(IndexMeta("books", 8, None, meta.created_at))
+    await first.close()
+
+    second = make_store()
+    try:
+        assert [m.uid for m in await second.list_indexes()] == ["books", "movies"]
+        assert await second.get_index("movies") == IndexMeta("movies", 16, "id", meta.created_at)
+        assert await second.delete_index("movies")
+        assert not await second.delete_index("movies")
+        assert await second.get_index("movies") is None
+    finally:
+        await second.close()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 
 class GroupState(enum.StrEnum):
@@ -105,3 +106,35 @@ class Topology:
     def without_group(self, group_id: str) -> Topology:
         groups = tuple(g for g in self.groups if g.id != group_id)
         return dataclasses.replace(self, epoch=self.epoch + 1, groups=groups)
+
+
+def to_document(topology: Topology) -> dict[str, Any]:
+    """The JSON form kept in the state store (the epoch is stored beside it)."""
+    return {
+        "shards": topology.shards,
+        "replicationFactor": topology.replication_factor,
+        "groups": [
+            {
+                "id": group.id,
+                "state": group.state.value,
+                "nodes": [{"id": node.id, "url": node.url} for node in group.nodes],
+            }
+            for group in topology.groups
+        ],
+    }
+
+
+def from_document(epoch: int, document: Mapping[str, Any]) -> Topology:
+    return Topology(
+        epoch=epoch,
+        shards=int(document["shards"]),
+        replication_factor=int(document["replicationFactor"]),
+        groups=tuple(
+            ReplicaGroup(
+                str(group["id"]),
+                tuple(Node(str(n["id"]), str(n["url"])) for n in group["nodes"]),
+                GroupState(group["state"]),
+            )
+            for group in document["groups"]
+        ),
+    )

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from .store import TaskPage, TaskRecord
+from .store import IndexMeta, TaskPage, TaskRecord
 from .taskquery import TaskQuery
 
 T = TypeVar("T")
@@ -39,6 +39,8 @@ CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks(status)
     WHERE status IN ('enqueued', 'processing');
 CREATE TABLE IF NOT EXISTS topology (id INTEGER PRIMARY KEY CHECK (id = 1),
     epoch INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS indexes (uid TEXT PRIMARY KEY, shards INTEGER NOT NULL,
+    primary_key TEXT, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL NOT NULL);
 """
 
@@ -194,6 +196,37 @@ class SqliteStore:
             ).fetchall()
         )
         return [_from_row(r) for r in rows]
+
+    async def put_index(self, meta: IndexMeta, *, only_new: bool = False) -> bool:
+        verb = "INSERT OR IGNORE" if only_new else "INSERT OR REPLACE"
+        row = (meta.uid, meta.shards, meta.primary_key, meta.created_at)
+        cur = await self._run(
+            lambda c: c.execute(
+                f"{verb} INTO indexes(uid, shards, primary_key, created_at) VALUES (?, ?, ?, ?)",
+                row,
+            )
+        )
+        return cur.rowcount == 1
+
+    async def get_index(self, uid: str) -> IndexMeta | None:
+        row = await self._run(
+            lambda c: c.execute(
+                "SELECT uid, shards, primary_key, created_at FROM indexes WHERE uid = ?", (uid,)
+            ).fetchone()
+        )
+        return None if row is None else IndexMeta(*row)
+
+    async def list_indexes(self) -> list[IndexMeta]:
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT uid, shards, primary_key, created_at FROM indexes ORDER BY uid"
+            ).fetchall()
+        )
+        return [IndexMeta(*row) for row in rows]
+
+    async def delete_index(self, uid: str) -> bool:
+        cur = await self._run(lambda c: c.execute("DELETE FROM indexes WHERE uid = ?", (uid,)))
+        return cur.rowcount == 1
 
     async def get_topology(self) -> tuple[int, dict[str, Any]] | None:
         row = await self._run(

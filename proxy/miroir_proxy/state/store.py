@@ -55,6 +55,20 @@ class TaskRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexMeta:
+    """What the proxy must know about an index to route it; the nodes hold the rest.
+
+    `shards` is fixed when the index is created (changing it is an online reshard);
+    `primary_key` is None until the first document batch or an explicit update sets it.
+    """
+
+    uid: str
+    shards: int
+    primary_key: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class TaskPage:
     results: list[TaskRecord]
     total: int
@@ -81,6 +95,18 @@ class Store(Protocol):
         ...
 
     async def unfinished_tasks(self) -> list[TaskRecord]: ...
+
+    async def put_index(self, meta: IndexMeta, *, only_new: bool = False) -> bool:
+        """Store `meta`; with `only_new`, only if the uid is unknown. True if written."""
+        ...
+
+    async def get_index(self, uid: str) -> IndexMeta | None: ...
+
+    async def list_indexes(self) -> list[IndexMeta]:
+        """Every index, ordered by uid."""
+        ...
+
+    async def delete_index(self, uid: str) -> bool: ...
 
     async def get_topology(self) -> tuple[int, dict[str, Any]] | None:
         """The current (epoch, topology document), or None before the first seed."""

@@ -16,7 +16,14 @@ from miroir_proxy.core.placement import (
     write_nodes,
     write_targets,
 )
-from miroir_proxy.core.topology import GroupState, Node, ReplicaGroup, Topology
+from miroir_proxy.core.topology import (
+    GroupState,
+    Node,
+    ReplicaGroup,
+    Topology,
+    from_document,
+    to_document,
+)
 
 node_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=12)
 
@@ -237,3 +244,16 @@ def test_routing_10000_keys_is_fast() -> None:
         best = min(best, time.perf_counter() - start)
     assert sum(len(v) for v in routed.values()) == 10_000
     assert best < 0.004
+
+
+def test_topology_document_round_trip() -> None:
+    topo = Topology(
+        epoch=3,
+        shards=16,
+        replication_factor=2,
+        groups=(
+            ReplicaGroup("g0", (Node("a", "http://a"), Node("b", "http://b"))),
+            ReplicaGroup("g1", (Node("c", "http://c"),), GroupState.SYNCING),
+        ),
+    )
+    assert from_document(3, to_document(topo)) == topo

@@ -1,0 +1,17 @@
+"""Typed keys for what the app shares between handlers (aiohttp `web.AppKey`)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from miroir_proxy.config import MiroirConfig
+from miroir_proxy.dispatch.cluster import Cluster
+from miroir_proxy.state.store import Store
+
+from .metrics import Metrics
+
+CONFIG = web.AppKey("config", MiroirConfig)
+STORE = web.AppKey("store", Store)
+METRICS = web.AppKey("metrics", Metrics)
+BODY_LIMIT = web.AppKey("body_limit", int)
+CLUSTER = web.AppKey("cluster", Cluster)

@@ -1,0 +1,81 @@
+"""`miroir-proxy --config miroir.yaml`: the client API and the metrics endpoint.
+
+SIGTERM stops accepting connections, lets in-flight requests finish within
+`timeouts.shutdown_grace_ms` (keep it below the pod's termination grace period), then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from miroir_proxy import config as config_module
+from miroir_proxy.config import MiroirConfig
+
+from . import logs
+from .app import make_app
+from .appkeys import METRICS
+
+log = logging.getLogger(__name__)
+
+
+def _metrics_app(app: web.Application) -> web.Application:
+    metrics = web.Application()
+
+    async def render(request: web.Request) -> web.Response:
+        return web.Response(body=app[METRICS].render(), content_type="text/plain")
+
+    metrics.router.add_get("/metrics", render)
+    return metrics
+
+
+async def serve(config: MiroirConfig) -> None:
+    app = make_app(config)
+    grace_s = config.timeouts.shutdown_grace_ms / 1000
+    runner = web.AppRunner(app, shutdown_timeout=grace_s, access_log=None)
+    metrics_runner = web.AppRunner(_metrics_app(app), access_log=None)
+    await runner.setup()
+    await metrics_runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, config.listen.host, config.listen.port).start()
+        await web.TCPSite(metrics_runner, config.listen.host, config.listen.metrics_port).start()
+        log.info(
+            "miroir-proxy listening",
+            extra={"port": config.listen.port, "metrics_port": config.listen.metrics_port},
+        )
+        await stop.wait()
+        log.info("shutting down; draining in-flight requests", extra={"grace_s": grace_s})
+    finally:
+        await metrics_runner.cleanup()
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="miroir-proxy", description=__doc__)
+    parser.add_argument("--config", required=True, help="YAML configuration file")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level)
+    config = config_module.load(args.config)
+    runner: asyncio.Runner
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner, contextlib.suppress(KeyboardInterrupt):
+        runner.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Prometheus metrics of one proxy process, served on the metrics port and, for admins,
+at `/_miroir/metrics`. One registry per app so in-process test apps stay independent."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "miroir_requests", "Client requests", ["method", "route", "status"], registry=r
+        )
+        self.request_duration = Histogram(
+            "miroir_request_duration_seconds",
+            "Client request duration",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("miroir_requests_in_flight", "Requests being served", registry=r)
+        self.node_healthy = Gauge(
+            "miroir_node_healthy", "1 when a node is healthy", ["node"], registry=r
+        )
+        self.fanout = Histogram(
+            "miroir_fanout_nodes",
+            "Nodes one client request was sent to",
+            ["kind"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+            registry=r,
+        )
+        self.partial_responses = Counter(
+            "miroir_partial_responses", "Answers missing some shards", ["kind"], registry=r
+        )
+        self.degraded_shards = Gauge(
+            "miroir_degraded_shards", "Shards with no live replica in any active group", registry=r
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.request_duration.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
