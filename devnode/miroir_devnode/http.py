@@ -14,10 +14,10 @@ from .errors import MeiliError
 JSON = "application/json"
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, content_type=JSON, headers=headers
-    )
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
 
 
 def check_json_content_type(request: web.Request) -> None:

@@ -1,0 +1,211 @@
+"""Per-term document features for the positional ranking rules, computed column-wise.
+
+Postings keep each word's first position per document and field, so wordPosition,
+attributeRank and exactness mostly need set and dict operations that run in C; only the
+proximity rule and a few corner cases (a first occurrence before the query position,
+phrases) look inside individual documents. Results live in the index's term cache.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
+from itertools import compress
+from operator import not_
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .ranking import DocMatches, TermData
+from .tokenizer import HARD_GAP
+
+if TYPE_CHECKING:
+    from .querying import Query
+
+
+class TermMatch(NamedTuple):
+    key: tuple[Any, ...]
+    data: TermData
+    words: dict[int, int]  # word id -> typos
+    exact_id: int | None
+    phrases: list[tuple[tuple[int, ...], bool]]  # word ids, counts as an exact match
+
+
+def indices(tokens: Any, word_id: int) -> Iterator[int]:
+    start = 0
+    while True:
+        try:
+            index: int = tokens.index(word_id, start)
+        except ValueError:
+            return
+        yield index
+        start = index + 1
+
+
+def position_of(index: int, breaks: Any) -> int:
+    return index + (HARD_GAP - 1) * bisect_right(breaks, index) if breaks else index
+
+
+def _merge_min(left: dict[int, int], right: dict[int, int]) -> dict[int, int]:
+    """Per-document minimum of two maps, with the bulk of the work in C."""
+    if len(left) < len(right):
+        left, right = right, left
+    common = right.keys() & left.keys()
+    lower = [(doc, right[doc]) for doc in common if right[doc] < left[doc]]
+    only_right = right.keys() - common
+    left.update(zip(only_right, map(right.__getitem__, only_right), strict=True))
+    left.update(lower)
+    return left
+
+
+class Features:
+    """TermFeatures over one query's terms; column-wise results live in the index's term cache."""
+
+    def __init__(self, query: Query, matches: list[TermMatch]) -> None:
+        self.query = query
+        self.index = query.index
+        self.terms = matches
+        self._owners: dict[int, list[int]] = {}
+        self._phrases: list[tuple[int, tuple[int, ...]]] = []
+        for term_index, match in enumerate(matches):
+            for word_id in match.words:
+                self._owners.setdefault(word_id, []).append(term_index)
+            self._phrases.extend((term_index, phrase) for phrase, _ in match.phrases)
+        self._owned = set(self._owners)
+        self._matches: dict[int, DocMatches] = {}
+
+    def _cached(self, kind: str, term: int, compute: Callable[[TermMatch], Any]) -> Any:
+        key = (kind, self.terms[term].key)
+        found = self.index.term_cache.get(key)
+        if found is None:
+            found = self.index.term_cache[key] = compute(self.terms[term])
+        return found
+
+    def matches(self, doc: int) -> DocMatches:
+        found = self._matches.get(doc)
+        if found is not None:
+            return found
+        owners = self._owners
+        by_term: list[dict[int, list[int]]] = [{} for _ in self.terms]
+        for field_id, tokens, breaks in self.query.doc_fields(doc):
+            for word_id in self._owned.intersection(tokens):
+                found_at = [position_of(i, breaks) for i in indices(tokens, word_id)]
+                for term_index in owners[word_id]:
+                    by_term[term_index].setdefault(field_id, []).extend(found_at)
+        for term_index, phrase in self._phrases:
+            for field_id, position in self.query.phrase_positions(doc, phrase):
+                by_term[term_index].setdefault(field_id, []).append(position)
+        for fields in by_term:
+            for positions in fields.values():
+                positions.sort()
+        found = self._matches[doc] = DocMatches(by_term)
+        return found
+
+    def first_positions(self, term: int) -> dict[int, int]:
+        def compute(match: TermMatch) -> dict[int, int]:
+            result: dict[int, int] = {}
+            for word_id in match.words:
+                for field_id in self.query.fields():
+                    pair = self.index.first_positions(word_id, field_id)
+                    if pair is not None:
+                        result = _merge_min(result, dict(zip(*pair, strict=True)))
+            return result
+
+        found: dict[int, int] = self._cached("first", term, compute)
+        return found
+
+    def _expected(self, kept: tuple[int, ...]) -> list[int] | None:
+        """The word ids a field must start with to match the query exactly."""
+        expected: list[int] = []
+        for index in kept:
+            match = self.terms[index]
+            if match.data.term.phrase is not None and match.phrases:
+                expected.extend(match.phrases[0][0])
+            elif match.exact_id is not None:
+                expected.append(match.exact_id)
+            else:
+                return None
+        return expected
+
+    def exact_full(self, kept: tuple[int, ...]) -> AbstractSet[int]:
+        expected = self._expected(kept)
+        if expected is None:
+            return set()
+        return self.index.full_field_docs(array("I", expected).tobytes(), self.query.allowed)
+
+    def exact_attribute(self, doc: int, kept: tuple[int, ...]) -> int:
+        expected = self._expected(kept)
+        if expected is None:
+            return 1
+        size = len(expected)
+        best = 1
+        for _, tokens, breaks in self.query.doc_fields(doc):
+            if (
+                len(tokens) >= size
+                and tokens[0] == expected[0]
+                and tokens[:size].tolist() == expected
+                and (not breaks or breaks[0] >= size)
+            ):
+                if len(tokens) == size:
+                    return 3
+                best = 2
+        return best
+
+    def docs_by_first_position(self, term: int) -> dict[int, set[int]]:
+        def compute(_: TermMatch) -> dict[int, set[int]]:
+            inverted: dict[int, set[int]] = {}
+            for doc, first in self.first_positions(term).items():
+                inverted.setdefault(first, set()).add(doc)
+            return inverted
+
+        found: dict[int, set[int]] = self._cached("by_first", term, compute)
+        return found
+
+    def min_weights(self, term: int) -> dict[int, int]:
+        def compute(match: TermMatch) -> dict[int, int]:
+            assigned: dict[int, int] = {}
+            weight = self.index.field_weight
+            for field_id in sorted(self.query.fields(), key=weight):
+                docs: set[int] = set()
+                for word_id in match.words:
+                    pair = self.index.first_positions(word_id, field_id)
+                    if pair is not None:
+                        docs.update(pair[0])
+                fresh = docs - assigned.keys()
+                assigned.update(dict.fromkeys(fresh, weight(field_id)))
+            for doc in match.data.docs - assigned.keys():
+                fields = self.matches(doc).by_term[term]
+                assigned[doc] = min(map(weight, fields), default=0)
+            return assigned
+
+        found: dict[int, int] = self._cached("weights", term, compute)
+        return found
+
+    def exact_docs(self, term: int) -> AbstractSet[int]:
+        def compute(match: TermMatch) -> set[int]:
+            if match.data.term.phrase is not None:
+                return match.data.docs
+            if match.exact_id is None:
+                return set()
+            return self.index.word_docs(match.exact_id, self.query.allowed)
+
+        found: set[int] = self._cached("exact", term, compute)
+        return found
+
+    def exact_starts(self, term: int) -> AbstractSet[int]:
+        def compute(match: TermMatch) -> set[int]:
+            if match.data.term.phrase is not None:
+                return {
+                    doc
+                    for doc in match.data.docs
+                    if any(ps[0] == 0 for ps in self.matches(doc).by_term[term].values())
+                }
+            starts: set[int] = set()
+            for field_id in self.query.fields() if match.exact_id is not None else ():
+                pair = self.index.first_positions(match.exact_id, field_id)  # type: ignore[arg-type]
+                if pair is not None:
+                    starts.update(compress(pair[0], map(not_, pair[1])))
+            return starts
+
+        found: set[int] = self._cached("starts", term, compute)
+        return found

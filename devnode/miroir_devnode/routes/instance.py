@@ -1,0 +1,146 @@
+"""Instance-wide routes: health, version, global stats, dumps and snapshots (accepted as
+tasks, no file written), experimental features, and Meilisearch's own "feature not
+enabled" answers for the features the devnode deliberately leaves out."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from aiohttp import web
+
+from ..auth import AUTH
+from ..engine.validation import check_bool, check_object, unknown_field
+from ..errors import MeiliError
+from ..http import json_response, read_json
+from ..node import EXPERIMENTAL_FEATURES, NODE_KEY
+from ..params import check_query, query_bool
+from ..timeutil import now, rfc3339
+from .indexes import index_stats, render_bytes
+
+routes = web.RouteTableDef()
+
+PKG_VERSION = "1.50.0"
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "available"})
+
+
+@routes.get("/version")
+async def version(request: web.Request) -> web.Response:
+    return json_response(
+        {"commitSha": "miroir-devnode", "commitDate": "unknown", "pkgVersion": PKG_VERSION}
+    )
+
+
+@routes.get("/stats")
+async def stats(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    check_query(request.query, ("showInternalDatabaseSizes", "sizeFormat"))
+    query_bool(
+        request.query,
+        "showInternalDatabaseSizes",
+        "invalid_stats_show_internal_database_sizes",
+        False,
+    )
+    human = _size_format(request.query.get("sizeFormat", "raw"))
+    allowed = request[AUTH].allows_index
+    per_index = {
+        uid: index_stats(node, entry, human=human)
+        for uid, entry in sorted(node.entries.items())
+        if allowed(uid)
+    }
+    size = node.storage.size_bytes()
+    last = node.queue.last_finished_at
+    return json_response(
+        {
+            "databaseSize": render_bytes(size, human),
+            "usedDatabaseSize": render_bytes(size, human),
+            "lastUpdate": None if last is None else rfc3339(last),
+            "indexes": per_index,
+        }
+    )
+
+
+def _size_format(raw: str) -> bool:
+    if raw not in ("raw", "human"):
+        raise MeiliError(
+            "invalid_stats_size_format",
+            f"Invalid value in parameter `sizeFormat`: Unknown value `{raw}`, expected one of "
+            "`raw`, `human`",
+        )
+    return raw == "human"
+
+
+@routes.post("/dumps")
+async def create_dump(request: web.Request) -> web.Response:
+    moment = now()
+    dump_uid = moment.strftime("%Y%m%d-%H%M%S") + f"{moment.microsecond // 1000:03d}"
+    task = request.app[NODE_KEY].queue.enqueue("dumpCreation", None, {"dumpUid": dump_uid})
+    return json_response(task.summary(), 202)
+
+
+@routes.post("/snapshots")
+async def create_snapshot(request: web.Request) -> web.Response:
+    task = request.app[NODE_KEY].queue.enqueue("snapshotCreation", None, None)
+    return json_response(task.summary(), 202)
+
+
+@routes.get("/experimental-features")
+async def get_features(request: web.Request) -> web.Response:
+    return json_response(request.app[NODE_KEY].features)
+
+
+@routes.patch("/experimental-features")
+async def patch_features(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    body = check_object("bad_request", "", await read_json(request))
+    for name, value in body.items():
+        if name not in EXPERIMENTAL_FEATURES:
+            raise unknown_field("", name, list(EXPERIMENTAL_FEATURES))
+        if value is not None:
+            check_bool("bad_request", f".{name}", value)
+    node.set_features({k: v for k, v in body.items() if v is not None})
+    return json_response(node.features)
+
+
+_DISABLED: dict[str, str] = {
+    "metrics": "Getting metrics requires enabling the `metrics` experimental feature. "
+    "See https://github.com/meilisearch/product/discussions/625",
+    "logs": "Modifying logs through the `/logs/*` routes requires enabling the `logs route` "
+    "experimental feature. See https://github.com/orgs/meilisearch/discussions/721",
+    "network": "Using the /network route requires enabling the `network` experimental feature. "
+    "See https://github.com/orgs/meilisearch/discussions/805",
+    "chats": "Using the /chats settings requires enabling the `chat completions` experimental "
+    "feature. See https://github.com/orgs/meilisearch/discussions/835",
+    "dynamic-search-rules": "Calling the `POST /dynamic-search-rules` route requires enabling "
+    "the `dynamic search rules` experimental feature. "
+    "See https://github.com/orgs/meilisearch/discussions/884",
+    "export": "Using the /export route is not supported by the Miroir development node.",
+    "render-template": "Using the /render-template route is not supported by the Miroir "
+    "development node.",
+}
+
+
+def feature_disabled(feature: str) -> NoReturn:
+    raise MeiliError("feature_not_enabled", _DISABLED[feature])
+
+
+def _disabled_route(feature: str) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        feature_disabled(feature)
+
+    return handler
+
+
+for _path, _feature in (
+    ("/metrics", "metrics"),
+    ("/logs/{tail:.*}", "logs"),
+    ("/network", "network"),
+    ("/chats{tail:.*}", "chats"),
+    ("/dynamic-search-rules{tail:.*}", "dynamic-search-rules"),
+    ("/export", "export"),
+    ("/render-template", "render-template"),
+):
+    routes.route("*", _path)(_disabled_route(_feature))
