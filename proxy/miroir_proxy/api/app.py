@@ -9,17 +9,33 @@ from aiohttp import web
 
 from miroir_proxy.config import MiroirConfig
 from miroir_proxy.core.topology import Topology, from_document, to_document
+from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster, topology_from_config
+from miroir_proxy.dispatch.keyring import KeyCache
+from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.nodes.client import NodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
 from miroir_proxy.state.sqlite import SqliteStore
 from miroir_proxy.state.store import Store
 
-from .appkeys import BODY_LIMIT, CLUSTER, CONFIG, METRICS, STORE
+from .appkeys import BODY_LIMIT, CATALOG, CLUSTER, CONFIG, KEYS, METRICS, STORE, TASKS
+from .auth import authorize
 from .metrics import Metrics
 from .middlewares import observe
-from .routes import admin, instance
+from .routes import (
+    admin,
+    documents,
+    documents_read,
+    indexes,
+    instance,
+    keys,
+    maintenance,
+    search,
+    settings,
+    tasks,
+    webhooks,
+)
 
 
 async def load_topology(store: Store, config: MiroirConfig) -> Topology:
@@ -54,19 +70,27 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         cluster.health = prober
         app[STORE] = store
         app[CLUSTER] = cluster
-        async with prober:
-            try:
+        app[CATALOG] = Catalog(store, cluster)
+        app[KEYS] = KeyCache(cluster)
+        registry = TaskRegistry(store, cluster)
+        app[TASKS] = registry
+        # The registry stops polling before the store it writes to closes.
+        try:
+            async with prober, registry:
                 yield
-            finally:
-                await store.close()
+        finally:
+            await store.close()
 
 
 def make_app(config: MiroirConfig) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[observe])
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[observe, authorize])
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[BODY_LIMIT] = config.max_body_bytes
     app.cleanup_ctx.append(_components)
-    for module in (instance, admin):
+    for module in (
+        *(instance, admin, search, documents_read, documents, tasks),
+        *(indexes, settings, keys, maintenance, webhooks),
+    ):
         app.add_routes(module.routes)
     return app

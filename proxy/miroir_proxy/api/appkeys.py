@@ -5,7 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from miroir_proxy.config import MiroirConfig
+from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster
+from miroir_proxy.dispatch.keyring import KeyCache
+from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.state.store import Store
 
 from .metrics import Metrics
@@ -15,3 +18,6 @@ STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 BODY_LIMIT = web.AppKey("body_limit", int)
 CLUSTER = web.AppKey("cluster", Cluster)
+CATALOG = web.AppKey("catalog", Catalog)
+KEYS = web.AppKey("keys", KeyCache)
+TASKS = web.AppKey("tasks", TaskRegistry)

@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.dispatch.broadcast import NodeRefused
 
 from .appkeys import BODY_LIMIT, METRICS
-from .responses import error_response
+from .responses import error_response, raw_json_response
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("miroir_proxy.access")
@@ -72,6 +73,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = await handler(request)
         except MiroirError as e:
             response = error_response(e)
+        except NodeRefused as e:
+            response = raw_json_response(e.response.body, e.response.status)
         except web.HTTPException as e:
             if e.status < 400:
                 raise

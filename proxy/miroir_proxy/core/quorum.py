@@ -50,16 +50,26 @@ class WriteVerdict:
         return ",".join(f"{m.group_id}/{m.shard}/{m.node_id}" for m in self.degraded)
 
 
-def judge_write(topology: Topology, shards: Iterable[int], acked: Collection[str]) -> WriteVerdict:
+def judge_write(
+    topology: Topology,
+    shards: Iterable[int],
+    acked: Collection[str],
+    *,
+    index_shards: int | None = None,
+) -> WriteVerdict:
     """Verdict of a write that touched ``shards`` once the nodes in ``acked`` confirmed it.
 
     A node acknowledges its whole batch or nothing, so acknowledgements are per node.
     Quorum is counted over a shard's actual replicas, which differ from RF only while a
-    group has fewer nodes than RF.
+    group has fewer nodes than RF. ``index_shards`` is the index's own shard count
+    (``topology.shards`` is only the default for new indexes).
     """
     acked_set = acked if isinstance(acked, frozenset | set) else frozenset(acked)
     placements = [
-        (group, group_placement(group, topology.shards, topology.replication_factor))
+        (
+            group,
+            group_placement(group, index_shards or topology.shards, topology.replication_factor),
+        )
         for group in topology.groups
     ]
     no_quorum: list[int] = []

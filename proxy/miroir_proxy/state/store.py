@@ -8,7 +8,7 @@ cannot be reached raises `StoreUnavailable`, which the API renders as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 from .taskquery import TaskQuery
 
@@ -28,6 +28,8 @@ class NodeTaskRef(TypedDict):
     uid: int | None
     status: str
     error: dict[str, Any] | None
+    # The node task's own `details` once it finished (counts are aggregated from them).
+    details: NotRequired[dict[str, Any] | None]
 
 
 @dataclass(slots=True)

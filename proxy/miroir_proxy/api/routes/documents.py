@@ -1,0 +1,180 @@
+"""Document writes and single-document reads (`/indexes/{uid}/documents...`).
+
+Listing and fetching documents live with the other read routes; everything here either
+enqueues a Miroir task (202) or reads one document from one replica of its shard.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.dispatch.lookup import fetch_document, strip_reserved
+from miroir_proxy.dispatch.payloads import (
+    bool_parameter,
+    check_parameters,
+    csv_delimiter,
+    parse_documents,
+    payload_format,
+)
+from miroir_proxy.dispatch.writes import DocumentWriter, WriteResult, ids_of
+
+from ..appkeys import CATALOG, CLUSTER, TASKS
+from ..auth import AUTH
+from ..responses import json_response, raw_json_response, read_json
+
+routes = web.RouteTableDef()
+
+_ADD_PARAMS = ("primaryKey", "csvDelimiter", "customMetadata", "skipCreation")
+_DELETE_PARAMS = ("customMetadata",)
+_RESERVED_MARK = b"_miroir_"
+_ESCAPE_MARK = b"\\u"
+
+
+def _writer(request: web.Request) -> DocumentWriter:
+    app = request.app
+    return DocumentWriter(app[CLUSTER], app[CATALOG], app[TASKS])
+
+
+def _extra(request: web.Request) -> dict[str, Any] | None:
+    metadata = request.query.get("customMetadata")
+    return None if metadata is None else {"customMetadata": metadata}
+
+
+def _answer(request: web.Request, result: WriteResult) -> web.Response:
+    headers = {"X-Miroir-Degraded": result.degraded} if result.degraded else None
+    return json_response(request.app[TASKS].summary(result.task), status=202, headers=headers)
+
+
+async def _add(request: web.Request, *, merge: bool) -> web.Response:
+    uid = request.match_info["index_uid"]
+    query = request.query
+    check_parameters(query, _ADD_PARAMS)
+    fmt = payload_format(
+        request.headers.get("Content-Type"), request.content_type, "csvDelimiter" in query
+    )
+    delimiter = csv_delimiter(query.get("csvDelimiter"))
+    skip_creation = bool_parameter(query, "skipCreation", "invalid_skip_creation")
+    body = await request.read()
+    documents = parse_documents(body, fmt, delimiter)
+    auth = request.get(AUTH)
+    result = await _writer(request).add(
+        uid,
+        documents,
+        merge=merge,
+        requested_pk=query.get("primaryKey"),
+        skip_creation=skip_creation,
+        # A JSON escape could spell the prefix without its bytes appearing in the payload.
+        may_have_reserved=_RESERVED_MARK in body or _ESCAPE_MARK in body,
+        can_create_index=auth is None or auth.allows_index_creation(uid),
+        extra=_extra(request),
+    )
+    return _answer(request, result)
+
+
+@routes.post("/indexes/{index_uid}/documents")
+async def add_or_replace_documents(request: web.Request) -> web.Response:
+    return await _add(request, merge=False)
+
+
+@routes.put("/indexes/{index_uid}/documents")
+async def add_or_update_documents(request: web.Request) -> web.Response:
+    return await _add(request, merge=True)
+
+
+@routes.get("/indexes/{index_uid}/documents/{document_id}")
+async def get_document(request: web.Request) -> web.Response:
+    uid = request.match_info["index_uid"]
+    check_parameters(request.query, ("fields", "retrieveVectors"))
+    meta = await request.app[CATALOG].require(uid)
+    response = await fetch_document(
+        request.app[CLUSTER], uid, meta.shards, request.match_info["document_id"], request.query
+    )
+    body = strip_reserved(response.body) if response.ok else response.body
+    return raw_json_response(body, response.status)
+
+
+@routes.delete("/indexes/{index_uid}/documents/{document_id}")
+async def delete_document(request: web.Request) -> web.Response:
+    check_parameters(request.query, _DELETE_PARAMS)
+    result = await _writer(request).delete_ids(
+        request.match_info["index_uid"], [request.match_info["document_id"]], _extra(request)
+    )
+    return _answer(request, result)
+
+
+@routes.post("/indexes/{index_uid}/documents/delete-batch")
+async def delete_documents_batch(request: web.Request) -> web.Response:
+    check_parameters(request.query, _DELETE_PARAMS)
+    body = await read_json(request)
+    if not isinstance(body, list):
+        raise MiroirError(
+            "bad_request", f"Invalid value type: expected an array, but found {_kind(body)}"
+        )
+    result = await _writer(request).delete_ids(
+        request.match_info["index_uid"], ids_of(body), _extra(request)
+    )
+    return _answer(request, result)
+
+
+@routes.post("/indexes/{index_uid}/documents/delete")
+async def delete_documents_by_filter(request: web.Request) -> web.Response:
+    check_parameters(request.query, _DELETE_PARAMS)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise MiroirError(
+            "bad_request", f"Invalid value type: expected an object, but found {_kind(body)}"
+        )
+    for field in body:
+        if field != "filter":
+            raise MiroirError("bad_request", f"Unknown field `{field}`: expected one of `filter`")
+    filter_ = body.get("filter")
+    if filter_ is None:
+        raise MiroirError("missing_document_filter", "Missing field `filter`")
+    if not isinstance(filter_, str | list):
+        raise MiroirError(
+            "invalid_document_filter",
+            "Invalid value type at `.filter`: expected a string or an array, but found "
+            + _kind(filter_),
+        )
+    if _is_empty(filter_):
+        raise MiroirError("invalid_document_filter", "Sending an empty filter is forbidden.")
+    result = await _writer(request).delete_by_filter(
+        request.match_info["index_uid"], filter_, _extra(request)
+    )
+    return _answer(request, result)
+
+
+@routes.delete("/indexes/{index_uid}/documents")
+async def delete_all_documents(request: web.Request) -> web.Response:
+    check_parameters(request.query, _DELETE_PARAMS)
+    result = await _writer(request).delete_all(request.match_info["index_uid"], _extra(request))
+    return _answer(request, result)
+
+
+def _is_empty(filter_: Any) -> bool:
+    if isinstance(filter_, str):
+        return not filter_.strip()
+    if isinstance(filter_, list):
+        return all(_is_empty(item) for item in filter_)
+    return False
+
+
+_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        noun = "an array"
+    elif isinstance(value, dict):
+        noun = "an object"
+    else:
+        noun = _KINDS.get(type(value), "a value")
+        if type(value) is int:
+            noun = "a positive integer" if value >= 0 else "a negative integer"
+    return f"{noun}: `{orjson.dumps(value).decode()}`"

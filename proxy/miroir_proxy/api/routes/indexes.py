@@ -1,0 +1,170 @@
+"""Index routes: create, list, get, update, delete, swap, and statistics.
+
+Index changes are broadcasts to every node of every group. Creation goes through the
+catalog so that `_miroir_shard` is made filterable on every node and a node that refuses
+rolls the creation back; an index the catalog already knows gets Meilisearch's failed
+task (`index_already_exists`) without touching a node. The catalog follows a change when
+it is enqueued: the nodes apply their queues in order, so later requests already route
+against the new state. Reads answer from one live node, like a single Meilisearch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.dispatch.broadcast import NodeRefused, broadcast, read_any, task_refs
+from miroir_proxy.dispatch.payloads import check_parameters
+from miroir_proxy.dispatch.reads import enforce_policy
+from miroir_proxy.dispatch.stats import count_documents, index_stats, instance_stats
+
+from ..appkeys import CATALOG, CLUSTER, TASKS
+from ..auth import AUTH, invalid_key
+from ..responses import json_response, read_json
+
+routes = web.RouteTableDef()
+
+LIST_ALL = 1_000_000
+
+
+def uint_parameter(request: web.Request, name: str, code: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise MiroirError(
+            code,
+            f"Invalid value in parameter `{name}`: could not parse `{raw}` as a positive integer",
+        )
+    return int(raw)
+
+
+async def _with_primary_key(request: web.Request, index: dict[str, Any]) -> dict[str, Any]:
+    # A node that has not seen a document yet may not know the key the proxy resolved.
+    if index.get("primaryKey") is None:
+        meta = await request.app[CATALOG].get(str(index.get("uid")))
+        if meta is not None and meta.primary_key is not None:
+            index["primaryKey"] = meta.primary_key
+    return index
+
+
+@routes.get("/indexes")
+async def list_indexes(request: web.Request) -> web.Response:
+    check_parameters(request.query, ("offset", "limit"))
+    offset = uint_parameter(request, "offset", "invalid_index_offset", 0)
+    limit = uint_parameter(request, "limit", "invalid_index_limit", 20)
+    response = await read_any(request.app[CLUSTER], "GET", "/indexes", params={"limit": LIST_ALL})
+    if not response.ok:
+        raise NodeRefused(response)
+    auth = request[AUTH]
+    visible = [i for i in response.json()["results"] if auth.allows_index(str(i["uid"]))]
+    page = [await _with_primary_key(request, i) for i in visible[offset : offset + limit]]
+    return json_response({"results": page, "offset": offset, "limit": limit, "total": len(visible)})
+
+
+@routes.get("/indexes/{index_uid}")
+async def get_index(request: web.Request) -> web.Response:
+    uid = request.match_info["index_uid"]
+    response = await read_any(request.app[CLUSTER], "GET", f"/indexes/{uid}")
+    if not response.ok:
+        raise NodeRefused(response)
+    return json_response(await _with_primary_key(request, response.json()))
+
+
+@routes.post("/indexes")
+async def create_index(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    uid = body.get("uid") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(uid, str):
+        # Malformed: one node gives the client the exact error (and creates nothing).
+        response = await read_any(request.app[CLUSTER], "POST", "/indexes", json_body=body)
+        raise NodeRefused(response)
+    if not request[AUTH].allows_index(uid):
+        raise invalid_key()
+    tasks = request.app[TASKS]
+    details = {"primaryKey": body.get("primaryKey")}
+    created = await request.app[CATALOG].create(uid, body)
+    if created is None:
+        error = MiroirError("index_already_exists", f"Index `{uid}` already exists.")
+        record = await tasks.enqueue_failed(uid, "indexCreation", error, details=details)
+    else:
+        record = await tasks.enqueue(
+            uid, "indexCreation", created[1], details=details, policy="all"
+        )
+    return json_response(tasks.summary(record), status=202)
+
+
+@routes.patch("/indexes/{index_uid}")
+async def update_index(request: web.Request) -> web.Response:
+    uid = request.match_info["index_uid"]
+    body = await read_json(request)
+    cluster, catalog = request.app[CLUSTER], request.app[CATALOG]
+    refs = task_refs(await broadcast(cluster, "PATCH", f"/indexes/{uid}", json_body=body))
+    details: dict[str, Any] = {"primaryKey": body.get("primaryKey")}
+    new_uid = body.get("uid")
+    primary_key = body.get("primaryKey")
+    meta = await catalog.get(uid)
+    # Nodes refuse a new key once documents exist; the catalog must agree with them.
+    if (
+        meta is not None
+        and isinstance(primary_key, str)
+        and primary_key != meta.primary_key
+        and (meta.primary_key is None or (await count_documents(cluster, meta)).documents == 0)
+    ):
+        await catalog.set_primary_key(uid, primary_key)
+    if isinstance(new_uid, str) and new_uid != uid:
+        details.update(oldIndexUid=uid, newIndexUid=new_uid)
+        await catalog.rename(uid, new_uid)
+    tasks = request.app[TASKS]
+    record = await tasks.enqueue(uid, "indexUpdate", refs, details=details, policy="all")
+    return json_response(tasks.summary(record), status=202)
+
+
+@routes.delete("/indexes/{index_uid}")
+async def delete_index(request: web.Request) -> web.Response:
+    uid = request.match_info["index_uid"]
+    refs = task_refs(await broadcast(request.app[CLUSTER], "DELETE", f"/indexes/{uid}"))
+    await request.app[CATALOG].forget(uid)
+    tasks = request.app[TASKS]
+    record = await tasks.enqueue(
+        uid, "indexDeletion", refs, details={"deletedDocuments": None}, policy="all"
+    )
+    return json_response(tasks.summary(record), status=202)
+
+
+@routes.post("/swap-indexes")
+async def swap_indexes(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    refs = task_refs(await broadcast(request.app[CLUSTER], "POST", "/swap-indexes", json_body=body))
+    catalog = request.app[CATALOG]
+    swaps = []
+    for swap in body:
+        first, second = swap["indexes"]
+        rename = bool(swap.get("rename", False))
+        swaps.append({"indexes": [first, second], "rename": rename})
+        if rename:
+            await catalog.rename(first, second)
+        else:
+            await catalog.swap(first, second)
+    tasks = request.app[TASKS]
+    record = await tasks.enqueue(None, "indexSwap", refs, details={"swaps": swaps}, policy="all")
+    return json_response(tasks.summary(record), status=202)
+
+
+@routes.get("/indexes/{index_uid}/stats")
+async def get_index_stats(request: web.Request) -> web.Response:
+    meta = await request.app[CATALOG].require(request.match_info["index_uid"])
+    cluster = request.app[CLUSTER]
+    body, counted = await index_stats(cluster, meta)
+    return json_response(body, headers=enforce_policy(cluster, counted.degraded))
+
+
+@routes.get("/stats")
+async def get_stats(request: web.Request) -> web.Response:
+    auth = request[AUTH]
+    metas = [m for m in await request.app[CATALOG].indexes() if auth.allows_index(m.uid)]
+    cluster = request.app[CLUSTER]
+    body, degraded = await instance_stats(cluster, metas)
+    return json_response(body, headers=enforce_policy(cluster, degraded))

@@ -1,0 +1,60 @@
+"""Instance-wide maintenance routes: dumps, snapshots and experimental features.
+
+Dumps and snapshots are taken on every node (each holds different shards, so one node's
+dump is not the cluster's) and tracked as one Miroir task; the node dumps are per node
+files, and importing them back is an operation of its own. Experimental features are a
+node setting: changes go to every node, reads come from one.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from miroir_proxy.dispatch.broadcast import (
+    NodeRefused,
+    accepted_answer,
+    broadcast,
+    read_any,
+    task_refs,
+)
+
+from ..appkeys import CLUSTER, TASKS
+from ..responses import json_response, raw_json_response, read_json
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/dumps")
+async def create_dump(request: web.Request) -> web.Response:
+    refs = task_refs(await broadcast(request.app[CLUSTER], "POST", "/dumps"))
+    tasks = request.app[TASKS]
+    record = await tasks.enqueue(
+        None, "dumpCreation", refs, details={"dumpUid": None}, policy="all"
+    )
+    return json_response(tasks.summary(record), status=202)
+
+
+@routes.post("/snapshots")
+async def create_snapshot(request: web.Request) -> web.Response:
+    refs = task_refs(await broadcast(request.app[CLUSTER], "POST", "/snapshots"))
+    tasks = request.app[TASKS]
+    record = await tasks.enqueue(None, "snapshotCreation", refs, details=None, policy="all")
+    return json_response(tasks.summary(record), status=202)
+
+
+@routes.get("/experimental-features")
+async def get_features(request: web.Request) -> web.Response:
+    response = await read_any(request.app[CLUSTER], "GET", "/experimental-features")
+    if not response.ok:
+        raise NodeRefused(response)
+    return raw_json_response(response.body, response.status)
+
+
+@routes.patch("/experimental-features")
+async def update_features(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    outcomes = await broadcast(
+        request.app[CLUSTER], "PATCH", "/experimental-features", json_body=body
+    )
+    answer = accepted_answer(outcomes)
+    return raw_json_response(answer.body, answer.status)

@@ -1,0 +1,182 @@
+"""Search routes: `/indexes/{uid}/search` (POST and GET), `/multi-search`, `facet-search`.
+
+Handlers gather what the read needs (index metadata, cached settings, the tenant token's
+filter), hand it to `dispatch.reads` / `dispatch.multisearch`, and add what only the
+outermost layer knows: `requestUid`, the total `processingTimeMs`, and the
+`X-Miroir-Degraded` header (or the 503 of the `error` policy). A request the proxy cannot
+plan is judged by one node as it was sent, so the error is a single node's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.dispatch import multisearch, reads
+from miroir_proxy.dispatch.broadcast import NodeRefused, read_any
+from miroir_proxy.dispatch.reads import IndexView, NotUnderstood, ReadResult
+
+from ..appkeys import CATALOG, CLUSTER, METRICS
+from ..auth import AUTH, invalid_key
+from ..responses import json_response, raw_json_response, read_json
+from ..searchparams import search_body_from_params
+
+routes = web.RouteTableDef()
+
+
+async def index_view(request: web.Request, uid: str) -> IndexView:
+    catalog = request.app[CATALOG]
+    meta = await catalog.require(uid)
+    settings = await catalog.settings(uid)
+    return IndexView(uid, meta.shards, meta.primary_key, settings, request[AUTH].tenant_filter(uid))
+
+
+async def judged_by_a_node(
+    request: web.Request,
+    method: str,
+    path: str,
+    *,
+    json_body: Any = None,
+    params: Mapping[str, str] | None = None,
+) -> web.Response:
+    """One node's answer to a request the proxy cannot plan (in practice: its error)."""
+    response = await read_any(
+        request.app[CLUSTER], method, path, json_body=json_body, params=params
+    )
+    if response.ok:
+        raise MiroirError("bad_request", "Miroir cannot distribute this request.")
+    return refused(NodeRefused(response))
+
+
+def refused(refusal: NodeRefused) -> web.Response:
+    status, body = reads.refusal(refusal.response)
+    return raw_json_response(body, status)
+
+
+def respond(request: web.Request, result: ReadResult, started: float, kind: str) -> web.Response:
+    """The answer of a search-like read; `requestUid` on every search answer in it."""
+    headers = reads.enforce_policy(request.app[CLUSTER], result.degraded)
+    metrics = request.app[METRICS]
+    metrics.fanout.labels(kind).observe(result.fanout)
+    if headers:
+        metrics.partial_responses.labels(kind).inc()
+    body = result.body
+    elapsed_ms = int((time.perf_counter() - started) * 1000)
+    for answer in body["results"] if kind == "multi-search" else (body,):
+        answer["processingTimeMs"] = elapsed_ms
+        answer["requestUid"] = str(uuid.uuid4())
+    return json_response(body, headers=headers)
+
+
+async def _search(request: web.Request, body: Any) -> web.Response:
+    """Raises `NotUnderstood` / `NodeRefused` for the caller to answer in its own form."""
+    started = time.perf_counter()
+    uid = request.match_info["uid"]
+    try:
+        view = await index_view(request, uid)
+    except MiroirError as e:
+        # Meilisearch reads the body before it looks for the index.
+        if e.code == "index_not_found":
+            reads.merge_request(body, {})
+        raise
+    result = await reads.search(request.app[CLUSTER], view, body)
+    return respond(request, result, started, "search")
+
+
+@routes.post("/indexes/{uid}/search")
+async def post_search(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    try:
+        return await _search(request, body)
+    except NotUnderstood:
+        uid = request.match_info["uid"]
+        return await judged_by_a_node(request, "POST", f"/indexes/{uid}/search", json_body=body)
+    except NodeRefused as e:
+        return refused(e)
+
+
+@routes.get("/indexes/{uid}/search")
+async def get_search(request: web.Request) -> web.Response:
+    try:
+        return await _search(request, search_body_from_params(request.query))
+    except (NotUnderstood, NodeRefused):
+        # A node words some errors differently for a query string than for a JSON body.
+        uid = request.match_info["uid"]
+        return await judged_by_a_node(
+            request, "GET", f"/indexes/{uid}/search", params=dict(request.query)
+        )
+
+
+@routes.post("/indexes/{uid}/facet-search")
+async def facet_search(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    uid = request.match_info["uid"]
+    body = await read_json(request)
+    try:
+        view = await index_view(request, uid)
+        result = await reads.facet_search(request.app[CLUSTER], view, body)
+    except NotUnderstood:
+        return await judged_by_a_node(
+            request, "POST", f"/indexes/{uid}/facet-search", json_body=body
+        )
+    except NodeRefused as e:
+        return refused(e)
+    headers = reads.enforce_policy(request.app[CLUSTER], result.degraded)
+    result.body["processingTimeMs"] = int((time.perf_counter() - started) * 1000)
+    return json_response(result.body, headers=headers)
+
+
+def _prefixed(failure: multisearch.QueryFailed) -> web.Response:
+    error = failure.error
+    if isinstance(error, NodeRefused):
+        status, raw = reads.refusal(error.response)
+        payload = orjson.loads(raw)
+    else:
+        status, payload = error.status, error.to_dict()
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        payload["message"] = f"Inside `.queries[{failure.position}]`: {payload['message']}"
+    headers = {"Retry-After": "10"} if status == 503 else None
+    return web.Response(
+        body=orjson.dumps(payload), status=status, content_type="application/json", headers=headers
+    )
+
+
+async def _views(request: web.Request, queries: Sequence[Mapping[str, Any]]) -> list[IndexView]:
+    auth = request[AUTH]
+    views = []
+    for position, query in enumerate(queries):
+        uid = query["indexUid"]
+        try:
+            if not auth.allows_index(uid):
+                raise invalid_key()
+            views.append(await index_view(request, uid))
+        except (MiroirError, NodeRefused) as e:
+            raise multisearch.QueryFailed(position, e) from e
+    return views
+
+
+@routes.post("/multi-search")
+async def multi_search(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    body = await read_json(request)
+    cluster = request.app[CLUSTER]
+    try:
+        queries, federation = multisearch.check_shape(body)
+        views = await _views(request, queries)
+        if federation is None:
+            result = await multisearch.plain(cluster, views, queries)
+        else:
+            result = await multisearch.federated(cluster, views, queries, federation)
+    except NotUnderstood:
+        return await judged_by_a_node(request, "POST", "/multi-search", json_body=body)
+    except multisearch.QueryFailed as failure:
+        return _prefixed(failure)
+    return respond(
+        request, result, started, "multi-search" if federation is None else "federated-search"
+    )

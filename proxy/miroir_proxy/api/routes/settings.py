@@ -1,0 +1,187 @@
+"""Settings routes: `/indexes/{uid}/settings` and every subroute, broadcast to every node.
+
+Updates are applied node by node; when a node refuses, the nodes already updated get
+their previous settings back (read from each node just before) and the client gets the
+refusal, so no index is left with settings on only part of the fleet. `_miroir_shard`
+stays in every node's `filterableAttributes` (re-added to any client update or reset of
+them) and is stripped from every answer. An update on a missing index creates it first,
+as Meilisearch does; if the very first node then refuses the update, that creation is
+undone too. Task details are the settings the client submitted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from miroir_proxy.dispatch.broadcast import (
+    NodeOutcome,
+    NodeRefused,
+    Target,
+    apply_in_order,
+    broadcast,
+    call_one,
+    read_any,
+)
+from miroir_proxy.dispatch.catalog import SHARD_FIELD, with_shard_field
+from miroir_proxy.dispatch.cluster import Cluster
+from miroir_proxy.state.store import NodeTaskRef
+
+from ..appkeys import CATALOG, CLUSTER, TASKS
+from ..responses import json_response, read_json
+
+routes = web.RouteTableDef()
+
+FILTERABLE = "filterableAttributes"
+# subroute -> (settings key, update verb)
+SUBROUTES: dict[str, tuple[str, str]] = {
+    "displayed-attributes": ("displayedAttributes", "PUT"),
+    "searchable-attributes": ("searchableAttributes", "PUT"),
+    "filterable-attributes": (FILTERABLE, "PUT"),
+    "sortable-attributes": ("sortableAttributes", "PUT"),
+    "distinct-attribute": ("distinctAttribute", "PUT"),
+    "ranking-rules": ("rankingRules", "PUT"),
+    "stop-words": ("stopWords", "PUT"),
+    "separator-tokens": ("separatorTokens", "PUT"),
+    "non-separator-tokens": ("nonSeparatorTokens", "PUT"),
+    "dictionary": ("dictionary", "PUT"),
+    "synonyms": ("synonyms", "PUT"),
+    "typo-tolerance": ("typoTolerance", "PATCH"),
+    "faceting": ("faceting", "PATCH"),
+    "pagination": ("pagination", "PATCH"),
+    "proximity-precision": ("proximityPrecision", "PUT"),
+    "search-cutoff-ms": ("searchCutoffMs", "PUT"),
+    "localized-attributes": ("localizedAttributes", "PUT"),
+    "facet-search": ("facetSearch", "PUT"),
+    "prefix-search": ("prefixSearch", "PUT"),
+    "embedders": ("embedders", "PATCH"),
+    "chat": ("chat", "PATCH"),
+    "foreign-keys": ("foreignKeys", "PUT"),
+}
+# What `GET /settings` lists, hence what a reset of everything resets.
+ALL_KEYS = tuple(k for k, _ in SUBROUTES.values() if k not in ("chat", "foreignKeys"))
+
+
+def visible(settings: dict[str, Any]) -> dict[str, Any]:
+    """A node's settings as the client may see them (without `_miroir_shard`)."""
+    filterable = settings.get(FILTERABLE)
+    if isinstance(filterable, list) and SHARD_FIELD in filterable:
+        settings = {**settings, FILTERABLE: [f for f in filterable if f != SHARD_FIELD]}
+    return settings
+
+
+def node_update(update: dict[str, Any]) -> dict[str, Any]:
+    """The client's update as the nodes get it: `_miroir_shard` stays filterable."""
+    if FILTERABLE in update:
+        value = update[FILTERABLE]
+        if value is None or isinstance(value, list):
+            return {**update, FILTERABLE: with_shard_field(value)}
+    return update
+
+
+async def _previous(cluster: Cluster, uid: str) -> dict[str, dict[str, Any] | None]:
+    """Each node's current settings, so a failed update can be undone."""
+    outcomes = await broadcast(cluster, "GET", f"/indexes/{uid}/settings")
+    return {
+        o.target.node: o.response.json() if o.accepted and o.response else None for o in outcomes
+    }
+
+
+async def apply_settings(
+    request: web.Request,
+    method: str,
+    path: str,
+    body: Any,
+    details: dict[str, Any],
+) -> web.Response:
+    """Send one settings write to every node, in order, undoing it on a refusal."""
+    uid = request.match_info["index_uid"]
+    cluster, catalog, tasks = request.app[CLUSTER], request.app[CATALOG], request.app[TASKS]
+    created = await catalog.get(uid) is None
+    await catalog.ensure(uid)
+    previous = await _previous(cluster, uid)
+    settings_path = f"/indexes/{uid}/settings"
+
+    async def step(target: Target) -> NodeOutcome:
+        return await call_one(cluster, target, method, path, json_body=body)
+
+    async def undo(target: Target) -> NodeOutcome:
+        before = previous.get(target.node)
+        restore = before if before is not None else dict.fromkeys(ALL_KEYS)
+        return await call_one(
+            cluster, target, "PATCH", settings_path, json_body=node_update(restore)
+        )
+
+    try:
+        outcomes = await apply_in_order(cluster, step, undo)
+    except NodeRefused:
+        if created:
+            await broadcast(cluster, "DELETE", f"/indexes/{uid}")
+            await catalog.forget(uid)
+        raise
+    refs: list[NodeTaskRef] = [o.task_ref() for o in outcomes]
+    record = await tasks.enqueue(uid, "settingsUpdate", refs, details=details, policy="all")
+    catalog.invalidate(uid, pending_task=record.uid)
+    return json_response(tasks.summary(record), status=202)
+
+
+def _settings_path(request: web.Request) -> str:
+    return f"/indexes/{request.match_info['index_uid']}/settings"
+
+
+@routes.get("/indexes/{index_uid}/settings")
+async def get_settings(request: web.Request) -> web.Response:
+    settings = await request.app[CATALOG].settings(request.match_info["index_uid"])
+    return json_response(visible(settings))
+
+
+@routes.patch("/indexes/{index_uid}/settings")
+async def update_settings(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    path = _settings_path(request)
+    if not isinstance(body, dict):
+        raise NodeRefused(await read_any(request.app[CLUSTER], "PATCH", path, json_body=body))
+    return await apply_settings(request, "PATCH", path, node_update(body), body)
+
+
+@routes.delete("/indexes/{index_uid}/settings")
+async def reset_settings(request: web.Request) -> web.Response:
+    reset = dict.fromkeys(ALL_KEYS)
+    path = _settings_path(request)
+    return await apply_settings(request, "PATCH", path, node_update(reset), reset)
+
+
+def _subroute_handlers(name: str, key: str, verb: str) -> None:
+    async def get_one(request: web.Request) -> web.Response:
+        uid = request.match_info["index_uid"]
+        settings = await request.app[CATALOG].settings(uid)
+        if key in settings:
+            return json_response(visible(settings)[key])
+        response = await read_any(request.app[CLUSTER], "GET", f"{_settings_path(request)}/{name}")
+        if not response.ok:
+            raise NodeRefused(response)
+        return json_response(response.json())
+
+    async def update_one(request: web.Request) -> web.Response:
+        value = await read_json(request, allow_empty=True)
+        path = f"{_settings_path(request)}/{name}"
+        node_value = (
+            with_shard_field(value) if key == FILTERABLE and isinstance(value, list) else value
+        )
+        return await apply_settings(request, verb, path, node_value, {key: value})
+
+    async def reset_one(request: web.Request) -> web.Response:
+        path = f"{_settings_path(request)}/{name}"
+        if key == FILTERABLE:
+            return await apply_settings(request, "PUT", path, [SHARD_FIELD], {key: None})
+        return await apply_settings(request, "DELETE", path, None, {key: None})
+
+    template = f"/indexes/{{index_uid}}/settings/{name}"
+    routes.get(template)(get_one)
+    routes.route(verb, template)(update_one)
+    routes.delete(template)(reset_one)
+
+
+for _name, (_key, _verb) in SUBROUTES.items():
+    _subroute_handlers(_name, _key, _verb)

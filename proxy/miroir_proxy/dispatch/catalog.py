@@ -1,0 +1,227 @@
+"""The index catalog: what the proxy must know about each index, cached in memory.
+
+The store holds one `IndexMeta` per index (shard count fixed at creation, primary key,
+creation date); the nodes hold everything else. Two decisions worth knowing:
+
+- An index enters the catalog when its creation is *enqueued*, not when it finishes. Every
+  node processes its queue in order, so a document batch or a settings change sent right
+  after the creation lands after it on every node; waiting would only add latency.
+- `settings(uid)` is the node-side settings of one live node, cached. A settings write
+  through this proxy calls `invalidate(uid, pending_task=...)`; until that Miroir task is
+  finished every call reads a node afresh, so a search never runs on settings older than
+  the last write it could have waited for. Entries also expire, for writes made by
+  another proxy pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.state.store import IndexMeta, NodeTaskRef, Store
+
+from .broadcast import NodeRefused, broadcast, first_refusal, raise_refusal, read_any
+from .cluster import Cluster
+
+SHARD_FIELD = "_miroir_shard"
+META_TTL_S = 2.0
+SETTINGS_TTL_S = 10.0
+
+
+def index_not_found(uid: str) -> MiroirError:
+    return MiroirError("index_not_found", f"Index `{uid}` not found.")
+
+
+def with_shard_field(filterable: list[Any] | None) -> list[Any]:
+    """`filterableAttributes` as the nodes must hold them: the client's plus `_miroir_shard`."""
+    items = list(filterable or [])
+    if SHARD_FIELD not in items:
+        items.append(SHARD_FIELD)
+    return items
+
+
+def utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+class Catalog:
+    def __init__(self, store: Store, cluster: Cluster) -> None:
+        self._store = store
+        self._cluster = cluster
+        self._meta: dict[str, tuple[float, IndexMeta]] = {}
+        self._settings: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._pending: dict[str, int] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, uid: str) -> IndexMeta | None:
+        cached = self._meta.get(uid)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        meta = await self._store.get_index(uid)
+        self._remember(uid, meta)
+        return meta
+
+    async def require(self, uid: str) -> IndexMeta:
+        meta = await self.get(uid)
+        if meta is None:
+            raise index_not_found(uid)
+        return meta
+
+    async def indexes(self) -> list[IndexMeta]:
+        metas = await self._store.list_indexes()
+        for meta in metas:
+            self._remember(meta.uid, meta)
+        return metas
+
+    async def register(self, uid: str, primary_key: str | None) -> IndexMeta | None:
+        """Record a new index with today's default shard count; None if it already exists."""
+        meta = IndexMeta(uid, self._cluster.topology.shards, primary_key, utc_now())
+        if not await self._store.put_index(meta, only_new=True):
+            self._meta.pop(uid, None)
+            return None
+        self._remember(uid, meta)
+        return meta
+
+    async def forget(self, uid: str) -> None:
+        await self._store.delete_index(uid)
+        self._meta.pop(uid, None)
+        self._settings.pop(uid, None)
+
+    async def ensure(
+        self, uid: str, primary_key: str | None = None
+    ) -> tuple[IndexMeta, list[NodeTaskRef]]:
+        """The index's metadata, creating the index on every node first if it is unknown.
+
+        Returns the node tasks of the creation (empty when the index existed): the
+        `_miroir_shard` settings task of each node, the last thing the creation enqueues.
+        A node that refuses rolls the creation back and raises.
+        """
+        meta = await self.get(uid)
+        if meta is not None:
+            return meta, []
+        lock = self._locks.setdefault(uid, asyncio.Lock())
+        try:
+            async with lock:
+                meta = await self.get(uid)
+                if meta is not None:
+                    return meta, []
+                return await self._create(uid, primary_key)
+        finally:
+            if not lock.locked():
+                self._locks.pop(uid, None)
+
+    async def _create(
+        self, uid: str, primary_key: str | None
+    ) -> tuple[IndexMeta, list[NodeTaskRef]]:
+        created = await self.create(uid, {"uid": uid, "primaryKey": primary_key})
+        if created is None:
+            return await self.require(uid), []
+        return created[0], created[2]
+
+    async def create(
+        self, uid: str, body: dict[str, Any]
+    ) -> tuple[IndexMeta, list[NodeTaskRef], list[NodeTaskRef]] | None:
+        """Register `uid` and send the creation `body` to every node; None if the index is
+        already known. Returns the metadata, each node's creation task and settings task."""
+        primary_key = body.get("primaryKey")
+        meta = await self.register(uid, primary_key if isinstance(primary_key, str) else None)
+        if meta is None:
+            return None
+        try:
+            creation_tasks, settings_tasks = await create_on_nodes(self._cluster, uid, body)
+        except BaseException:
+            await self.forget(uid)
+            raise
+        return meta, creation_tasks, settings_tasks
+
+    async def rename(self, old: str, new: str) -> None:
+        meta = await self.get(old)
+        if meta is None:
+            return
+        await self._store.put_index(IndexMeta(new, meta.shards, meta.primary_key, meta.created_at))
+        self._meta.pop(new, None)
+        await self.forget(old)
+
+    async def swap(self, first: str, second: str) -> None:
+        a, b = await self.get(first), await self.get(second)
+        if a is None or b is None:
+            return
+        await self._store.put_index(IndexMeta(first, b.shards, b.primary_key, b.created_at))
+        await self._store.put_index(IndexMeta(second, a.shards, a.primary_key, a.created_at))
+        for uid in (first, second):
+            self._meta.pop(uid, None)
+            self._settings.pop(uid, None)
+
+    async def set_primary_key(self, uid: str, primary_key: str) -> None:
+        meta = await self.require(uid)
+        if meta.primary_key == primary_key:
+            return
+        updated = IndexMeta(meta.uid, meta.shards, primary_key, meta.created_at)
+        await self._store.put_index(updated)
+        self._remember(uid, updated)
+
+    async def settings(self, uid: str) -> dict[str, Any]:
+        """The node-side settings of `uid` (with `_miroir_shard`), from one live node."""
+        cached = self._settings.get(uid)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        settled = await self._settled(uid)
+        response = await read_any(self._cluster, "GET", f"/indexes/{uid}/settings")
+        if response.status == 404:
+            raise index_not_found(uid)
+        if not response.ok:
+            raise NodeRefused(response)
+        body: dict[str, Any] = response.json()
+        if settled:
+            self._settings[uid] = (time.monotonic() + SETTINGS_TTL_S, body)
+        return body
+
+    def invalidate(self, uid: str, *, pending_task: int | None = None) -> None:
+        """Forget cached settings; with `pending_task`, do not cache again until that Miroir
+        task has finished."""
+        self._settings.pop(uid, None)
+        if pending_task is not None:
+            self._pending[uid] = pending_task
+
+    async def _settled(self, uid: str) -> bool:
+        pending = self._pending.get(uid)
+        if pending is None:
+            return True
+        task = await self._store.get_task(pending)
+        if task is not None and not task.finished:
+            return False
+        self._pending.pop(uid, None)
+        return True
+
+    def _remember(self, uid: str, meta: IndexMeta | None) -> None:
+        if meta is None:
+            self._meta.pop(uid, None)
+        else:
+            self._meta[uid] = (time.monotonic() + META_TTL_S, meta)
+
+
+async def create_on_nodes(
+    cluster: Cluster, uid: str, body: dict[str, Any]
+) -> tuple[list[NodeTaskRef], list[NodeTaskRef]]:
+    """Create `uid` on every node and make `_miroir_shard` filterable there.
+
+    If any node refuses or cannot be reached, the index is deleted again on the nodes that
+    accepted and the refusal is raised. Returns each node's creation task and settings task.
+    """
+    created = await broadcast(cluster, "POST", "/indexes", json_body=body)
+    refusal = first_refusal(created)
+    if refusal is not None:
+        accepted = [o.target for o in created if o.accepted]
+        if accepted:
+            await broadcast(cluster, "DELETE", f"/indexes/{uid}", only=accepted)
+        raise_refusal(refusal)
+    patched = await broadcast(
+        cluster,
+        "PATCH",
+        f"/indexes/{uid}/settings",
+        json_body={"filterableAttributes": [SHARD_FIELD]},
+    )
+    return [o.task_ref() for o in created], [o.task_ref() for o in patched]

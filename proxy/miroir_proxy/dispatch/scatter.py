@@ -1,0 +1,173 @@
+"""Scatter one read over a covering set and gather one answer per shard.
+
+Each node of the covering set gets its own request body (built by the caller from the
+node's assignment, so it can carry the `_miroir_shard IN [...]` restriction). A node that
+cannot be reached, times out or answers 5xx does not fail the read: its shards are
+covered again, first by another replica of the same group, then by another active group,
+excluding every node that already failed during this read. Only shards no remaining node
+can serve are reported as degraded.
+
+A 4xx answer is the request's fault, not the node's: every replica would say the same, so
+the first one (in covering order) is raised as `NodeRefused`, to be passed through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import orjson
+
+from miroir_proxy.core.covering import NodeAssignment, covering_set
+from miroir_proxy.dispatch.broadcast import NodeRefused
+from miroir_proxy.dispatch.cluster import Cluster
+from miroir_proxy.nodes.client import NodeResponse, QueryParams
+from miroir_proxy.nodes.errors import NodeUnavailable
+
+JSON = "application/json"
+
+BodyFor = Callable[[NodeAssignment], bytes | None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Gathered:
+    """The parsed answers of one scattered read, one per node call, in covering order."""
+
+    answers: list[Any]
+    assignments: list[NodeAssignment]  # the one behind each answer
+    degraded: tuple[int, ...]
+    fanout: int
+
+
+@dataclasses.dataclass(slots=True)
+class Round:
+    """One parallel call per assignment: parsed answers, failed nodes, first refusal."""
+
+    answers: list[tuple[NodeAssignment, Any]]
+    failed: list[NodeAssignment]
+    rejection: NodeResponse | None
+
+
+async def _call(
+    cluster: Cluster,
+    assignment: NodeAssignment,
+    method: str,
+    path: str,
+    body: bytes | None,
+    params: QueryParams | None,
+    timeout_ms: int,
+) -> NodeResponse | None:
+    """The node's answer, or None when the node (not the request) failed."""
+    try:
+        response = await cluster.call(
+            assignment.node_id,
+            method,
+            path,
+            timeout_ms=timeout_ms,
+            params=params,
+            body=body,
+            content_type=JSON if body is not None else None,
+        )
+    except NodeUnavailable:
+        return None
+    return None if response.is_node_failure else response
+
+
+async def call_all(
+    cluster: Cluster,
+    assignments: Sequence[NodeAssignment],
+    method: str,
+    path: str,
+    body_for: BodyFor,
+    params: QueryParams | None,
+    timeout_ms: int,
+) -> Round:
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(_call(cluster, a, method, path, body_for(a), params, timeout_ms))
+            for a in assignments
+        ]
+    outcome = Round([], [], None)
+    for assignment, task in zip(assignments, tasks, strict=True):
+        response = task.result()
+        if response is None:
+            outcome.failed.append(assignment)
+        elif not response.ok:
+            if outcome.rejection is None:
+                outcome.rejection = response
+        else:
+            try:
+                outcome.answers.append((assignment, orjson.loads(response.body)))
+            except orjson.JSONDecodeError:
+                # Not a Meilisearch answer (a misrouted URL, a proxy in between): another
+                # replica is the only way to get this shard read.
+                outcome.failed.append(assignment)
+    return outcome
+
+
+def _cover(
+    cluster: Cluster,
+    shards: int,
+    wanted: Collection[int] | None,
+    excluded: Collection[str],
+    first_group: str | None = None,
+) -> tuple[tuple[NodeAssignment, ...], tuple[int, ...]]:
+    """A covering set that avoids `excluded` nodes, trying `first_group` first."""
+    groups = sorted(cluster.topology.search_groups(), key=lambda g: g.id != first_group)
+    covering = covering_set(
+        [(g.id, cluster.placement(g, shards)) for g in groups],
+        lambda node_id: node_id not in excluded and cluster.is_healthy(node_id),
+        shards=wanted,
+    )
+    return covering.assignments, covering.uncovered
+
+
+async def gather(
+    cluster: Cluster,
+    *,
+    shards: int,
+    method: str,
+    path: str,
+    body_for: BodyFor,
+    only: Collection[int] | None = None,
+    params: QueryParams | None = None,
+    timeout_ms: int | None = None,
+    excluded: set[str] | None = None,
+) -> Gathered:
+    """Read every shard of an index with `shards` shards (or only the `only` ones) once.
+
+    Nodes in `excluded` are avoided, and every node that fails is added to it. Raises
+    `NodeRefused` with the first 4xx answer.
+    """
+    timeout = cluster.config.timeouts.node_read_ms if timeout_ms is None else timeout_ms
+    wanted = sorted(only) if only is not None else None
+    failed_nodes = set() if excluded is None else excluded
+    pending: Sequence[NodeAssignment]
+    if failed_nodes:
+        pending, uncovered = _cover(cluster, shards, wanted, failed_nodes)
+    else:
+        covering = cluster.covering(shards, wanted)
+        pending, uncovered = covering.assignments, covering.uncovered
+    degraded = list(uncovered)
+    answers: list[Any] = []
+    served: list[NodeAssignment] = []
+    fanout = 0
+    while pending:
+        fanout += len(pending)
+        outcome = await call_all(cluster, pending, method, path, body_for, params, timeout)
+        if outcome.rejection is not None:
+            raise NodeRefused(outcome.rejection)
+        for assignment, answer in outcome.answers:
+            served.append(assignment)
+            answers.append(answer)
+        if not outcome.failed:
+            break
+        failed_nodes.update(a.node_id for a in outcome.failed)
+        lost = [shard for assignment in outcome.failed for shard in assignment.shards]
+        pending, uncovered = _cover(
+            cluster, shards, lost, failed_nodes, first_group=outcome.failed[0].group_id
+        )
+        degraded.extend(uncovered)
+    return Gathered(answers, served, tuple(sorted(degraded)), fanout)

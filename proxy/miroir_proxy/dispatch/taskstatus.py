@@ -1,0 +1,236 @@
+"""How a Miroir task's status, error and details follow from its node tasks (no I/O).
+
+Node task statuses are Meilisearch's, plus `lost`: the node stayed unreachable past the
+task deadline, so its outcome no longer blocks the Miroir task (anti-entropy repairs the
+replica later). A task is terminal once no node task is enqueued or processing:
+
+- policy `quorum` (document writes): succeeded when, for every shard it touched, some
+  active group has `floor(n/2)+1` succeeded node tasks among the n that got the shard;
+- policy `all` (broadcasts): succeeded only when every node task succeeded.
+
+A failed task carries the first node's Meilisearch error (real node errors before
+Miroir's own) with an extra `nodeErrors` list naming every node task that did not
+succeed; SDKs parse `error` as a mapping, so the extra key is harmless to them.
+
+Logical counts (`indexedDocuments`, `deletedDocuments`, ...) are summed over one group's
+succeeded node tasks and divided by the copies each shard has in that group: every
+document sent or deleted in a group lives on exactly that many of its nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.state.store import NodeTaskRef, TaskRecord
+
+Policy = Literal["quorum", "all"]
+PENDING = frozenset({"enqueued", "processing"})
+LOST = "lost"
+COUNT_FIELDS = ("indexedDocuments", "deletedDocuments", "editedDocuments")
+# Internal bookkeeping kept in `TaskRecord.extra`; never rendered.
+POLICY_KEY = "_miroir_policy"
+INTERNAL_PREFIX = "_miroir_"
+UNCONFIRMED_KEY = "miroirUnconfirmedNodes"
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 with microseconds and `Z`: what clients parse and the store compares."""
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def iso_duration(seconds: float) -> str:
+    """`PT0.009330S`; whole seconds as `PT1S`; a day or more as `P1DT...`."""
+    micros = max(0, round(seconds * 1_000_000))
+    days, micros = divmod(micros, 86_400_000_000)
+    whole, frac = divmod(micros, 1_000_000)
+    secs = f"{whole}.{frac:06d}" if frac else str(whole)
+    return f"P{days}DT{secs}S" if days else f"PT{secs}S"
+
+
+def node_error(code: str, message: str) -> dict[str, Any]:
+    return MiroirError(code, message).to_dict()
+
+
+def policy_of(record: TaskRecord) -> Policy:
+    return "all" if record.extra.get(POLICY_KEY) == "all" else "quorum"
+
+
+def _quorum_reached(refs: list[NodeTaskRef], active_groups: Collection[str]) -> bool:
+    # (group, shard) -> [node tasks that got the shard, of which succeeded]
+    tally: dict[tuple[str, int], list[int]] = {}
+    for ref in refs:
+        ok = ref["status"] == "succeeded"
+        for shard in ref["shards"]:
+            counts = tally.setdefault((ref["group"], shard), [0, 0])
+            counts[0] += 1
+            counts[1] += ok
+    if not tally:
+        # Node tasks without shard information (a caller's broadcast): one success will do.
+        return not refs or any(ref["status"] == "succeeded" for ref in refs)
+    shards = {shard for _, shard in tally}
+    for shard in shards:
+        if not any(
+            (group, shard) in tally and tally[group, shard][1] >= tally[group, shard][0] // 2 + 1
+            for group in active_groups
+        ):
+            return False
+    return True
+
+
+def _first_error(refs: Iterable[NodeTaskRef]) -> dict[str, Any]:
+    errors = [ref["error"] for ref in refs if ref["error"] is not None]
+    for error in errors:
+        if not str(error.get("code", "")).startswith("miroir_"):
+            return dict(error)
+    if errors:
+        return dict(errors[0])
+    return node_error("internal", "Every node task was canceled or lost.")
+
+
+def breakdown(refs: Iterable[NodeTaskRef]) -> list[dict[str, Any]]:
+    return [
+        {
+            "node": ref["node"],
+            "group": ref["group"],
+            "taskUid": ref["uid"],
+            "status": ref["status"],
+            "error": ref["error"],
+        }
+        for ref in refs
+        if ref["status"] != "succeeded"
+    ]
+
+
+def logical_count(refs: list[NodeTaskRef], field: str, active_groups: Collection[str]) -> int:
+    """`field` summed over one group's succeeded node tasks, counted once per document."""
+    best: tuple[bool, bool, int] | None = None
+    for group in dict.fromkeys(ref["group"] for ref in refs):
+        members = [ref for ref in refs if ref["group"] == group]
+        copies: dict[int, int] = {}
+        total = 0
+        for ref in members:
+            for shard in ref["shards"]:
+                copies[shard] = copies.get(shard, 0) + 1
+            if ref["status"] == "succeeded":
+                total += int((ref.get("details") or {}).get(field) or 0)
+        complete = all(ref["status"] == "succeeded" for ref in members)
+        value = total // max(copies.values(), default=1)
+        candidate = (complete, group in active_groups, value)
+        if best is None or candidate > best:
+            best = candidate
+    return 0 if best is None else best[2]
+
+
+def settle(record: TaskRecord, active_groups: Collection[str], now: datetime) -> bool:
+    """Advance `record` from its node tasks; True if anything changed."""
+    if record.finished:
+        return False
+    refs = record.node_tasks
+    pending = [ref for ref in refs if ref["status"] in PENDING]
+    if pending:
+        started = len(pending) < len(refs) or any(r["status"] == "processing" for r in pending)
+        if started and record.status == "enqueued":
+            record.status = "processing"
+            record.started_at = timestamp(now)
+            record.batch_uid = record.uid
+            return True
+        return False
+    _finish(record, active_groups, now)
+    return True
+
+
+def _finish(record: TaskRecord, active_groups: Collection[str], now: datetime) -> None:
+    refs = record.node_tasks
+    if policy_of(record) == "all":
+        ok = all(ref["status"] == "succeeded" for ref in refs)
+    else:
+        ok = _quorum_reached(refs, active_groups)
+    if ok:
+        status = "succeeded"
+    elif refs and all(ref["status"] in ("canceled", "succeeded") for ref in refs):
+        status = "canceled"
+    else:
+        status = "failed"
+    record.status = status
+    record.started_at = record.started_at or timestamp(now)
+    record.finished_at = timestamp(now)
+    record.batch_uid = record.uid
+    if status == "failed":
+        failing = [ref for ref in refs if ref["status"] != "succeeded"]
+        record.error = {**_first_error(failing), "nodeErrors": breakdown(failing)}
+    if record.details is not None:
+        details = dict(record.details)
+        for field in COUNT_FIELDS:
+            if field in details and details[field] is None:
+                details[field] = (
+                    logical_count(refs, field, active_groups) if status == "succeeded" else 0
+                )
+        unconfirmed = sorted({ref["node"] for ref in refs if ref["status"] != "succeeded"})
+        if status == "succeeded" and unconfirmed:
+            details[UNCONFIRMED_KEY] = unconfirmed
+        record.details = details
+
+
+def finish_canceled(record: TaskRecord, canceled_by: int, now: datetime) -> None:
+    record.status = "canceled"
+    record.canceled_by = canceled_by
+    record.finished_at = timestamp(now)
+    record.started_at = record.started_at or record.finished_at
+    record.batch_uid = record.uid
+    if record.details is not None:
+        record.details = {
+            k: (0 if k in COUNT_FIELDS and v is None else v) for k, v in record.details.items()
+        }
+
+
+def summary(record: TaskRecord) -> dict[str, Any]:
+    """The enqueue answer (202 body); Meilisearch always reports `enqueued` here."""
+    out: dict[str, Any] = {
+        "taskUid": record.uid,
+        "indexUid": record.index_uid,
+        "status": "enqueued",
+        "type": record.type,
+        "enqueuedAt": record.enqueued_at,
+    }
+    _add_extra(out, record)
+    return out
+
+
+def render(record: TaskRecord) -> dict[str, Any]:
+    """The full task object of `GET /tasks/{uid}`, in Meilisearch's field order."""
+    duration = None
+    if record.started_at is not None and record.finished_at is not None:
+        elapsed = parse_timestamp(record.finished_at) - parse_timestamp(record.started_at)
+        duration = iso_duration(elapsed.total_seconds())
+    out: dict[str, Any] = {
+        "uid": record.uid,
+        "batchUid": record.batch_uid,
+        "indexUid": record.index_uid,
+        "status": record.status,
+        "type": record.type,
+        "canceledBy": record.canceled_by,
+    }
+    if record.details is not None:
+        out["details"] = record.details
+    out["error"] = record.error
+    out["duration"] = duration
+    out["enqueuedAt"] = record.enqueued_at
+    out["startedAt"] = record.started_at
+    out["finishedAt"] = record.finished_at
+    _add_extra(out, record)
+    return out
+
+
+def _add_extra(out: dict[str, Any], record: TaskRecord) -> None:
+    for key, value in record.extra.items():
+        if not key.startswith(INTERNAL_PREFIX):
+            out[key] = value

@@ -1,0 +1,383 @@
+"""Document writes: route every document (or id) to its shard's replicas in every group.
+
+Add/replace/update: the batch is parsed once by the caller; here the primary key is
+resolved, every id validated before any node is touched, each document tagged with
+`_miroir_shard` and serialized once, and the serialized documents are spliced into one
+batch per node. Deletions by id go the same way; deletions by filter and clear-all go to
+every node. All node calls run in parallel under the write deadline and always carry
+`?primaryKey=` so every node agrees on the key.
+
+Problems a single Meilisearch reports in a failed task (primary key inference, a missing
+or invalid id, a conflicting `primaryKey`, an unknown index on deletion) become a Miroir
+task that failed the same way without reaching a node, so clients see the same answer
+through Miroir as from one node. The quorum rule decides the rest: no group at quorum for
+some shard -> `503 miroir_no_quorum` and no task; a 4xx every node gave (a bad filter)
+-> `NodeRefused`, the node's answer unchanged; otherwise a task, with `degraded` naming
+the replicas that did not acknowledge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
+from typing import Any, Protocol
+
+import orjson
+
+from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.core.hashing import shards_of
+from miroir_proxy.core.pk import (
+    MAX_ID_BYTES,
+    DocumentError,
+    check_reserved_fields,
+    resolve_primary_key,
+    validate_document_id,
+)
+from miroir_proxy.core.pk import document_id as extract_id
+from miroir_proxy.core.quorum import judge_write
+from miroir_proxy.nodes.client import NodeResponse
+from miroir_proxy.nodes.errors import NodeError
+from miroir_proxy.state.store import IndexMeta, NodeTaskRef, TaskRecord
+
+from .broadcast import NodeRefused
+from .cluster import Cluster
+from .tasks import TaskRegistry
+from .taskstatus import node_error
+
+SHARD_FIELD = "_miroir_shard"
+ADDITION = "documentAdditionOrUpdate"
+DELETION = "documentDeletion"
+JSON = "application/json"
+
+DocumentId = str | int
+
+
+class IndexCatalog(Protocol):
+    """What the write path needs from `dispatch.catalog.Catalog`."""
+
+    async def get(self, uid: str) -> IndexMeta | None: ...
+
+    async def ensure(
+        self, uid: str, primary_key: str | None = None
+    ) -> tuple[IndexMeta, list[NodeTaskRef]]: ...
+
+    async def set_primary_key(self, uid: str, primary_key: str) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The registered task (answer 202) and the `X-Miroir-Degraded` value ("" if none)."""
+
+    task: TaskRecord
+    degraded: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Sent:
+    uid: int | None
+    error: dict[str, Any] | None
+    refusal: NodeResponse | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class _Target:
+    group: str
+    shards: list[int]
+    body: bytes | None = None
+
+
+def index_not_found(uid: str) -> MiroirError:
+    return MiroirError("index_not_found", f"Index `{uid}` not found.")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Job:
+    """The task a write will be registered as."""
+
+    index_uid: str
+    type: str
+    details: dict[str, Any]
+    extra: Mapping[str, Any] | None
+
+
+class DocumentWriter:
+    def __init__(self, cluster: Cluster, catalog: IndexCatalog, registry: TaskRegistry) -> None:
+        self._cluster = cluster
+        self._catalog = catalog
+        self._registry = registry
+
+    async def add(
+        self,
+        index_uid: str,
+        documents: list[dict[str, Any]],
+        *,
+        merge: bool,
+        requested_pk: str | None = None,
+        skip_creation: bool = False,
+        may_have_reserved: bool = True,
+        can_create_index: bool = True,
+        extra: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        """POST (`merge=False`, add or replace) or PUT (`merge=True`, add or update).
+
+        `may_have_reserved=False` (the raw payload has no `_miroir_`) skips the per-document
+        reserved-field check.
+        """
+        if may_have_reserved:
+            for document in documents:
+                check_reserved_fields(document)
+        details = {"receivedDocuments": len(documents), "indexedDocuments": None}
+        job = _Job(index_uid, ADDITION, details, extra)
+        meta = await self._catalog.get(index_uid)
+        if meta is None and not can_create_index:
+            return await self._failed(job, index_not_found(index_uid))
+        index_pk = meta.primary_key if meta is not None else None
+        try:
+            if index_pk is not None and requested_pk not in (None, index_pk):
+                raise DocumentError(
+                    "index_primary_key_already_exists",
+                    f"Index already has a primary key: `{index_pk}`.",
+                )
+            pk = resolve_primary_key(index_pk, requested_pk, documents[0] if documents else None)
+            ids = _ids(documents, pk) if pk is not None else []
+        except DocumentError as e:
+            return await self._failed(job, e)
+        if meta is None:
+            meta, _ = await self._catalog.ensure(index_uid, pk)
+        if pk is None or not documents:
+            return WriteResult(
+                await self._registry.enqueue(index_uid, ADDITION, [], details=details, extra=extra)
+            )
+        targets = self._shard_targets(meta.shards, _serialize(documents, ids, meta.shards))
+        params = {"primaryKey": pk}
+        if skip_creation:
+            params["skipCreation"] = "true"
+        method = "PUT" if merge else "POST"
+        path = f"/indexes/{index_uid}/documents"
+        result = await self._write(job, method, path, params, targets, meta.shards)
+        if result.task is not None and meta.primary_key != pk:
+            await self._catalog.set_primary_key(index_uid, pk)
+        return result
+
+    async def delete_ids(
+        self, index_uid: str, ids: Sequence[DocumentId], extra: Mapping[str, Any] | None = None
+    ) -> WriteResult:
+        details = {"providedIds": len(ids), "deletedDocuments": None, "originalFilter": None}
+        job = _Job(index_uid, DELETION, details, extra)
+        meta = await self._catalog.get(index_uid)
+        if meta is None:
+            return await self._failed(job, index_not_found(index_uid))
+        by_shard: dict[int, list[bytes]] = {}
+        for doc_id, shard in zip(ids, shards_of(ids, meta.shards), strict=True):
+            by_shard.setdefault(shard, []).append(orjson.dumps(doc_id))
+        targets = self._shard_targets(meta.shards, by_shard)
+        path = f"/indexes/{index_uid}/documents/delete-batch"
+        return await self._write(job, "POST", path, {}, targets, meta.shards)
+
+    async def delete_by_filter(
+        self, index_uid: str, filter_: Any, extra: Mapping[str, Any] | None = None
+    ) -> WriteResult:
+        details = {
+            "providedIds": 0,
+            "deletedDocuments": None,
+            "originalFilter": orjson.dumps(filter_).decode(),
+        }
+        job = _Job(index_uid, DELETION, details, extra)
+        path = f"/indexes/{index_uid}/documents/delete"
+        return await self._broadcast(job, "POST", path, orjson.dumps({"filter": filter_}))
+
+    async def delete_all(
+        self, index_uid: str, extra: Mapping[str, Any] | None = None
+    ) -> WriteResult:
+        job = _Job(index_uid, DELETION, {"deletedDocuments": None}, extra)
+        return await self._broadcast(job, "DELETE", f"/indexes/{index_uid}/documents", None)
+
+    async def _broadcast(
+        self, job: _Job, method: str, path: str, body: bytes | None
+    ) -> WriteResult:
+        """Every node of every group, each node answering for the shards it holds."""
+        meta = await self._catalog.get(job.index_uid)
+        if meta is None:
+            return await self._failed(job, index_not_found(job.index_uid))
+        targets: dict[str, _Target] = {}
+        for group in self._cluster.topology.groups:
+            held = self._cluster.placement(group, meta.shards).node_shards
+            for node in group.nodes:
+                targets[node.id] = _Target(group.id, sorted(held.get(node.id, ())), body)
+        return await self._write(job, method, path, {}, targets, meta.shards)
+
+    def _shard_targets(
+        self, shards: int, by_shard: Mapping[int, list[bytes]]
+    ) -> dict[str, _Target]:
+        """One spliced JSON array per node, holding the items of every shard it replicates."""
+        targets: dict[str, _Target] = {}
+        for group in self._cluster.topology.groups:
+            replicas = self._cluster.placement(group, shards).replicas
+            for shard in by_shard:
+                for node_id in replicas[shard]:
+                    target = targets.get(node_id)
+                    if target is None:
+                        targets[node_id] = _Target(group.id, [shard])
+                    else:
+                        target.shards.append(shard)
+        for target in targets.values():
+            target.shards.sort()
+            items = chain.from_iterable(by_shard[s] for s in target.shards)
+            target.body = b"[" + b",".join(items) + b"]"
+        return targets
+
+    async def _write(
+        self,
+        job: _Job,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        targets: Mapping[str, _Target],
+        shards: int,
+    ) -> WriteResult:
+        # Once node batches are on their way the outcome must be registered even if the
+        # client goes away, or the nodes would hold writes no task describes.
+        return await asyncio.shield(
+            self._write_unshielded(job, method, path, params, targets, shards)
+        )
+
+    async def _write_unshielded(
+        self,
+        job: _Job,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        targets: Mapping[str, _Target],
+        shards: int,
+    ) -> WriteResult:
+        nodes = list(targets)
+        async with asyncio.TaskGroup() as group:
+            calls = [
+                group.create_task(self._send(node, method, path, params, targets[node].body))
+                for node in nodes
+            ]
+        sent = {node: call.result() for node, call in zip(nodes, calls, strict=True)}
+        acked = {node for node, s in sent.items() if s.uid is not None}
+        refusals = [s.refusal for s in sent.values() if s.refusal is not None]
+        if not acked and refusals:
+            raise NodeRefused(refusals[0])
+        touched = {shard for t in targets.values() for shard in t.shards}
+        verdict = judge_write(self._cluster.topology, touched, acked, index_shards=shards)
+        if not verdict.succeeded:
+            raise verdict.no_quorum_error()
+        refs = [
+            NodeTaskRef(
+                node=node,
+                group=targets[node].group,
+                shards=targets[node].shards,
+                uid=sent[node].uid,
+                status="enqueued" if sent[node].uid is not None else "failed",
+                error=sent[node].error,
+            )
+            for node in nodes
+        ]
+        task = await self._registry.enqueue(
+            job.index_uid, job.type, refs, details=job.details, extra=job.extra
+        )
+        return WriteResult(task, verdict.degraded_header())
+
+    async def _send(
+        self, node: str, method: str, path: str, params: Mapping[str, str], body: bytes | None
+    ) -> _Sent:
+        try:
+            response = await self._cluster.call(
+                node,
+                method,
+                path,
+                params=params or None,
+                body=body,
+                content_type=JSON if body is not None else None,
+                timeout_ms=self._cluster.config.timeouts.node_write_ms,
+            )
+        except NodeError as e:
+            return _Sent(None, _unreachable(node, e.reason))
+        if response.status == 202:
+            try:
+                return _Sent(int(response.json()["taskUid"]), None)
+            except (NodeError, KeyError, TypeError, ValueError):
+                return _Sent(None, _unreachable(node, "the enqueue answer has no taskUid"))
+        error = _error_of(response) or _unreachable(node, f"HTTP {response.status}")
+        if response.is_node_failure or response.status < 400:
+            return _Sent(None, error)
+        return _Sent(None, error, response)
+
+    async def _failed(self, job: _Job, error: MiroirError) -> WriteResult:
+        return WriteResult(
+            await self._registry.enqueue_failed(
+                job.index_uid, job.type, error, details=job.details, extra=job.extra
+            )
+        )
+
+
+def _ids(documents: list[dict[str, Any]], pk: str) -> list[DocumentId]:
+    """Every document's id under `pk`, validated; raises Meilisearch's error for the first
+    document without a valid one."""
+    ids: list[DocumentId] = []
+    append = ids.append
+    if "." in pk:
+        for document in documents:
+            append(extract_id(document, pk))
+        return ids
+    for document in documents:
+        value = document.get(pk)
+        # The common cases inline; `extract_id` renders the exact error otherwise.
+        if type(value) is int or (type(value) is str and _plain(value)):
+            append(value)
+        else:
+            append(extract_id(document, pk))
+    return ids
+
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def _plain(value: str) -> bool:
+    return (
+        0 < len(value) <= MAX_ID_BYTES
+        and value.isascii()
+        and (value.isalnum() or set(value) <= _ID_CHARS)
+    )
+
+
+def _serialize(
+    documents: list[dict[str, Any]], ids: list[DocumentId], shards: int
+) -> dict[int, list[bytes]]:
+    """Each document tagged with its shard and serialized once, grouped by shard."""
+    dumps = orjson.dumps
+    by_shard: dict[int, list[bytes]] = {}
+    for document, shard in zip(documents, shards_of(ids, shards), strict=True):
+        document[SHARD_FIELD] = shard
+        bucket = by_shard.get(shard)
+        if bucket is None:
+            by_shard[shard] = [dumps(document)]
+        else:
+            bucket.append(dumps(document))
+    return by_shard
+
+
+def _unreachable(node: str, reason: str) -> dict[str, Any]:
+    return node_error(
+        "miroir_node_unavailable", f"Node `{node}` did not accept the write: {reason}."
+    )
+
+
+def _error_of(response: NodeResponse) -> dict[str, Any] | None:
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(body, dict) and {"message", "code", "type", "link"} <= body.keys():
+        return {k: body[k] for k in ("message", "code", "type", "link")}
+    return None
+
+
+def ids_of(values: Iterable[Any]) -> list[DocumentId]:
+    """Validated ids of a `delete-batch` body."""
+    return [validate_document_id(v) for v in values]

@@ -1,0 +1,125 @@
+"""Pure task aggregation: status from node tasks, logical counts, rendering, durations."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from miroir_proxy.dispatch.taskstatus import (
+    POLICY_KEY,
+    iso_duration,
+    logical_count,
+    render,
+    settle,
+    summary,
+)
+from miroir_proxy.state.store import NodeTaskRef, TaskRecord
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+def ref(node: str, group: str, shards: list[int], status: str, **details: int) -> NodeTaskRef:
+    return NodeTaskRef(
+        node=node,
+        group=group,
+        shards=shards,
+        uid=1,
+        status=status,
+        error=None if status == "succeeded" else {"message": node, "code": "io_error"},
+        details=details or None,
+    )
+
+
+def record(refs: list[NodeTaskRef], policy: str = "quorum", **details: Any) -> TaskRecord:
+    return TaskRecord(
+        uid=7,
+        index_uid="books",
+        type="documentAdditionOrUpdate",
+        enqueued_at="2026-01-02T03:04:05.000000Z",
+        details=details or None,
+        node_tasks=refs,
+        extra={POLICY_KEY: policy},
+    )
+
+
+def test_pending_node_tasks_keep_the_task_open_and_start_it() -> None:
+    task = record([ref("a", "g0", [0], "succeeded"), ref("b", "g0", [0], "enqueued")])
+    assert settle(task, {"g0"}, NOW)
+    assert (task.status, task.started_at, task.batch_uid) == (
+        "processing",
+        "2026-01-02T03:04:05.678901Z",
+        7,
+    )
+    assert not settle(task, {"g0"}, NOW)
+    untouched = record([ref("a", "g0", [0], "enqueued")])
+    assert not settle(untouched, {"g0"}, NOW)
+    assert untouched.status == "enqueued"
+
+
+def test_quorum_needs_a_majority_in_one_active_group_per_shard() -> None:
+    refs = [
+        ref("a", "g0", [0, 1], "succeeded"),
+        ref("b", "g0", [0, 1], "lost"),
+        ref("c", "g1", [0, 1], "succeeded"),
+        ref("d", "g1", [0, 1], "succeeded"),
+    ]
+    ok = record(refs)
+    settle(ok, {"g0", "g1"}, NOW)
+    assert ok.status == "succeeded"
+    # The only group at quorum is not serving searches: not good enough.
+    syncing = record(refs)
+    settle(syncing, {"g0"}, NOW)
+    assert syncing.status == "failed"
+    assert syncing.error is not None
+    assert [e["node"] for e in syncing.error["nodeErrors"]] == ["b"]
+
+
+def test_policy_all_and_cancellations() -> None:
+    mixed = record([ref("a", "g0", [], "succeeded"), ref("b", "g0", [], "failed")], "all")
+    settle(mixed, {"g0"}, NOW)
+    assert mixed.status == "failed"
+    assert mixed.error is not None
+    assert mixed.error["code"] == "io_error"
+    canceled = record([ref("a", "g0", [0], "canceled"), ref("b", "g0", [0], "canceled")])
+    settle(canceled, {"g0"}, NOW)
+    assert canceled.status == "canceled"
+    no_shards = record([ref("a", "g0", [], "failed"), ref("b", "g0", [], "succeeded")])
+    settle(no_shards, {"g0"}, NOW)
+    assert no_shards.status == "succeeded"
+
+
+def test_logical_counts_come_from_one_complete_group() -> None:
+    refs = [
+        ref("a", "g0", [0, 1], "succeeded", indexedDocuments=10),
+        ref("b", "g0", [0, 1], "succeeded", indexedDocuments=10),
+        ref("c", "g1", [0], "succeeded", indexedDocuments=6),
+        ref("d", "g1", [1], "failed"),
+    ]
+    assert logical_count(refs, "indexedDocuments", {"g0", "g1"}) == 10
+    task = record(refs, receivedDocuments=10, indexedDocuments=None)
+    settle(task, {"g0", "g1"}, NOW)
+    assert task.details == {
+        "receivedDocuments": 10,
+        "indexedDocuments": 10,
+        "miroirUnconfirmedNodes": ["d"],
+    }
+
+
+def test_rendering_and_durations() -> None:
+    assert iso_duration(0.00933) == "PT0.009330S"
+    assert iso_duration(1.0) == "PT1S"
+    assert iso_duration(90_000.5) == "P1DT3600.500000S"
+    task = record([ref("a", "g0", [0], "succeeded")], receivedDocuments=1, indexedDocuments=None)
+    task.extra["customMetadata"] = "batch-1"
+    assert summary(task) == {
+        "taskUid": 7,
+        "indexUid": "books",
+        "status": "enqueued",
+        "type": "documentAdditionOrUpdate",
+        "enqueuedAt": "2026-01-02T03:04:05.000000Z",
+        "customMetadata": "batch-1",
+    }
+    settle(task, {"g0"}, NOW)
+    shown = render(task)
+    assert shown["duration"] == "PT0S"
+    assert shown["finishedAt"] == "2026-01-02T03:04:05.678901Z"
+    assert POLICY_KEY not in shown
+    assert shown["customMetadata"] == "batch-1"
