@@ -72,6 +72,30 @@ class ListenConfig(_Strict):
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics")
 
 
+class CoordinationConfig(_Strict):
+    pod_id: str | None = Field(None, description="this pod's id; default: hostname-pid")
+    topology_poll_ms: int = Field(1_000, gt=0, description="how often pods re-read the epoch")
+    peer_heartbeat_ms: int = Field(1_000, gt=0)
+    peer_ttl_ms: int = Field(5_000, gt=0, description="a pod missing heartbeats this long is gone")
+    lease_ttl_ms: int = Field(10_000, gt=0)
+    lease_renew_ms: int = Field(3_000, gt=0)
+    job_claim_ttl_ms: int = Field(
+        10_000, gt=0, description="a chunk claim expires without heartbeat"
+    )
+
+
+class FeaturesConfig(_Strict):
+    idempotency_ttl_s: int = Field(86_400, gt=0, description="how long an Idempotency-Key is kept")
+    idempotency_max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="larger writes are not remembered by body hash"
+    )
+    coalesce_window_ms: int = Field(50, ge=0, description="0 turns query coalescing off")
+    coalesce_max_subscribers: int = Field(1_000, gt=0)
+    session_wait_ms: int = Field(
+        5_000, ge=0, description="a session's search waits this long for its last write"
+    )
+
+
 class MiroirConfig(_Strict):
     shards: int = Field(16, ge=1, le=4096, description="shard count for new indexes")
     replication_factor: int = Field(1, ge=1, description="copies of each shard inside a group")
@@ -90,6 +114,11 @@ class MiroirConfig(_Strict):
         description="search with a shard no active group covers: 200 + X-Miroir-Degraded, or 503",
     )
     state_path: str = Field("miroir-state.sqlite3", description="SQLite state file (one pod)")
+    store: str | None = Field(
+        None, description="None: SQLite at state_path; redis://host:port/db: shared by many pods"
+    )
+    coordination: CoordinationConfig = CoordinationConfig()
+    features: FeaturesConfig = FeaturesConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> MiroirConfig:
