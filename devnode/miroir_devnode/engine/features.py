@@ -28,7 +28,7 @@ class TermMatch(NamedTuple):
     data: TermData
     words: dict[int, int]  # word id -> typos
     exact_id: int | None
-    phrases: list[tuple[tuple[int, ...], bool]]  # word ids, counts as an exact match
+    phrases: list[tuple[int, ...]]  # word ids: the term's own phrase or multi-word synonyms
 
 
 def indices(tokens: Any, word_id: int) -> Iterator[int]:
@@ -70,7 +70,7 @@ class Features:
         for term_index, match in enumerate(matches):
             for word_id in match.words:
                 self._owners.setdefault(word_id, []).append(term_index)
-            self._phrases.extend((term_index, phrase) for phrase, _ in match.phrases)
+            self._phrases.extend((term_index, phrase) for phrase in match.phrases)
         self._owned = set(self._owners)
         self._matches: dict[int, DocMatches] = {}
 
@@ -120,7 +120,7 @@ class Features:
         for index in kept:
             match = self.terms[index]
             if match.data.term.phrase is not None and match.phrases:
-                expected.extend(match.phrases[0][0])
+                expected.extend(match.phrases[0])
             elif match.exact_id is not None:
                 expected.append(match.exact_id)
             else:

@@ -33,21 +33,15 @@ from .patterns import GEO_FIELD, filter_rule_match, flatten, is_faceted_by
 from .querying import Query, QueryInputs
 from .ranking import QueryResult, SortRule
 from .sorting import custom_rule_field
-from .tokenizer import (
-    TokenizerConfig,
-    field_positions,
-    index_words,
-    normalize,
-    searchable_text,
-)
+from .tokenizer import TokenizerConfig, field_positions, index_words, normalize, searchable_text
 
-_TEXT_SETTINGS = ("searchableAttributes", "separatorTokens", "nonSeparatorTokens", "dictionary")
-_COLUMN_SETTINGS = (
+_TEXT_SETTINGS = {"searchableAttributes", "separatorTokens", "nonSeparatorTokens", "dictionary"}
+_COLUMN_SETTINGS = {
     "filterableAttributes",
     "sortableAttributes",
     "distinctAttribute",
     "rankingRules",
-)
+}
 
 FieldTokens = tuple[int, "array[int]", "array[int] | None"]
 
@@ -126,9 +120,9 @@ class Index:
         changed = {key for key in set(old) | set(settings) if old.get(key) != settings.get(key)}
         self._configure()
         self.term_cache.clear()
-        rebuild = changed & {*_TEXT_SETTINGS, *_COLUMN_SETTINGS}
+        rebuild = changed & (_TEXT_SETTINGS | _COLUMN_SETTINGS)
         docs = [(i, self.document(i)) for i in self._docs] if rebuild else []
-        if changed & set(_TEXT_SETTINGS):
+        if changed & _TEXT_SETTINGS:
             self.vocab = Vocabulary()
             self._postings.clear()
             self._first_positions.clear()
@@ -136,7 +130,7 @@ class Index:
             self._doc_fields.clear()
             for internal, doc in docs:
                 self._index_text(internal, flatten(doc))
-        if changed & set(_COLUMN_SETTINGS):
+        if changed & _COLUMN_SETTINGS:
             self.facets = FacetIndex(self._facet_indexed)
             self._columns.clear()
             self._geo.clear()
@@ -387,10 +381,12 @@ class Index:
         terms, negatives = parse_query(
             q or "", self.tokenizer, self.typo_policy, self.stop_words, self.synonyms
         )
+        if terms and self.settings.get("prefixSearch") == "disabled":
+            terms[-1].is_prefix = False
         inputs = QueryInputs(
             terms=terms,
             negatives=negatives,
-            universe=self._docs.keys() if universe is None else universe,
+            universe=universe,
             strategy=matching_strategy,
             search_on=search_on,
             sort=list(sort),

@@ -13,6 +13,7 @@ import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from .tokenizer import TokenizerConfig, is_number, tokenize
@@ -163,11 +164,42 @@ def damerau_levenshtein(a: str, b: str) -> int:
     return previous[-1]
 
 
+def bounded_distance(word: str, candidate: str, limit: int, prefix: bool = False) -> int:
+    """Optimal string alignment distance if it is <= limit, else limit + 1; with `prefix`,
+    the distance to the closest prefix of `candidate`. Only the diagonal band is computed."""
+    if prefix:
+        candidate = candidate[: len(word) + limit]
+    elif abs(len(word) - len(candidate)) > limit:
+        return limit + 1
+    over = limit + 1
+    width = len(candidate)
+    before: list[int] = []
+    previous = [j if j <= limit else over for j in range(width + 1)]
+    for i in range(1, len(word) + 1):
+        current = [i if i <= limit else over] + [over] * width
+        low, high = max(1, i - limit), min(width, i + limit)
+        letter = word[i - 1]
+        for j in range(low, high + 1):
+            other = candidate[j - 1]
+            value = previous[j - 1] + (letter != other)
+            if previous[j] + 1 < value:
+                value = previous[j] + 1
+            if current[j - 1] + 1 < value:
+                value = current[j - 1] + 1
+            if j > 1 and i > 1 and letter == candidate[j - 2] and word[i - 2] == other:
+                value = min(value, before[j - 2] + 1)
+            current[j] = value
+        if min(current[max(0, low - 1) : high + 1]) > limit:
+            return over
+        before, previous = previous, current
+    if prefix:
+        return min(previous[max(0, len(word) - limit) :], default=over)
+    return min(previous[width], over)
+
+
 def prefix_distance(word: str, candidate: str, limit: int) -> int:
-    """Smallest distance between `word` and any prefix of `candidate`."""
-    low = max(0, len(word) - limit)
-    high = min(len(candidate), len(word) + limit)
-    return min(damerau_levenshtein(word, candidate[:j]) for j in range(low, high + 1))
+    """Smallest distance between `word` and any prefix of `candidate` (limit + 1 if above)."""
+    return bounded_distance(word, candidate, limit, prefix=True)
 
 
 def _edits(pattern: _Pattern) -> set[_Pattern]:
@@ -206,6 +238,43 @@ def _trie_regex(patterns: Iterable[_Pattern]) -> str:
     return render(trie)
 
 
+def _two_typo_source(word: str) -> str:
+    """A superset filter for words within two edits: the word with at most two edit windows.
+
+    Each edit touches at most two consecutive letters of `word` and turns a region of m
+    letters holding e edits into at most m + e letters, so the word is literal outside two
+    (possibly merged) regions that become bounded wildcards. ~L²/2 small alternatives
+    compile far faster than the exact edit trie; the distance check then filters exactly.
+    """
+    size = len(word)
+    branches = set()
+    for first in range(size + 1):
+        for second in range(first, size + 1):
+            if second < first + 2:
+                regions = [(first, min(second + 2, size), 2)]
+            else:
+                regions = [(first, min(first + 2, size), 1), (second, min(second + 2, size), 1)]
+            parts, cursor = [], 0
+            for start, end, edits in regions:
+                parts.append(re.escape(word[cursor:start]))
+                parts.append(f"[^\\n]{{0,{end - start + edits}}}")
+                cursor = end
+            parts.append(re.escape(word[cursor:]))
+            branches.add("".join(parts))
+    return "(?:" + "|".join(sorted(branches)) + ")"
+
+
+@lru_cache(maxsize=1024)
+def _typo_regex(word: str, max_typos: int, prefix: bool) -> re.Pattern[str]:
+    """Matches, line by line, every word within `max_typos` edits (of a prefix, if `prefix`)."""
+    if max_typos >= 2:
+        source = _two_typo_source(word)
+    else:
+        source = _trie_regex({tuple(word)} | _edits(tuple(word)))
+    tail = "[^\\n]*" if prefix else ""
+    return re.compile(f"^{source}{tail}$", re.MULTILINE)
+
+
 class Vocabulary:
     """Word <-> id table with prefix and typo lookups; ids are never reused."""
 
@@ -241,19 +310,12 @@ class Vocabulary:
             return {}
         if self._blob is None:
             self._blob = "\n".join(self.words)
-        patterns: set[_Pattern] = {tuple(word)}
-        for _ in range(max_typos):
-            patterns |= {edit for p in patterns for edit in _edits(p)}
-        tail = "[^\\n]*" if prefix else ""
-        regex = re.compile(f"^{_trie_regex(patterns)}{tail}$", re.MULTILINE)
+        regex = _typo_regex(word, max_typos, prefix)
         found: dict[int, int] = {}
         for candidate in regex.findall(self._blob):
             if candidate == word or (prefix and candidate.startswith(word)):
                 continue
-            if prefix:
-                distance = prefix_distance(word, candidate, max_typos)
-            else:
-                distance = damerau_levenshtein(word, candidate)
+            distance = bounded_distance(word, candidate, max_typos, prefix)
             if 0 < distance <= max_typos:
                 found[self.ids[candidate]] = distance
                 if len(found) >= MAX_TYPO_DERIVATIONS:

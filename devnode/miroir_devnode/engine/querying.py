@@ -34,7 +34,7 @@ _QUERY_RULES = frozenset(
 class QueryInputs:
     terms: list[QueryTerm]
     negatives: list[tuple[str, ...]]
-    universe: AbstractSet[int]
+    universe: AbstractSet[int] | None  # None: every document
     strategy: str
     search_on: list[str] | None
     sort: list[SortRule]
@@ -85,7 +85,7 @@ class Query:
 
     def _derive(
         self, term: QueryTerm
-    ) -> tuple[TermData, dict[int, int], int | None, list[tuple[tuple[int, ...], bool]]]:
+    ) -> tuple[TermData, dict[int, int], int | None, list[tuple[int, ...]]]:
         vocab = self.index.vocab
         if term.phrase is not None:
             ids = [vocab.ids.get(w) for w in term.phrase]
@@ -93,7 +93,7 @@ class Query:
                 return TermData(term, set(), [set()]), {}, None, []
             phrase = tuple(i for i in ids if i is not None)
             docs = self._phrase_docs(phrase)
-            return TermData(term, docs, [docs]), {}, None, [(phrase, True)]
+            return TermData(term, docs, [docs]), {}, None, [phrase]
         levels: dict[int, int] = {}
         exact_id = vocab.ids.get(term.word)
         if exact_id is not None:
@@ -104,7 +104,7 @@ class Query:
             term.word, term.max_typos, term.is_prefix
         ).items():
             levels.setdefault(word_id, typos)
-        phrases: list[tuple[tuple[int, ...], bool]] = []
+        phrases: list[tuple[int, ...]] = []
         for synonym in term.synonyms:
             synonym_ids = [vocab.ids.get(w) for w in synonym]
             if any(i is None for i in synonym_ids):
@@ -112,13 +112,13 @@ class Query:
             if len(synonym_ids) == 1 and synonym_ids[0] is not None:
                 levels.setdefault(synonym_ids[0], 0)
             else:
-                phrases.append((tuple(i for i in synonym_ids if i is not None), False))
+                phrases.append(tuple(i for i in synonym_ids if i is not None))
         by_typo: list[set[int]] = [set(), set(), set()]
         typo_fields = self._typo_fields()
         for word_id, typos in levels.items():
             fields = self.allowed if typos == 0 else typo_fields
             self.index.add_word_docs(by_typo[typos], word_id, fields)
-        for phrase, _ in phrases:
+        for phrase in phrases:
             by_typo[0] |= self._phrase_docs(phrase)
         by_typo[1] -= by_typo[0]
         by_typo[2] -= by_typo[0] | by_typo[1]
@@ -201,7 +201,9 @@ class Query:
 
     def placeholder(self) -> QueryResult:
         rules, _ = self._rules(None)
-        universe = set(self.inputs.universe) - self._excluded()
+        source = self.inputs.universe
+        universe = set(self.index.all_internal() if source is None else source)
+        universe -= self._excluded()
         stream = bucket_sort(universe, rules, ())
         return self._collect(stream, universe, QueryTerms([], {}), False)
 
@@ -218,8 +220,8 @@ class Query:
         candidates = set(required[0])
         for docs in required[1:]:
             candidates &= docs
-        if inputs.universe is not self.index.all_internal():
-            candidates &= inputs.universe
+        if inputs.universe is not None:
+            candidates = candidates.intersection(inputs.universe)
         candidates -= self._excluded()
         rules, unified = self._rules(ranker)
         stream = bucket_sort(candidates, rules, tuple(range(len(matches))))

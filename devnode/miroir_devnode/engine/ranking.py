@@ -1,11 +1,11 @@
-"""Bucket sort over the ranking rules, with Meilisearch's score arithmetic.
+"""Bucket sort over the ranking rules (words, typo, proximity, attributeRank, wordPosition,
+exactness, sort), as milli's graph-based rules but evaluated per bucket.
 
 Every rule splits a bucket of equally ranked documents into ordered sub-buckets and gives
 each a rank out of a maximum that depends only on the query (never on other documents), so
-`_rankingScore` is a property of (document, query): the proxy merges shards by it. Ranks are
-merged mixed-radix as milli's `Rank::global_score`; sort rules order but do not score.
-Positional rules (proximity, attributeRank, wordPosition, exactness) are computed per
-document, lazily, only for the buckets the caller actually consumes.
+`_rankingScore` is a property of (document, query): the proxy merges shards by it (see
+scoring.py). Splits are generators, so only the buckets the caller consumes are refined;
+features come column-wise from `TermFeatures`, and only proximity reads single documents.
 """
 
 from __future__ import annotations
@@ -173,22 +173,34 @@ class QueryRanker:
             kept.remove(removed)
 
     def typo(self, bucket: Bucket, kept: tuple[int, ...]) -> Split:
+        """Buckets by total typos, cheapest first, from per-term typo classes (set algebra)."""
+        classes = [self.terms[i].by_typo for i in kept]
         max_typos = sum(
             self.terms[i].term.max_typos for i in kept if self.terms[i].term.phrase is None
         )
-        costs: dict[int, int] = {}
-        for index in kept:
-            for typos, docs in enumerate(self.terms[index].by_typo):
-                if typos:
-                    for doc in docs & bucket:
-                        costs[doc] = costs.get(doc, 0) + typos
-        groups: dict[int, Bucket] = {0: bucket - costs.keys()}
-        for doc, cost in costs.items():
-            groups.setdefault(cost, set()).add(doc)
-        for cost in sorted(groups):
-            if groups[cost]:
-                detail = Detail("typo", max_typos + 1 - cost, max_typos + 1, (cost, max_typos))
-                yield (detail,), groups[cost], kept
+
+        def docs_with(total: int, term: int, docs: Bucket) -> Bucket:
+            if term == len(classes):
+                return docs if total == 0 else set()
+            found: Bucket = set()
+            for typos, members in enumerate(classes[term][: total + 1]):
+                narrowed = docs & members
+                if narrowed:
+                    found |= docs_with(total - typos, term + 1, narrowed)
+            return found
+
+        left = len(bucket)
+        for total in range(max_typos + 1):
+            docs = docs_with(total, 0, bucket)
+            if docs:
+                yield (
+                    (Detail("typo", max_typos + 1 - total, max_typos + 1, (total, max_typos)),),
+                    docs,
+                    kept,
+                )
+                left -= len(docs)
+                if not left:
+                    return
 
     def _pairs(self, kept: tuple[int, ...]) -> list[tuple[int, int]]:
         pairs = []

@@ -201,6 +201,13 @@ def test_query_terms_tell_the_highlighter_what_matched() -> None:
     assert placeholder.is_empty
 
 
+def test_prefix_search_can_be_disabled() -> None:
+    index = make([{"id": 1, "t": "wonderful"}])
+    assert ids(index, "wonder") == {"1"}
+    index.replace_settings(settings(prefixSearch="disabled"))
+    assert ids(index, "wonder") == set()
+
+
 def test_typo_matches_are_reported_with_their_length() -> None:
     index = make([{"id": 1, "t": "hallo"}])
     terms = index.query("hello ").query_terms

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from miroir_devnode.engine.matching import (
@@ -162,6 +164,33 @@ def test_typo_variants_exact_words(vocab: Vocabulary) -> None:
     two = names(vocab, vocab.typo_variants("hello", 2, prefix=False))
     assert two["yellow"] == 2 and two["mellow"] == 2 and two["help"] == 2
     assert vocab.typo_variants("hello", 0, prefix=False) == {}
+
+
+def test_two_typo_candidates_are_never_missed() -> None:
+    rng = random.Random(1)
+    letters = "abcd"
+    vocab = Vocabulary()
+    word = "abcdabcdab"
+    expected: dict[str, int] = {}
+    for _ in range(600):  # stays under MAX_TYPO_DERIVATIONS
+        candidate = list(word)
+        for _ in range(2):
+            edit = rng.randrange(4)
+            at = rng.randrange(len(candidate))
+            if edit == 0:
+                candidate[at] = rng.choice(letters)
+            elif edit == 1:
+                del candidate[at]
+            elif edit == 2:
+                candidate.insert(at, rng.choice(letters))
+            elif at + 1 < len(candidate):
+                candidate[at], candidate[at + 1] = candidate[at + 1], candidate[at]
+        text = "".join(candidate)
+        distance = damerau_levenshtein(word, text)
+        vocab.intern(text)
+        if 0 < distance <= 2:
+            expected[text] = distance
+    assert names(vocab, vocab.typo_variants(word, 2, prefix=False)) == expected
 
 
 def test_typo_variants_prefix_words(vocab: Vocabulary) -> None:
