@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup redis test lint format clean
+.PHONY: setup redis run test bench lint format clean
 
 setup: $(STAMP) redis
 
@@ -24,8 +24,19 @@ redis:
 		apt-get update -qq >/dev/null && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+# A local cluster in the foreground (6 nodes, 2 replica groups, RF=2, 16 shards); Ctrl-C stops it.
+DEV_MASTER_KEY ?= miroir-dev-master-key
+run: setup
+	@$(BIN)/miroir dev up --nodes 6 --replica-groups 2 --replication-factor 2 --shards 16 \
+		--port 7700 --master-key $(DEV_MASTER_KEY) --data-dir .miroir-dev
+
 test: setup
 	@$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
+# What the proxy costs and how groups scale (bench/README.md); prints a table and writes
+# bench/results/latest.json. BENCH_ARGS="--runs 5" or "--profile DIR" pass through.
+bench: setup
+	@$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: setup
 	@$(BIN)/ruff check .

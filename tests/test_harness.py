@@ -150,9 +150,11 @@ def test_async_tests_that_leave_tasks_running_fail(tmp_path: Path) -> None:
     # The same layout as the repository: the guard only counts tasks of code under it.
     tests = tmp_path / "tests"
     tests.mkdir()
-    shutil.copy(Path(__file__).with_name("conftest.py"), tests / "conftest.py")
+    for module in ("conftest.py", "redis_server.py"):
+        shutil.copy(Path(__file__).with_name(module), tests / module)
     (tmp_path / "pytest.ini").write_text(
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+        "addopts = --import-mode=importlib\n"
     )
     (tests / "test_probe.py").write_text(
         "import asyncio\n\n"

@@ -1,4 +1,5 @@
-"""Local Meilisearch-compatible nodes as child processes: the dev cluster and the tests use this.
+"""Local Meilisearch-compatible nodes (and `miroir-proxy`) as child processes: the dev cluster
+and the tests use this.
 
 The node binary is a real `meilisearch` when one is available (`MIROIR_MEILI_BIN` or PATH), else
 our `miroir-devnode`; both take Meilisearch's flags, so callers never care which one runs.
