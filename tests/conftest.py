@@ -21,6 +21,8 @@ from meilisearch.models.task import Task, TaskInfo
 
 from miroir_proxy.cli.processes import NodeBinary, NodeProcess, resolve_node_binary
 
+from .redis_server import RedisServer
+
 MASTER_KEY = "miroir-test-master-key-0123456789"
 TASK_TIMEOUT_MS = 20_000
 HTTP_TIMEOUT_S = 10
@@ -34,6 +36,17 @@ ApiCall = Callable[..., requests.Response]
 @pytest.fixture(scope="session")
 def master_key() -> str:
     return MASTER_KEY
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server per session; tests isolate themselves by key namespace."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,16 @@
-"""The state store contract, run against every backend (SQLite now; Redis joins later)."""
+"""The state store contract, run against every backend (SQLite and a real Redis)."""
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from miroir_proxy.state.sqlite import SqliteStore
 from miroir_proxy.state.store import IndexMeta, Store, TaskRecord
 from miroir_proxy.state.taskquery import parse
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .storekit import BACKENDS, SHORT_TTL_MS, FakeClock, Timeline, store_maker
 
 
 @pytest.fixture
@@ -24,14 +18,21 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite"])
-def make_store(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> Callable[[], Store]:
-    def make() -> Store:
-        return SqliteStore(tmp_path / "state.sqlite3", clock=clock)
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
-    return make
+
+@pytest.fixture
+def make_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Callable[[], Store]:
+    return store_maker(backend, tmp_path, clock, request)
+
+
+@pytest.fixture
+def timeline(backend: str, clock: FakeClock) -> Timeline:
+    return Timeline(backend, clock)
 
 
 @pytest.fixture
@@ -152,14 +153,21 @@ async def test_topology_compare_and_set(store: Store) -> None:
     assert await store.get_topology() == (2, {"v": 2})
 
 
-async def test_kv_ttl_and_set_if_new(store: Store, clock: FakeClock) -> None:
-    assert await store.kv_set("k", b"one", 10, only_new=True)
-    assert not await store.kv_set("k", b"two", 10, only_new=True)
+async def test_kv_ttl_and_set_if_new(store: Store, timeline: Timeline) -> None:
+    ttl_s = SHORT_TTL_MS / 1000
+    assert await store.kv_set("k", b"one", ttl_s, only_new=True)
+    assert not await store.kv_set("k", b"two", ttl_s, only_new=True)
     assert await store.kv_get("k") == b"one"
-    clock.now += 11
-    assert await store.kv_get("k") is None
+
+    async def gone() -> bool:
+        return await store.kv_get("k") is None
+
+    await timeline.until(gone, after_ms=SHORT_TTL_MS)
     assert await store.kv_set("k", b"three", 10, only_new=True)
     assert await store.kv_get("k") == b"three"
+    assert await store.kv_set("k", b"four", 10)
+    assert await store.kv_get("k") == b"four"
+    assert await store.kv_get("other") is None
 
 
 async def test_index_metadata(make_store: Callable[[], Store]) -> None:
@@ -180,3 +188,98 @@ async def test_index_metadata(make_store: Callable[[], Store]) -> None:
         assert await second.get_index("movies") is None
     finally:
         await second.close()
+
+
+async def test_saving_moves_a_task_between_filters(store: Store) -> None:
+    await store.create_task(task(0, index_uid=None, type="dumpCreation"))
+    await store.create_task(task(1, batch_uid=4))
+    await store.save_task(
+        task(1, status="canceled", batch_uid=5, canceled_by=9, finished_at="2026-01-02T00:00:00Z")
+    )
+
+    async def uids(**params: str) -> list[int]:
+        return [t.uid for t in (await store.list_tasks(parse(params, action="list"))).results]
+
+    assert await uids(statuses="enqueued") == [0]
+    assert await uids(statuses="canceled", batchUids="5", canceledBy="9") == [1]
+    assert await uids(batchUids="4") == []
+    assert await uids(indexUids="movies") == [1]
+    assert await uids(types="dumpCreation") == [0]
+    assert await uids(beforeFinishedAt="2026-01-03") == [1]
+    assert await uids(afterFinishedAt="2026-01-02") == []
+    assert await uids(limit="0") == []
+    assert (await store.list_tasks(parse({"limit": "0"}, action="list"))).next == 1
+    assert await uids(uids="") == []
+
+
+def _random_task(rng: random.Random, uid: int) -> TaskRecord:
+    # Dates in the one format tasks are written with (SQLite compares them as text).
+    second = uid * 7
+    started = rng.random() < 0.7
+    finished = started and rng.random() < 0.6
+    return TaskRecord(
+        uid=uid,
+        index_uid=rng.choice(["movies", "books", "songs", None]),
+        type=rng.choice(["documentAdditionOrUpdate", "settingsUpdate", "indexCreation"]),
+        enqueued_at=f"2026-01-01T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+        ".000000Z",
+        status=rng.choice(["enqueued", "processing", "succeeded", "failed", "canceled"]),
+        started_at=f"2026-01-02T00:{uid // 60 % 60:02d}:{uid % 60:02d}.500000Z"
+        if started
+        else None,
+        finished_at=f"2026-01-03T00:00:{uid % 60:02d}.250000Z" if finished else None,
+        batch_uid=rng.choice([None, 1, 2, 3]),
+        canceled_by=rng.choice([None, None, 7, 8]),
+    )
+
+
+def _random_query(rng: random.Random) -> dict[str, str]:
+    choices: dict[str, Callable[[], str]] = {
+        "uids": lambda: ",".join(str(rng.randrange(400)) for _ in range(rng.randrange(1, 60))),
+        "statuses": lambda: ",".join(rng.sample(["enqueued", "succeeded", "failed"], 2)),
+        "types": lambda: "settingsUpdate,indexCreation",
+        "indexUids": lambda: rng.choice(["movies", "books,songs", "*", "absent"]),
+        "batchUids": lambda: rng.choice(["1", "2,3"]),
+        "canceledBy": lambda: "7",
+        "afterEnqueuedAt": lambda: f"2026-01-01T00:{rng.randrange(40):02d}:00Z",
+        "beforeStartedAt": lambda: f"2026-01-02T00:{rng.randrange(7):02d}:{rng.randrange(60):02d}Z",
+        "afterFinishedAt": lambda: "2026-01-03T00:00:30.25Z",
+        "from": lambda: str(rng.randrange(420)),
+        "limit": lambda: str(rng.randrange(0, 50)),
+        "reverse": lambda: rng.choice(["true", "false"]),
+    }
+    names = rng.sample(sorted(choices), rng.randrange(0, 4))
+    return {name: choices[name]() for name in names}
+
+
+async def test_redis_answers_every_listing_like_sqlite(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    sqlite = store_maker("sqlite", tmp_path, clock, request)()
+    redis = store_maker("redis", tmp_path, clock, request)()
+    rng = random.Random(4)
+    try:
+        for uid in range(400):
+            record = _random_task(rng, uid)
+            await asyncio.gather(sqlite.create_task(record), redis.create_task(record))
+        for _ in range(300):
+            query = parse(_random_query(rng), action="list")
+            want, got = await asyncio.gather(sqlite.list_tasks(query), redis.list_tasks(query))
+            assert [t.uid for t in got.results] == [t.uid for t in want.results], query
+            assert (got.total, got.next) == (want.total, want.next), query
+            assert got.results == want.results
+        for _ in range(5):
+            params = _random_query(rng)
+            params.pop("from", None), params.pop("limit", None), params.pop("reverse", None)
+            query = parse(params or {"uids": "*"}, action="delete")
+            deleted = await asyncio.gather(sqlite.delete_tasks(query), redis.delete_tasks(query))
+            assert deleted[0] == deleted[1], query
+        everything = parse({"limit": "1000"}, action="list")
+        want, got = await asyncio.gather(
+            sqlite.list_tasks(everything), redis.list_tasks(everything)
+        )
+        assert got == want
+        assert await redis.unfinished_tasks() == await sqlite.unfinished_tasks()
+    finally:
+        await asyncio.gather(sqlite.close(), redis.close())

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .sqlite_coordination import COORDINATION_SCHEMA, SqliteCoordination
 from .store import IndexMeta, TaskPage, TaskRecord
 from .taskquery import TaskQuery
 
@@ -107,7 +108,7 @@ def _where(query: TaskQuery) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-class SqliteStore:
+class SqliteStore(SqliteCoordination):
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self._path = str(path)
         self._clock = clock
@@ -120,10 +121,16 @@ class SqliteStore:
                 self._conn = sqlite3.connect(self._path, isolation_level=None)
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
-                self._conn.executescript(SCHEMA)
+                self._conn.executescript(SCHEMA + COORDINATION_SCHEMA)
             return fn(self._conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
 
     async def next_task_uid(self) -> int:
         def bump(conn: sqlite3.Connection) -> int:

@@ -7,6 +7,7 @@ cannot be reached raises `StoreUnavailable`, which the API renders as
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, Protocol, TypedDict
 
@@ -77,6 +78,36 @@ class TaskPage:
     next: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedChunk:
+    """One chunk of a queued job, held by the claimer until its claim expires.
+
+    `cursor` is what the previous holder persisted with its last heartbeat (None on a fresh
+    chunk); `attempt` counts claims of this chunk, 1 on the first.
+    """
+
+    job_id: str
+    kind: str
+    index: int
+    payload: dict[str, Any]
+    chunk: dict[str, Any]
+    cursor: dict[str, Any] | None
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    """`claimed` counts live claims; an expired claim is back to pending until retaken."""
+
+    total: int
+    done: int
+    claimed: int
+
+    @property
+    def finished(self) -> bool:
+        return self.done == self.total
+
+
 class Store(Protocol):
     async def next_task_uid(self) -> int:
         """A cluster-unique uid, strictly greater than every uid handed out before."""
@@ -125,5 +156,78 @@ class Store(Protocol):
         ...
 
     async def kv_get(self, key: str) -> bytes | None: ...
+
+    # Coordination primitives. Times are milliseconds of the backend's clock (Redis: the
+    # server's, so pods with skewed clocks still agree).
+
+    async def lease_acquire(self, scope: str, owner: str, ttl_ms: int) -> bool:
+        """Take lease `scope` for `ttl_ms` if free or expired; True also when `owner`
+        already holds it (the TTL is then renewed)."""
+        ...
+
+    async def lease_renew(self, scope: str, owner: str, ttl_ms: int) -> bool:
+        """Extend the lease only while `owner` still holds it (an expired lease is lost)."""
+        ...
+
+    async def lease_release(self, scope: str, owner: str) -> bool:
+        """Drop the lease only if `owner` holds it."""
+        ...
+
+    async def lease_holder(self, scope: str) -> str | None: ...
+
+    async def peer_heartbeat(self, pod_id: str, info: dict[str, Any], ttl_ms: int) -> None: ...
+
+    async def live_peers(self) -> dict[str, dict[str, Any]]:
+        """Every pod whose last heartbeat has not expired, with the info it sent."""
+        ...
+
+    async def peer_leave(self, pod_id: str) -> None: ...
+
+    async def get_phase(self, scope: str) -> dict[str, Any] | None:
+        """The persisted phase state of the long operation behind lease `scope`."""
+        ...
+
+    async def put_phase(self, scope: str, state: dict[str, Any], *, owner: str) -> bool:
+        """Persist `state` only while `owner` holds lease `scope` (fenced, atomic)."""
+        ...
+
+    async def enqueue_job(
+        self, job_id: str, kind: str, payload: dict[str, Any], chunks: list[dict[str, Any]]
+    ) -> bool:
+        """Queue a job cut into `chunks`; idempotent by `job_id` (False if it existed)."""
+        ...
+
+    async def claim_chunk(
+        self, owner: str, ttl_ms: int, kinds: Collection[str] | None = None
+    ) -> ClaimedChunk | None:
+        """Claim a pending chunk or one whose claim expired, from the job claimed least
+        recently (so concurrent jobs interleave); None when nothing is claimable."""
+        ...
+
+    async def heartbeat_chunk(
+        self,
+        job_id: str,
+        index: int,
+        owner: str,
+        ttl_ms: int,
+        cursor: dict[str, Any] | None = None,
+    ) -> bool:
+        """Extend the claim and persist `cursor` (if given) atomically; False once another
+        owner took the chunk over (or it is done)."""
+        ...
+
+    async def complete_chunk(self, job_id: str, index: int, owner: str) -> bool:
+        """Mark the chunk done; False if the claim was lost."""
+        ...
+
+    async def queue_depth(self) -> int:
+        """Chunks not done yet (pending + claimed) over all jobs, exact."""
+        ...
+
+    async def job_progress(self, job_id: str) -> JobProgress | None: ...
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` when the backend cannot be reached."""
+        ...
 
     async def close(self) -> None: ...

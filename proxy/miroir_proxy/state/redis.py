@@ -1,0 +1,377 @@
+"""Redis backend of `Store`: the state many proxy pods share.
+
+Every multi-key step is one Lua script (`scripts.py`), so pods never see half a write and
+never race each other. Every call has a deadline (socket and connect timeouts), and
+connection failures surface as `StoreUnavailable` at this one boundary; the pool reconnects
+by itself once Redis answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from . import scripts
+from .keys import DEFAULT_NAMESPACE, TASK_DATES, TASK_INDEXED, Keys
+from .store import (
+    ClaimedChunk,
+    IndexMeta,
+    JobProgress,
+    StoreUnavailable,
+    TaskPage,
+    TaskRecord,
+)
+from .taskquery import TaskQuery
+
+_TASK_FIELDS = (
+    "uid",
+    "index_uid",
+    "type",
+    "enqueued_at",
+    "status",
+    "started_at",
+    "finished_at",
+    "details",
+    "error",
+    "canceled_by",
+    "batch_uid",
+    "node_tasks",
+    "extra",
+)
+_TERMINAL = ("succeeded", "failed", "canceled")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+# Lua numbers are doubles: keep page sizes where they stay exact.
+_MAX_LIMIT = 1 << 31
+
+
+def _micros(moment: str) -> int:
+    """RFC 3339 text -> microseconds since the epoch (exact, unlike float timestamps)."""
+    return (datetime.fromisoformat(moment) - _EPOCH) // _MICRO
+
+
+def _indexed_values(task: TaskRecord) -> tuple[str, ...]:
+    values = (task.status, task.type, task.index_uid, task.batch_uid, task.canceled_by)
+    return tuple("" if v is None else str(v) for v in values)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode_task(body: bytes | str) -> TaskRecord:
+    return TaskRecord(**orjson.loads(body))
+
+
+class RedisStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout_s: float = 1.0,
+        max_connections: int = 64,
+    ) -> None:
+        # No retries: a failed call is reported at once; the pool re-checks connections on
+        # checkout, so the first call after Redis comes back already succeeds.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_s,
+            # No socket timeout: redis-py enforces it with asyncio.wait_for, which on
+            # Python 3.11 can swallow a cancellation; `_reachable` sets the deadline instead.
+            socket_timeout=None,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+        )
+        self._redis = Redis(connection_pool=pool)
+        self._timeout_s = timeout_s
+        self._keys = Keys(namespace)
+        register = self._redis.register_script
+        self._lease_acquire = register(scripts.LEASE_ACQUIRE)
+        self._lease_renew = register(scripts.LEASE_RENEW)
+        self._lease_release = register(scripts.LEASE_RELEASE)
+        self._put_phase = register(scripts.PUT_PHASE)
+        self._peer_heartbeat = register(scripts.PEER_HEARTBEAT)
+        self._live_peers = register(scripts.LIVE_PEERS)
+        self._put_topology = register(scripts.PUT_TOPOLOGY)
+        self._put_task = register(scripts.PUT_TASK)
+        self._list_tasks = register(scripts.LIST_TASKS)
+        self._delete_tasks = register(scripts.DELETE_TASKS)
+        self._enqueue_job = register(scripts.ENQUEUE_JOB)
+        self._claim_chunk = register(scripts.CLAIM_CHUNK)
+        self._heartbeat_chunk = register(scripts.HEARTBEAT_CHUNK)
+        self._complete_chunk = register(scripts.COMPLETE_CHUNK)
+        self._job_progress = register(scripts.JOB_PROGRESS)
+
+    @asynccontextmanager
+    async def _reachable(self) -> AsyncIterator[None]:
+        """The one boundary: a deadline on every call, and every way of not getting an
+        answer (refused, reset, timed out) turned into `StoreUnavailable`."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                yield
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
+            raise StoreUnavailable(f"redis: {str(e) or type(e).__name__}") from e
+
+    # -- tasks --------------------------------------------------------------------------
+
+    async def next_task_uid(self) -> int:
+        async with self._reachable():
+            return int(await self._redis.incr(self._keys.task_uid)) - 1
+
+    async def _write_task(self, mode: str, task: TaskRecord) -> None:
+        keys = self._keys
+        body = orjson.dumps({name: getattr(task, name) for name in _TASK_FIELDS})
+        args: list[Any] = [mode, task.uid, body]
+        for field, value in zip(TASK_INDEXED, _indexed_values(task), strict=True):
+            args += [keys.task_by_prefix(field), value]
+        for field, moment in zip(
+            TASK_DATES, (task.enqueued_at, task.started_at, task.finished_at), strict=True
+        ):
+            args += [keys.task_dates(field), "" if moment is None else _micros(moment)]
+        async with self._reachable():
+            await self._put_task(keys=[keys.task(task.uid), keys.tasks], args=args)
+
+    async def create_task(self, task: TaskRecord) -> None:
+        await self._write_task("create", task)
+
+    async def get_task(self, uid: int) -> TaskRecord | None:
+        async with self._reachable():
+            body = await self._redis.hget(self._keys.task(uid), "body")
+        return None if body is None else _decode_task(body)
+
+    async def save_task(self, task: TaskRecord) -> None:
+        await self._write_task("save", task)
+
+    def _spec(self, query: TaskQuery) -> dict[str, Any]:
+        keys = self._keys
+        sets: list[list[str]] = []
+        for field, values in (
+            ("status", query.statuses),
+            ("type", query.types),
+            ("index", query.index_uids),
+            ("batch", query.batch_uids),
+            ("canceled", query.canceled_by),
+        ):
+            if values is not None:
+                sets.append([keys.task_by(field, v) for v in sorted(values, key=str)])
+        dates = []
+        for field, op, moment in query.dates:
+            bound = f"({_micros(moment)}"
+            low, high = (bound, "+inf") if op == ">" else ("-inf", bound)
+            dates.append([keys.task_dates(field), low, high])
+        return {
+            "all": keys.tasks,
+            "task": keys.task_prefix,
+            "scratch": keys.scratch,
+            "sets": sets,
+            "uids": None if query.uids is None else sorted(query.uids),
+            "dates": dates,
+            "from": query.from_uid,
+            "reverse": query.reverse,
+            "limit": min(query.limit, _MAX_LIMIT),
+        }
+
+    async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        spec = orjson.dumps(self._spec(query))
+        async with self._reachable():
+            reply = await self._list_tasks(args=[spec])
+        following = None if reply[1] is None else int(reply[1])
+        return TaskPage([_decode_task(b) for b in reply[2:]], int(reply[0]), following)
+
+    async def delete_tasks(self, query: TaskQuery) -> list[int]:
+        keys = self._keys
+        spec = self._spec(query)
+        spec["sets"].append([keys.task_by("status", s) for s in _TERMINAL])
+        spec["indexed"] = [[field, keys.task_by_prefix(field)] for field in TASK_INDEXED]
+        spec["date_sets"] = [keys.task_dates(field) for field in TASK_DATES]
+        async with self._reachable():
+            uids = await self._delete_tasks(args=[orjson.dumps(spec)])
+        return sorted(int(u) for u in uids)
+
+    async def unfinished_tasks(self) -> list[TaskRecord]:
+        query = TaskQuery(statuses=frozenset({"enqueued", "processing"}), reverse=True)
+        spec = self._spec(query)
+        spec["limit"] = _MAX_LIMIT
+        async with self._reachable():
+            reply = await self._list_tasks(args=[orjson.dumps(spec)])
+        return [_decode_task(b) for b in reply[2:]]
+
+    # -- index metadata, topology, kv ---------------------------------------------------
+
+    async def put_index(self, meta: IndexMeta, *, only_new: bool = False) -> bool:
+        value = orjson.dumps([meta.shards, meta.primary_key, meta.created_at])
+        async with self._reachable():
+            if only_new:
+                return bool(await self._redis.hsetnx(self._keys.indexes, meta.uid, value))
+            await self._redis.hset(self._keys.indexes, meta.uid, value)
+        return True
+
+    async def get_index(self, uid: str) -> IndexMeta | None:
+        async with self._reachable():
+            value = await self._redis.hget(self._keys.indexes, uid)
+        return None if value is None else IndexMeta(uid, *orjson.loads(value))
+
+    async def list_indexes(self) -> list[IndexMeta]:
+        async with self._reachable():
+            entries = await self._redis.hgetall(self._keys.indexes)
+        metas = [IndexMeta(_text(uid), *orjson.loads(v)) for uid, v in entries.items()]
+        return sorted(metas, key=lambda m: m.uid)
+
+    async def delete_index(self, uid: str) -> bool:
+        async with self._reachable():
+            return bool(await self._redis.hdel(self._keys.indexes, uid))
+
+    async def get_topology(self) -> tuple[int, dict[str, Any]] | None:
+        async with self._reachable():
+            epoch, body = await self._redis.hmget(self._keys.topology, ["epoch", "body"])
+        return None if epoch is None or body is None else (int(epoch), orjson.loads(body))
+
+    async def put_topology(self, expected_epoch: int, topology: dict[str, Any]) -> int | None:
+        async with self._reachable():
+            epoch = await self._put_topology(
+                keys=[self._keys.topology], args=[expected_epoch, orjson.dumps(topology)]
+            )
+        return None if epoch is None else int(epoch)
+
+    async def kv_set(self, key: str, value: bytes, ttl_s: float, *, only_new: bool = False) -> bool:
+        ttl_ms = max(1, round(ttl_s * 1000))
+        async with self._reachable():
+            done = await self._redis.set(self._keys.kv(key), value, px=ttl_ms, nx=only_new)
+        return bool(done)
+
+    async def kv_get(self, key: str) -> bytes | None:
+        async with self._reachable():
+            value = await self._redis.get(self._keys.kv(key))
+        return None if value is None else value.encode() if isinstance(value, str) else value
+
+    # -- leases, peers, phases ----------------------------------------------------------
+
+    async def lease_acquire(self, scope: str, owner: str, ttl_ms: int) -> bool:
+        async with self._reachable():
+            return bool(
+                await self._lease_acquire(keys=[self._keys.lease(scope)], args=[owner, ttl_ms])
+            )
+
+    async def lease_renew(self, scope: str, owner: str, ttl_ms: int) -> bool:
+        async with self._reachable():
+            return bool(
+                await self._lease_renew(keys=[self._keys.lease(scope)], args=[owner, ttl_ms])
+            )
+
+    async def lease_release(self, scope: str, owner: str) -> bool:
+        async with self._reachable():
+            return bool(await self._lease_release(keys=[self._keys.lease(scope)], args=[owner]))
+
+    async def lease_holder(self, scope: str) -> str | None:
+        async with self._reachable():
+            owner = await self._redis.get(self._keys.lease(scope))
+        return None if owner is None else _text(owner)
+
+    async def peer_heartbeat(self, pod_id: str, info: dict[str, Any], ttl_ms: int) -> None:
+        keys = [self._keys.peers, self._keys.peer_expiry]
+        async with self._reachable():
+            await self._peer_heartbeat(keys=keys, args=[pod_id, orjson.dumps(info), ttl_ms])
+
+    async def live_peers(self) -> dict[str, dict[str, Any]]:
+        async with self._reachable():
+            flat = await self._live_peers(keys=[self._keys.peers, self._keys.peer_expiry])
+        return {flat[i].decode(): orjson.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def peer_leave(self, pod_id: str) -> None:
+        async with self._reachable(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._keys.peer_expiry, pod_id)
+            pipe.hdel(self._keys.peers, pod_id)
+            await pipe.execute()
+
+    async def get_phase(self, scope: str) -> dict[str, Any] | None:
+        async with self._reachable():
+            value = await self._redis.get(self._keys.phase(scope))
+        return None if value is None else orjson.loads(value)
+
+    async def put_phase(self, scope: str, state: dict[str, Any], *, owner: str) -> bool:
+        keys = [self._keys.lease(scope), self._keys.phase(scope)]
+        async with self._reachable():
+            return bool(await self._put_phase(keys=keys, args=[owner, orjson.dumps(state)]))
+
+    # -- job queue ----------------------------------------------------------------------
+
+    async def enqueue_job(
+        self, job_id: str, kind: str, payload: dict[str, Any], chunks: list[dict[str, Any]]
+    ) -> bool:
+        k = self._keys
+        keys = [k.job(job_id), k.job_slots(job_id), k.active_jobs, k.job_turn, k.queue_depth]
+        args: list[str | bytes] = [job_id, kind, orjson.dumps(payload)]
+        args += [orjson.dumps(c) for c in chunks]
+        async with self._reachable():
+            return bool(await self._enqueue_job(keys=keys, args=args))
+
+    async def claim_chunk(
+        self, owner: str, ttl_ms: int, kinds: Collection[str] | None = None
+    ) -> ClaimedChunk | None:
+        k = self._keys
+        wanted = b"" if kinds is None else orjson.dumps(sorted(kinds))
+        args: list[str | bytes | int] = [k.job_prefix, k.SLOTS_SUFFIX, owner, ttl_ms, wanted]
+        async with self._reachable():
+            got = await self._claim_chunk(keys=[k.active_jobs, k.job_turn], args=args)
+        if got is None:
+            return None
+        job_id, kind, index, payload, chunk, cursor, attempt = got
+        return ClaimedChunk(
+            job_id=job_id.decode(),
+            kind=kind.decode(),
+            index=int(index),
+            payload=orjson.loads(payload),
+            chunk=orjson.loads(chunk),
+            cursor=None if cursor is None else orjson.loads(cursor),
+            attempt=int(attempt),
+        )
+
+    async def heartbeat_chunk(
+        self,
+        job_id: str,
+        index: int,
+        owner: str,
+        ttl_ms: int,
+        cursor: dict[str, Any] | None = None,
+    ) -> bool:
+        keys = [self._keys.job(job_id), self._keys.job_slots(job_id)]
+        saved = b"" if cursor is None else orjson.dumps(cursor)
+        async with self._reachable():
+            return bool(await self._heartbeat_chunk(keys=keys, args=[index, owner, ttl_ms, saved]))
+
+    async def complete_chunk(self, job_id: str, index: int, owner: str) -> bool:
+        k = self._keys
+        keys = [k.job(job_id), k.job_slots(job_id), k.active_jobs, k.queue_depth]
+        async with self._reachable():
+            return bool(await self._complete_chunk(keys=keys, args=[job_id, index, owner]))
+
+    async def queue_depth(self) -> int:
+        async with self._reachable():
+            depth = await self._redis.get(self._keys.queue_depth)
+        return 0 if depth is None else int(depth)
+
+    async def job_progress(self, job_id: str) -> JobProgress | None:
+        keys = [self._keys.job(job_id), self._keys.job_slots(job_id)]
+        async with self._reachable():
+            got = await self._job_progress(keys=keys)
+        return None if got is None else JobProgress(*(int(v) for v in got))
+
+    async def ping(self) -> None:
+        async with self._reachable():
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()

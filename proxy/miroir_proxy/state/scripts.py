@@ -1,0 +1,309 @@
+"""Lua scripts of the Redis backend: each one is a single atomic step of the store contract.
+
+Times come from the Redis server (`TIME`), so pods with skewed clocks agree on expiries.
+Key names are always built in Python (`keys.py`) and passed in; a script at most appends a
+value it read to a prefix it was given.
+"""
+
+from __future__ import annotations
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: lease. ARGV: owner, ttl_ms. Free or expired (the key is gone) -> take it; held by
+# `owner` -> renew; held by someone else -> 0.
+LEASE_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if cur then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: lease. ARGV: owner, ttl_ms.
+LEASE_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: lease. ARGV: owner.
+LEASE_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS: lease, phase. ARGV: owner, state. The fence: a holder that lost its lease (paused
+# past the TTL, partitioned) can never overwrite the phase its successor wrote.
+PUT_PHASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+_PRUNE_PEERS = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for i = 1, #gone, 500 do
+  redis.call('HDEL', KEYS[1], unpack(gone, i, math.min(i + 499, #gone)))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+"""
+
+# KEYS: peers, peer expiry. ARGV: pod id, info, ttl_ms.
+PEER_HEARTBEAT = (
+    _NOW
+    + _PRUNE_PEERS
+    + """
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+)
+
+# KEYS: peers, peer expiry. Returns the flat HGETALL of the live peers.
+LIVE_PEERS = _NOW + _PRUNE_PEERS + "return redis.call('HGETALL', KEYS[1])\n"
+
+# KEYS: topology. ARGV: expected epoch, body. Returns the new epoch or nil.
+PUT_TOPOLOGY = """
+local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if epoch ~= tonumber(ARGV[1]) then return false end
+redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'body', ARGV[2])
+return epoch + 1
+"""
+
+# KEYS: task hash, all-tasks set. ARGV: mode ('create' | 'save'), uid, body, then for each
+# field of keys.TASK_INDEXED its by-value prefix and new value ('' = none), then for each of
+# keys.TASK_DATES its date set and score ('' = none). 'save' never touches a missing or
+# finished task.
+PUT_TASK = """
+local uid = ARGV[2]
+local names = {'status', 'type', 'index', 'batch', 'canceled'}
+local old = redis.call('HMGET', KEYS[1], unpack(names))
+if ARGV[1] == 'save' then
+  local s = old[1]
+  if not s or s == 'succeeded' or s == 'failed' or s == 'canceled' then return 0 end
+end
+local fields = {'body', ARGV[3]}
+for i, name in ipairs(names) do
+  local prefix, new = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  if old[i] and old[i] ~= '' and old[i] ~= new then redis.call('ZREM', prefix .. old[i], uid) end
+  if new ~= '' then redis.call('ZADD', prefix .. new, uid, uid) end
+  fields[#fields + 1] = name
+  fields[#fields + 1] = new
+end
+for i = 1, 3 do
+  local key, score = ARGV[12 + 2 * i], ARGV[13 + 2 * i]
+  if score == '' then redis.call('ZREM', key, uid) else redis.call('ZADD', key, score, uid) end
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[2], uid, uid)
+return 1
+"""
+
+# Builds the sorted set of the uids matching a query (score = uid) out of the per-value
+# sets with ZUNIONSTORE / ZRANGESTORE / ZINTERSTORE, so filtering thousands of tasks stays in
+# Redis' C code. Scratch keys are numbered under spec.scratch and deleted by `cleanup`.
+_MATCHING = """
+local spec = cjson.decode(ARGV[1])
+local made = 0
+local function scratch()
+  made = made + 1
+  -- A script that failed half-way may have left one behind.
+  redis.call('DEL', spec.scratch .. made)
+  return spec.scratch .. made
+end
+local function cleanup()
+  for i = 1, made do redis.call('DEL', spec.scratch .. i) end
+end
+local function matching()
+  local inputs, weights = {}, {}
+  for _, group in ipairs(spec.sets) do
+    local key
+    if #group == 1 then
+      key = group[1]
+    else
+      key = scratch()
+      if #group > 1 then redis.call('ZUNIONSTORE', key, #group, unpack(group)) end
+    end
+    inputs[#inputs + 1] = key
+    weights[#weights + 1] = 1
+  end
+  if spec.uids ~= cjson.null then
+    local key = scratch()
+    local args = {}
+    for _, uid in ipairs(spec.uids) do
+      args[#args + 1] = uid
+      args[#args + 1] = uid
+      if #args >= 1000 then
+        redis.call('ZADD', key, unpack(args))
+        args = {}
+      end
+    end
+    if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+    inputs[#inputs + 1] = key
+    weights[#weights + 1] = 1
+  end
+  -- Every task is in `all`: it only joins when nothing else scores by uid.
+  if #inputs == 0 then
+    inputs[1] = spec.all
+    weights[1] = 1
+  end
+  -- Date sets score by date: weight 0 keeps the uid as the score of the intersection.
+  for _, range in ipairs(spec.dates) do
+    local key = scratch()
+    redis.call('ZRANGESTORE', key, range[1], range[2], range[3], 'BYSCORE')
+    inputs[#inputs + 1] = key
+    weights[#weights + 1] = 0
+  end
+  if #inputs == 1 then return inputs[1] end
+  local out = scratch()
+  local args = {out, #inputs}
+  for _, key in ipairs(inputs) do args[#args + 1] = key end
+  args[#args + 1] = 'WEIGHTS'
+  for _, w in ipairs(weights) do args[#args + 1] = w end
+  args[#args + 1] = 'AGGREGATE'
+  args[#args + 1] = 'MAX'
+  redis.call('ZINTERSTORE', unpack(args))
+  return out
+end
+"""
+
+# ARGV: spec (JSON: all, scratch, sets, uids, dates, from, reverse, limit). Returns
+# {total, next uid or nil, body...}.
+LIST_TASKS = (
+    _MATCHING
+    + """
+local set = matching()
+local total = redis.call('ZCARD', set)
+local page
+if spec.reverse then
+  local low = spec.from == cjson.null and '-inf' or spec.from
+  page = redis.call('ZRANGE', set, low, '+inf', 'BYSCORE', 'LIMIT', 0, spec.limit + 1)
+else
+  local high = spec.from == cjson.null and '+inf' or spec.from
+  page = redis.call('ZRANGE', set, high, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, spec.limit + 1)
+end
+local out = {total, page[spec.limit + 1] or false}
+for i = 1, math.min(#page, spec.limit) do
+  out[#out + 1] = redis.call('HGET', spec.task .. page[i], 'body')
+end
+cleanup()
+return out
+"""
+)
+
+# ARGV: spec as for LIST_TASKS plus `indexed` ([[hash field, by-value prefix]...]) and
+# `date_sets`. Removes every matching task from all its sets; returns the uids.
+DELETE_TASKS = (
+    _MATCHING
+    + """
+local uids = redis.call('ZRANGE', matching(), 0, -1)
+for _, uid in ipairs(uids) do
+  local key = spec.task .. uid
+  for _, pair in ipairs(spec.indexed) do
+    local value = redis.call('HGET', key, pair[1])
+    if value and value ~= '' then redis.call('ZREM', pair[2] .. value, uid) end
+  end
+  for _, dates in ipairs(spec.date_sets) do redis.call('ZREM', dates, uid) end
+  redis.call('ZREM', spec.all, uid)
+  redis.call('DEL', key)
+end
+cleanup()
+return uids
+"""
+)
+
+# KEYS: job, slots, active jobs, turn counter, depth. ARGV: job id, kind, payload, chunk...
+ENQUEUE_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local n = #ARGV - 3
+redis.call('HSET', KEYS[1], 'kind', ARGV[2], 'payload', ARGV[3], 'total', n, 'done', 0)
+for first = 0, n - 1, 500 do
+  local last = math.min(first + 499, n - 1)
+  local fields, slots = {}, {}
+  for i = first, last do
+    fields[#fields + 1] = 'c:' .. i
+    fields[#fields + 1] = ARGV[4 + i]
+    slots[#slots + 1] = i
+    slots[#slots + 1] = i
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('ZADD', KEYS[2], unpack(slots))
+end
+if n > 0 then
+  redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
+  redis.call('INCRBY', KEYS[5], n)
+end
+return 1
+"""
+
+# KEYS: active jobs, turn counter. ARGV: job prefix, slots suffix, owner, ttl_ms, kinds JSON
+# ('' = any). Walks the jobs from the one claimed least recently; the claimed job moves to
+# the back, so concurrent jobs interleave. Returns {job, kind, index, payload, chunk,
+# cursor or nil, attempt} or nil.
+CLAIM_CHUNK = (
+    _NOW
+    + """
+local kinds = nil
+if ARGV[5] ~= '' then
+  kinds = {}
+  for _, kind in ipairs(cjson.decode(ARGV[5])) do kinds[kind] = true end
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local job = ARGV[1] .. id
+  if kinds == nil or kinds[redis.call('HGET', job, 'kind')] then
+    local slots = job .. ARGV[2]
+    local slot = redis.call('ZRANGE', slots, '-inf', now, 'BYSCORE', 'LIMIT', 0, 1)[1]
+    if slot then
+      redis.call('ZADD', slots, now + tonumber(ARGV[4]), slot)
+      redis.call('HSET', job, 'o:' .. slot, ARGV[3])
+      local attempt = redis.call('HINCRBY', job, 'a:' .. slot, 1)
+      redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), id)
+      local f = redis.call('HMGET', job, 'kind', 'payload', 'c:' .. slot, 'u:' .. slot)
+      return {id, f[1], slot, f[2], f[3], f[4], attempt}
+    end
+  end
+end
+return false
+"""
+)
+
+# KEYS: job, slots. ARGV: index, owner, ttl_ms, cursor ('' = keep). A claim that expired but
+# was not taken over is still the owner's.
+HEARTBEAT_CHUNK = (
+    _NOW
+    + """
+if redis.call('HGET', KEYS[1], 'o:' .. ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'u:' .. ARGV[1], ARGV[4]) end
+return 1
+"""
+)
+
+# KEYS: job, slots, active jobs, depth. ARGV: job id, index, owner.
+COMPLETE_CHUNK = """
+local i = ARGV[2]
+if redis.call('HGET', KEYS[1], 'o:' .. i) ~= ARGV[3] then return 0 end
+redis.call('ZREM', KEYS[2], i)
+redis.call('HDEL', KEYS[1], 'o:' .. i, 'u:' .. i, 'c:' .. i, 'a:' .. i)
+redis.call('HINCRBY', KEYS[1], 'done', 1)
+redis.call('DECR', KEYS[4])
+if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[1]) end
+return 1
+"""
+
+# KEYS: job, slots. Returns {total, done, live claims} or nil.
+JOB_PROGRESS = (
+    _NOW
+    + """
+local f = redis.call('HMGET', KEYS[1], 'total', 'done')
+if not f[1] then return false end
+return {tonumber(f[1]), tonumber(f[2]), redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')}
+"""
+)

@@ -1,0 +1,65 @@
+"""What the store suites share: one `Store` per backend, and a way to let a TTL run out.
+
+SQLite takes an injectable clock, so its TTLs run out by moving the clock. Redis expires by
+its own clock, so the Redis runs use short real TTLs and poll for the outcome with a
+deadline; the test code is the same for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from miroir_proxy.state.redis import RedisStore
+from miroir_proxy.state.sqlite import SqliteStore
+from miroir_proxy.state.store import Store
+
+from ..redis_server import RedisServer
+
+BACKENDS = ["sqlite", "redis"]
+# Short enough to wait out on a real clock, long enough that a few calls never outlive it.
+SHORT_TTL_MS = 300
+DEADLINE_S = 5.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def store_maker(
+    backend: str, tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest
+) -> Callable[[], Store]:
+    """A factory of stores that all see the same state (a reopen is a new store)."""
+    if backend == "sqlite":
+        return lambda: SqliteStore(tmp_path / "state.sqlite3", clock=clock)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    namespace = f"test-{uuid.uuid4().hex[:12]}:"
+    # A generous deadline: this suite checks semantics, on a machine that may be busy.
+    return lambda: RedisStore(server.url, namespace=namespace, timeout_s=5.0)
+
+
+class Timeline:
+    def __init__(self, backend: str, clock: FakeClock) -> None:
+        self.backend = backend
+        self.clock = clock
+
+    async def until(self, check: Callable[[], Awaitable[bool]], *, after_ms: int) -> None:
+        """Let `after_ms` pass (SQLite: at once) and require `check` to hold then (Redis:
+        within a deadline)."""
+        if self.backend == "sqlite":
+            self.clock.now += after_ms / 1000 + 0.001
+            assert await check(), "not true once the time has passed"
+            return
+        deadline = time.monotonic() + DEADLINE_S
+        while not await check():
+            assert time.monotonic() < deadline, f"not true within {DEADLINE_S} s"
+            await asyncio.sleep(0.01)
