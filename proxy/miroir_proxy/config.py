@@ -82,6 +82,11 @@ class CoordinationConfig(_Strict):
     job_claim_ttl_ms: int = Field(
         10_000, gt=0, description="a chunk claim expires without heartbeat"
     )
+    job_concurrency: int = Field(2, ge=0, description="chunks one pod runs at once; 0: none")
+    task_retention_s: int = Field(
+        7 * 86_400, gt=0, description="finished tasks older than this are pruned"
+    )
+    task_prune_interval_ms: int = Field(60_000, gt=0, description="period of the pruning sweep")
 
 
 class FeaturesConfig(_Strict):

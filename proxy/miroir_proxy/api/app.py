@@ -3,24 +3,46 @@ in one cleanup context, and the route tables of every Meilisearch resource."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from miroir_proxy.config import MiroirConfig
+from miroir_proxy.coordination.demoleases import LeaseDemos
+from miroir_proxy.coordination.runtime import Coordination
 from miroir_proxy.core.topology import Topology, from_document, to_document
 from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster, topology_from_config
+from miroir_proxy.dispatch.coalescing import Coalescer
 from miroir_proxy.dispatch.keyring import KeyCache
+from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
-from miroir_proxy.nodes.client import NodeClient
+from miroir_proxy.dispatch.topowatch import TopologyWatcher
+from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
-from miroir_proxy.state.sqlite import SqliteStore
+from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
-from .appkeys import BODY_LIMIT, CATALOG, CLUSTER, CONFIG, KEYS, METRICS, STORE, TASKS
+from .appkeys import (
+    BODY_LIMIT,
+    CATALOG,
+    CLUSTER,
+    COALESCER,
+    CONFIG,
+    COORDINATION,
+    KEYS,
+    LEASE_DEMOS,
+    METRICS,
+    SESSIONS,
+    STORE,
+    TASKS,
+    TOPOLOGY,
+)
 from .auth import authorize
+from .idempotency import idempotency
 from .metrics import Metrics
 from .middlewares import observe
 from .routes import (
@@ -29,6 +51,7 @@ from .routes import (
     documents_read,
     indexes,
     instance,
+    jobs,
     keys,
     maintenance,
     search,
@@ -36,6 +59,7 @@ from .routes import (
     tasks,
     webhooks,
 )
+from .sessions import remember_session
 
 
 async def load_topology(store: Store, config: MiroirConfig) -> Topology:
@@ -49,14 +73,18 @@ async def load_topology(store: Store, config: MiroirConfig) -> Topology:
     return from_document(*stored)
 
 
+def pod_identity(config: MiroirConfig) -> str:
+    return config.coordination.pod_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
 async def _components(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = SqliteStore(config.state_path)
+    store = open_store(config)
     topology = await load_topology(store, config)
     metrics = app[METRICS]
-    client = NodeClient.from_config(config, metrics=PrometheusNodeMetrics(metrics.registry))
+    client = FastNodeClient.from_config(config, metrics=PrometheusNodeMetrics(metrics.registry))
     # Probes get their own small pool so they never queue behind a busy node's traffic.
-    probe_client = NodeClient.from_config(config, connections_per_node=2)
+    probe_client = FastNodeClient.from_config(config, connections_per_node=2)
     async with client, probe_client:
         cluster = Cluster(config, topology, client)
         prober = HealthProber(
@@ -74,23 +102,42 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         app[KEYS] = KeyCache(cluster)
         registry = TaskRegistry(store, cluster)
         app[TASKS] = registry
+        coordination, features = config.coordination, config.features
+        watcher = TopologyWatcher(
+            store,
+            cluster,
+            pod_identity(config),
+            poll_ms=coordination.topology_poll_ms,
+            ack_ttl_ms=coordination.peer_ttl_ms,
+        )
+        app[TOPOLOGY] = watcher
+        app[SESSIONS] = Sessions(store, cluster, wait_ms=features.session_wait_ms)
+        app[COALESCER] = Coalescer(features.coalesce_window_ms, features.coalesce_max_subscribers)
+        pod = Coordination(store, coordination, pod_id=pod_identity(config))
+        app[COORDINATION] = pod
+        demos = app[LEASE_DEMOS] = LeaseDemos(store, pod)
+        metrics.queue_depth.set_function(lambda: pod.queue_depth)
+        metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry:
+            async with prober, registry, watcher, pod, demos:
                 yield
         finally:
             await store.close()
 
 
 def make_app(config: MiroirConfig) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[observe, authorize])
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[observe, authorize, idempotency, remember_session],
+    )
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[BODY_LIMIT] = config.max_body_bytes
     app.cleanup_ctx.append(_components)
     for module in (
         *(instance, admin, search, documents_read, documents, tasks),
-        *(indexes, settings, keys, maintenance, webhooks),
+        *(indexes, settings, keys, maintenance, webhooks, jobs),
     ):
         app.add_routes(module.routes)
     return app

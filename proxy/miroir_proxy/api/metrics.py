@@ -3,6 +3,8 @@ at `/_miroir/metrics`. One registry per app so in-process test apps stay indepen
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -12,6 +14,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "miroir_requests", "Client requests", ["method", "route", "status"], registry=r
         )
@@ -39,10 +42,26 @@ class Metrics:
         self.degraded_shards = Gauge(
             "miroir_degraded_shards", "Shards with no live replica in any active group", registry=r
         )
+        self.queue_depth = Gauge(
+            "miroir_background_queue_depth",
+            "Chunks of background jobs not done yet, over all pods (the same on every pod)",
+            registry=r,
+        )
+        self.jobs_in_progress = Gauge(
+            "miroir_jobs_in_progress", "Job chunks this pod is processing", registry=r
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.request_duration.labels(method, route).observe(seconds)
+        # `labels()` locks and builds a key each call; routes x methods x statuses are few.
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.request_duration.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

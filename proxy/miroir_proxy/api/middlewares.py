@@ -12,8 +12,9 @@ from aiohttp import web
 
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.dispatch.broadcast import NodeRefused
+from miroir_proxy.state.store import StoreUnavailable
 
-from .appkeys import BODY_LIMIT, METRICS
+from .appkeys import BODY_LIMIT, METRICS, TOPOLOGY
 from .responses import error_response, raw_json_response
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,18 @@ def _human_bytes(size: int) -> str:
     return f"{value:g} GiB"
 
 
+def _store_unavailable(request: web.Request, exc: StoreUnavailable) -> web.Response:
+    log.warning("state store unavailable: %s", exc, extra={"request_id": request[REQUEST_ID_KEY]})
+    watcher = request.app.get(TOPOLOGY)
+    if watcher is not None:
+        watcher.report_store_unavailable()
+    error = MiroirError(
+        "miroir_store_unavailable",
+        "Miroir's state store is unreachable; this request needs it. Retry later.",
+    )
+    return error_response(error, headers={"Retry-After": "1"})
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, access log, metrics and error rendering, outermost."""
@@ -75,6 +88,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = error_response(e)
         except NodeRefused as e:
             response = raw_json_response(e.response.body, e.response.status)
+        except StoreUnavailable as e:
+            response = _store_unavailable(request, e)
         except web.HTTPException as e:
             if e.status < 400:
                 raise

@@ -73,9 +73,13 @@ CODES: dict[str, tuple[int, str]] = {
     "miroir_shard_unavailable": (503, "system"),
     "miroir_reserved_field": (400, "invalid_request"),
     "miroir_idempotency_key_reused": (409, "invalid_request"),
+    "miroir_idempotency_key_in_use": (409, "invalid_request"),
+    "miroir_invalid_topology": (400, "invalid_request"),
+    "miroir_topology_epoch_stale": (409, "invalid_request"),
     "miroir_store_unavailable": (503, "system"),
     "miroir_route_not_found": (404, "invalid_request"),
     "miroir_method_not_allowed": (405, "invalid_request"),
+    "miroir_job_not_found": (404, "invalid_request"),
 }
 
 

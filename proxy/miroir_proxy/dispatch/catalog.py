@@ -1,7 +1,7 @@
 """The index catalog: what the proxy must know about each index, cached in memory.
 
 The store holds one `IndexMeta` per index (shard count fixed at creation, primary key,
-creation date); the nodes hold everything else. Two decisions worth knowing:
+creation date); the nodes hold everything else. Decisions worth knowing:
 
 - An index enters the catalog when its creation is *enqueued*, not when it finishes. Every
   node processes its queue in order, so a document batch or a settings change sent right
@@ -11,6 +11,8 @@ creation date); the nodes hold everything else. Two decisions worth knowing:
   finished every call reads a node afresh, so a search never runs on settings older than
   the last write it could have waited for. Entries also expire, for writes made by
   another proxy pod.
+- When the store cannot be reached, reads go on with what the cache last knew (expired
+  or not), so searches survive a store outage; writes fail on their own store calls.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from typing import Any
 
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.state.store import IndexMeta, NodeTaskRef, Store
+from miroir_proxy.state.store import IndexMeta, NodeTaskRef, Store, StoreUnavailable
 
 from .broadcast import NodeRefused, broadcast, first_refusal, raise_refusal, read_any
 from .cluster import Cluster
@@ -42,6 +44,20 @@ def with_shard_field(filterable: list[Any] | None) -> list[Any]:
     return items
 
 
+def with_shard_displayed(displayed: Any) -> Any:
+    """`displayedAttributes` as the nodes must hold them: hits must carry `_miroir_shard`,
+    which the search merge breaks ties by. Anything but a list of names is left for the
+    nodes to judge, with the client's item positions unchanged."""
+    if (
+        isinstance(displayed, list)
+        and "*" not in displayed
+        and SHARD_FIELD not in displayed
+        and all(isinstance(name, str) for name in displayed)
+    ):
+        return [*displayed, SHARD_FIELD]
+    return displayed
+
+
 def utc_now() -> str:
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
@@ -54,13 +70,19 @@ class Catalog:
         self._meta: dict[str, tuple[float, IndexMeta]] = {}
         self._settings: dict[str, tuple[float, dict[str, Any]]] = {}
         self._pending: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, uid: str) -> IndexMeta | None:
         cached = self._meta.get(uid)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        meta = await self._store.get_index(uid)
+        try:
+            meta = await self._store.get_index(uid)
+        except StoreUnavailable:
+            if cached is None:
+                raise
+            return cached[1]
         self._remember(uid, meta)
         return meta
 
@@ -88,7 +110,7 @@ class Catalog:
     async def forget(self, uid: str) -> None:
         await self._store.delete_index(uid)
         self._meta.pop(uid, None)
-        self._settings.pop(uid, None)
+        self._drop_settings(uid)
 
     async def ensure(
         self, uid: str, primary_key: str | None = None
@@ -153,7 +175,7 @@ class Catalog:
         await self._store.put_index(IndexMeta(second, a.shards, a.primary_key, a.created_at))
         for uid in (first, second):
             self._meta.pop(uid, None)
-            self._settings.pop(uid, None)
+            self._drop_settings(uid)
 
     async def set_primary_key(self, uid: str, primary_key: str) -> None:
         meta = await self.require(uid)
@@ -182,15 +204,26 @@ class Catalog:
     def invalidate(self, uid: str, *, pending_task: int | None = None) -> None:
         """Forget cached settings; with `pending_task`, do not cache again until that Miroir
         task has finished."""
-        self._settings.pop(uid, None)
+        self._drop_settings(uid)
         if pending_task is not None:
             self._pending[uid] = pending_task
+
+    def settings_version(self, uid: str) -> int:
+        """Changes whenever this pod changes `uid`'s settings (query coalescing keys on it)."""
+        return self._versions.get(uid, 0)
+
+    def _drop_settings(self, uid: str) -> None:
+        self._settings.pop(uid, None)
+        self._versions[uid] = self._versions.get(uid, 0) + 1
 
     async def _settled(self, uid: str) -> bool:
         pending = self._pending.get(uid)
         if pending is None:
             return True
-        task = await self._store.get_task(pending)
+        try:
+            task = await self._store.get_task(pending)
+        except StoreUnavailable:
+            return False
         if task is not None and not task.finished:
             return False
         self._pending.pop(uid, None)

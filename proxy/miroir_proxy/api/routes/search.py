@@ -9,6 +9,7 @@ plan is judged by one node as it was sent, so the error is a single node's, byte
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -20,12 +21,14 @@ from aiohttp import web
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.dispatch import multisearch, reads
 from miroir_proxy.dispatch.broadcast import NodeRefused, read_any
+from miroir_proxy.dispatch.coalescing import search_key
 from miroir_proxy.dispatch.reads import IndexView, NotUnderstood, ReadResult
 
-from ..appkeys import CATALOG, CLUSTER, METRICS
+from ..appkeys import CATALOG, CLUSTER, COALESCER, METRICS
 from ..auth import AUTH, invalid_key
 from ..responses import json_response, raw_json_response, read_json
 from ..searchparams import search_body_from_params
+from ..sessions import session_group
 
 routes = web.RouteTableDef()
 
@@ -85,7 +88,17 @@ async def _search(request: web.Request, body: Any) -> web.Response:
         if e.code == "index_not_found":
             reads.merge_request(body, {})
         raise
-    result = await reads.search(request.app[CLUSTER], view, body)
+    cluster = request.app[CLUSTER]
+    group = await session_group(request)
+    if group is not None:
+        # A session read must not join a scatter that started before its write landed.
+        result = await reads.search(cluster, view, body, first_group=group)
+    else:
+        version = request.app[CATALOG].settings_version(uid)
+        key = search_key(uid, body, version, view.tenant_filter)
+        shared = await request.app[COALESCER].run(key, lambda: reads.search(cluster, view, body))
+        # `respond` writes into the body: every subscriber gets its own top level.
+        result = dataclasses.replace(shared, body=dict(shared.body))
     return respond(request, result, started, "search")
 
 
