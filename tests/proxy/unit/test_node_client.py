@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from miroir_proxy.nodes.client import NodeClient
 from miroir_proxy.nodes.errors import NodeProtocolError, NodeTimeout, NodeUnavailable
+from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 
 MASTER_KEY = "node-master-key"
@@ -32,10 +33,19 @@ def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
 
+# Every test runs against both implementations of the one node-client seam.
+@pytest.fixture(params=[NodeClient, FastNodeClient], ids=["aiohttp", "fast"])
+def implementation(request: pytest.FixtureRequest) -> type[NodeClient]:
+    kind: type[NodeClient] = request.param
+    return kind
+
+
 @pytest.fixture
-async def client(registry: CollectorRegistry) -> AsyncIterator[NodeClient]:
+async def client(
+    registry: CollectorRegistry, implementation: type[NodeClient]
+) -> AsyncIterator[NodeClient]:
     metrics = PrometheusNodeMetrics(registry)
-    async with NodeClient(
+    async with implementation(
         master_key=MASTER_KEY, connect_timeout_ms=500, connections_per_node=2, metrics=metrics
     ) as nodes:
         yield nodes
@@ -403,8 +413,8 @@ async def test_cancellation_propagates_and_is_not_a_node_failure(
         assert failures(registry, url, kind) == 0
 
 
-async def test_client_must_be_open() -> None:
-    nodes = NodeClient(master_key=None)
+async def test_client_must_be_open(implementation: type[NodeClient]) -> None:
+    nodes = implementation(master_key=None)
     with pytest.raises(RuntimeError, match="not open"):
         await nodes.request("http://127.0.0.1:1", "GET", "/health", timeout_ms=100)
 
@@ -413,3 +423,123 @@ async def test_unresolvable_node_is_unavailable(client: NodeClient) -> None:
     # A resolver that cannot answer at all hits the deadline instead: still NodeUnavailable.
     with pytest.raises(NodeUnavailable, match=r"no-such-node\.invalid"):
         await client.request("http://no-such-node.invalid", "GET", "/health", timeout_ms=2_000)
+
+
+def counting_server(
+    answers: list[bytes], connections: list[int], before_answer: asyncio.Event | None = None
+) -> RawBehaviour:
+    """Answers every request on a connection with the next of `answers`; counts connections."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while answers:
+            try:
+                await read_request_head(reader)
+            except asyncio.IncompleteReadError:
+                return
+            answer = answers.pop(0)
+            if before_answer is not None:
+                await before_answer.wait()
+            writer.write(answer)
+            await writer.drain()
+
+    return behaviour
+
+
+def http_answer(body: bytes, extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+async def test_keep_alive_reuses_one_connection(client: NodeClient) -> None:
+    connections: list[int] = []
+    answers = [http_answer(f'{{"n":{i}}}'.encode()) for i in range(5)]
+    async with raw_server(counting_server(answers, connections)) as url:
+        bodies = [
+            (await client.request(url, "GET", "/stats", timeout_ms=2_000)).json() for _ in range(5)
+        ]
+    assert bodies == [{"n": i} for i in range(5)]
+    assert len(connections) == 1
+
+
+async def test_connection_close_answer_is_not_reused(client: NodeClient) -> None:
+    connections: list[int] = []
+    answers = [http_answer(b'{"n":0}', "Connection: close\r\n"), http_answer(b'{"n":1}')]
+    remaining = list(answers)
+
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await read_request_head(reader)
+        writer.write(remaining.pop(0))
+        await writer.drain()
+        await until_eof(reader)
+
+    async with raw_server(once) as url:
+        first = await client.request(url, "GET", "/stats", timeout_ms=2_000)
+        second = await client.request(url, "GET", "/stats", timeout_ms=2_000)
+    assert (first.json(), second.json()) == ({"n": 0}, {"n": 1})
+    assert len(connections) == 2
+
+
+async def test_late_answer_after_a_timeout_never_reaches_the_next_call(
+    client: NodeClient,
+) -> None:
+    late = asyncio.Event()
+    connections: list[int] = []
+    answers = [http_answer(b'{"late":true}'), http_answer(b'{"late":false}')]
+    async with raw_server(counting_server(answers, connections, late)) as url:
+        with pytest.raises(NodeTimeout):
+            await client.request(url, "GET", "/stats", timeout_ms=100)
+        late.set()  # the node now answers the call that already gave up
+        resp = await client.request(url, "GET", "/stats", timeout_ms=2_000)
+    assert resp.json() == {"late": False}
+    assert len(connections) == 2
+
+
+async def test_queued_call_times_out_and_frees_nothing_it_did_not_hold(
+    client: NodeClient,
+) -> None:
+    release = asyncio.Event()
+    in_flight = 0
+
+    async def slow(_: web.Request) -> web.Response:
+        nonlocal in_flight
+        in_flight += 1
+        await release.wait()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/stats", slow)
+    async with serve(app) as url:
+        busy = [
+            asyncio.create_task(client.request(url, "GET", "/stats", timeout_ms=5_000))
+            for _ in range(2)
+        ]
+        await eventually(lambda: in_flight == 2)
+        with pytest.raises(NodeTimeout):
+            await client.request(url, "GET", "/stats", timeout_ms=100)
+        release.set()
+        assert [r.status for r in await asyncio.gather(*busy)] == [200, 200]
+        # Both slots are free again: two more calls run side by side.
+        again = await asyncio.gather(
+            *(client.request(url, "GET", "/stats", timeout_ms=2_000) for _ in range(2))
+        )
+    assert [r.status for r in again] == [200, 200]
+
+
+async def test_body_delimited_by_the_end_of_the_connection(client: NodeClient) -> None:
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"whole":true}')
+        await writer.drain()
+
+    async with raw_server(until_close) as url:
+        resp = await client.request(url, "GET", "/stats", timeout_ms=2_000)
+    assert resp.json() == {"whole": True}
+
+
+async def test_query_params_are_added_to_a_path_that_has_a_query(client: NodeClient) -> None:
+    async with serve(echo_app()) as url:
+        resp = await client.request(
+            url, "GET", "/tasks?limit=2", params={"from": 7, "q": "a b"}, timeout_ms=2_000
+        )
+    assert resp.json()["query"] == {"limit": "2", "from": "7", "q": "a b"}

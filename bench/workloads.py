@@ -1,0 +1,263 @@
+"""The benchmark scenarios: data they use and what each one measures.
+
+Each `*_run` function measures once and returns plain numbers; `bench.run` repeats them
+and keeps medians. Sizes come from a `Sizes` value so the smoke test can run every code
+path in seconds.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from miroir_proxy.cli.processes import ProxyProcess
+
+from .harness import (
+    MASTER_KEY,
+    LoadResult,
+    proxy_config,
+    run_load,
+    seed,
+    set_faults,
+    start_proxy,
+)
+from .measure import percentile, rss_mb
+
+_WORDS = [f"w{i:03d}" for i in range(300)]
+QUERY_WORDS = _WORDS[:40]
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    documents: int = 1_000  # seeded into the search index
+    searches: int = 2_500  # per search-cost run
+    search_concurrency: int = 16
+    latency_searches: int = 400  # per latency run, one at a time
+    write_batches: int = 16  # of `write_batch` documents, per write-cost run
+    write_batch: int = 1_000
+    scaling_s: float = 3.0  # per scaling run
+    scaling_delay_ms: int = 40
+    scaling_slots: int = 2
+    rss_concurrency: int = 500
+    rss_searches: int = 2_000
+    runs: int = 3
+
+
+SMOKE = Sizes(
+    documents=60, searches=40, search_concurrency=4, latency_searches=10, write_batches=2,
+    write_batch=50, scaling_s=0.5, scaling_delay_ms=5, scaling_slots=2, rss_concurrency=20,
+    rss_searches=40, runs=1,
+)  # fmt: skip
+
+
+def document(rng: random.Random, number: int) -> dict[str, Any]:
+    """A ~1 KB document: an id, a title, a few fields and ~900 bytes of text."""
+    text = " ".join(rng.choice(_WORDS) for _ in range(225))
+    return {
+        "id": number,
+        "title": f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} {number}",
+        "genre": rng.choice(("drama", "comedy", "horror", "documentary")),
+        "year": rng.randrange(1950, 2025),
+        "text": text,
+    }
+
+
+def documents(count: int, seed_value: int = 7, first: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed_value)
+    return [document(rng, first + i) for i in range(count)]
+
+
+def search_bodies() -> list[dict[str, Any]]:
+    # Distinct queries, so a proxy that coalesces identical searches is not flattered.
+    return [{"q": word, "limit": 20} for word in QUERY_WORDS]
+
+
+def load_spec(url: str, path: str, bodies: list[Any], **kwargs: Any) -> dict[str, Any]:
+    return {"url": url, "path": path, "bodies": bodies, "key": MASTER_KEY, **kwargs}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSetup:
+    proxy: ProxyProcess
+    node_urls: list[str]
+    index: str
+
+
+def search_setup(
+    base: Path, node_urls: list[str], sizes: Sizes, profile_dir: Path | None = None
+) -> SearchSetup:
+    config = proxy_config([node_urls], shards=16, rf=1)
+    proxy = start_proxy(base / "proxy-search", config, profile_dir)
+    seed(proxy.url, "search", documents(sizes.documents))
+    return SearchSetup(proxy, node_urls, "search")
+
+
+def search_cost_run(setup: SearchSetup, sizes: Sizes) -> dict[str, float]:
+    """Searches per proxy CPU-second at fan-out 3, many in flight."""
+    assert setup.proxy.pid is not None
+    spec = load_spec(
+        setup.proxy.url,
+        f"/indexes/{setup.index}/search",
+        search_bodies(),
+        concurrency=sizes.search_concurrency,
+        requests=sizes.searches,
+        duration_s=120.0,
+        warmup=min(200, sizes.searches),
+    )
+    result = run_load(spec, setup.proxy.pid)
+    _no_errors(result, "search")
+    return {
+        "search_per_cpu_s": result.answered / result.cpu_s if result.cpu_s else float("nan"),
+        "search_system_share": result.system_share,
+    }
+
+
+def floor_run(setup: SearchSetup, sizes: Sizes) -> dict[str, float]:
+    """`GET /health` per proxy CPU-second, through every middleware: what the HTTP server
+    and the request plumbing cost before any node is called (the ceiling of the search
+    figure)."""
+    assert setup.proxy.pid is not None
+    spec = load_spec(
+        setup.proxy.url,
+        "/health",
+        [],
+        method="GET",
+        concurrency=sizes.search_concurrency,
+        requests=sizes.searches,
+        duration_s=120.0,
+        warmup=min(200, sizes.searches),
+    )
+    result = run_load(spec, setup.proxy.pid)
+    _no_errors(result, "health")
+    return {"health_per_cpu_s": result.answered / result.cpu_s if result.cpu_s else float("nan")}
+
+
+def search_latency_run(setup: SearchSetup, sizes: Sizes) -> dict[str, float]:
+    """Proxy p50/p99 minus the slowest node's p50/p99 for the same queries sent directly,
+    one request at a time; each query goes to the proxy, then to every node, in turn."""
+    spec = load_spec(
+        setup.proxy.url,
+        f"/indexes/{setup.index}/search",
+        search_bodies(),
+        also=setup.node_urls,
+        concurrency=1,
+        requests=sizes.latency_searches,
+        duration_s=60.0,
+        warmup=20,
+    )
+    result = run_load(spec, None)
+    _no_errors(result, "latency search")
+    figures = {}
+    for q in (50, 99):
+        node = max(percentile(direct, q) for direct in result.also_latencies_ms)
+        proxy = percentile(result.latencies_ms, q)
+        figures[f"search_p{q}_ms"] = proxy
+        figures[f"node_p{q}_ms"] = node
+        figures[f"search_added_p{q}_ms"] = proxy - node
+    return figures
+
+
+def rss_run(setup: SearchSetup, sizes: Sizes) -> dict[str, float]:
+    pid = setup.proxy.pid
+    assert pid is not None
+    idle = rss_mb(pid)
+    spec = load_spec(
+        setup.proxy.url,
+        f"/indexes/{setup.index}/search",
+        search_bodies(),
+        concurrency=sizes.rss_concurrency,
+        requests=sizes.rss_searches,
+        duration_s=120.0,
+        warmup=0,
+    )
+    result = run_load(spec, pid)
+    # Memory is what this run measures: failures under overload are reported, not fatal.
+    return {
+        "rss_idle_mb": idle,
+        "rss_500_concurrent_mb": max(result.peak_rss_mb, rss_mb(pid)),
+        "rss_run_failed_requests": float(result.errors),
+    }
+
+
+def write_setup(base: Path, node_urls: list[str], profile_dir: Path | None = None) -> ProxyProcess:
+    """RG=2, RF=2 over four nodes: every document goes to four nodes."""
+    groups = [node_urls[:2], node_urls[2:4]]
+    config = proxy_config(groups, shards=16, rf=2)
+    proxy = start_proxy(base / "proxy-write", config, profile_dir)
+    seed(proxy.url, "writes", [])
+    return proxy
+
+
+def write_cost_run(proxy: ProxyProcess, sizes: Sizes, run: int) -> dict[str, float]:
+    """Documents routed per proxy CPU-second, and the same batches parsed and serialized
+    once with orjson in this process (the unavoidable work) for the ratio."""
+    assert proxy.pid is not None
+    first = (run + 1) * 10_000_000
+    batches = [
+        orjson.dumps(documents(sizes.write_batch, run, first + b * sizes.write_batch))
+        for b in range(sizes.write_batches)
+    ]
+    spec = load_spec(
+        proxy.url,
+        "/indexes/writes/documents",
+        [orjson.loads(b) for b in batches],
+        concurrency=1,
+        requests=len(batches),
+        duration_s=300.0,
+        warmup=0,
+    )
+    result = run_load(spec, proxy.pid)
+    _no_errors(result, "write")
+    routed = result.answered * sizes.write_batch
+    bare_started = time.process_time()
+    for raw in batches:
+        orjson.dumps(orjson.loads(raw))
+    bare_s = time.process_time() - bare_started
+    # A run too short for the 10 ms CPU tick (smoke sizes) measures nothing: NaN, not 0.
+    proxy_rate = routed / result.cpu_s if result.cpu_s else float("nan")
+    bare_rate = routed / bare_s if bare_s else float("nan")
+    return {
+        "write_docs_per_cpu_s": proxy_rate,
+        "bare_docs_per_cpu_s": bare_rate,
+        "write_cost_ratio": bare_rate / proxy_rate,
+    }
+
+
+def scaling_run(base: Path, node_urls: list[str], groups: int, sizes: Sizes, run: int) -> float:
+    """Searches per second through `groups` groups of 3 capacity-limited nodes."""
+    group_urls = [node_urls[3 * g : 3 * g + 3] for g in range(groups)]
+    index = f"scale{groups}-{run}"  # each proxy starts with empty state; the nodes do not
+    config = proxy_config(group_urls, shards=16, rf=1)
+    proxy = start_proxy(base / f"proxy-rg{groups}-{run}", config)
+    try:
+        seed(proxy.url, index, documents(min(sizes.documents, 200)))
+        for url in node_urls[: 3 * groups]:
+            set_faults(url, sizes.scaling_delay_ms, sizes.scaling_slots)
+        # Three times what the nodes can hold at once, so every node always has a queue.
+        in_flight = 3 * sizes.scaling_slots * groups
+        spec = load_spec(
+            proxy.url,
+            f"/indexes/{index}/search",
+            search_bodies(),
+            concurrency=in_flight,
+            requests=1_000_000,
+            duration_s=sizes.scaling_s,
+            warmup=in_flight,
+        )
+        result = run_load(spec, None)
+        _no_errors(result, "scaling search")
+        return result.answered / result.elapsed_s
+    finally:
+        for url in node_urls[: 3 * groups]:
+            set_faults(url, 0, None)
+        proxy.stop()
+
+
+def _no_errors(result: LoadResult, what: str) -> None:
+    if result.errors:
+        raise RuntimeError(f"{what}: {result.errors} requests failed: {result.error_samples}")
