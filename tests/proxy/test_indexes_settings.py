@@ -137,6 +137,32 @@ async def test_settings_round_trip_keeps_the_shard_field_on_nodes_only(
         assert (await proxy.put(f"/indexes/{uid}/settings/faceting", json={})).status == 405
 
 
+async def test_displayed_attributes_keep_the_shard_field_on_nodes_only(
+    start: StartProxy, devnodes: LocalNodes
+) -> None:
+    # Search hits must carry `_miroir_shard`: the merge breaks ties by it.
+    async with start() as proxy:
+        uid = fresh_uid("shown")
+        update = {"displayedAttributes": ["title"]}
+        task = await wait_task(proxy, await proxy.patch(f"/indexes/{uid}/settings", json=update))
+        assert task["status"] == "succeeded" and task["details"] == update
+        for url in devnodes.urls:
+            assert (await node_settings(url, uid))["displayedAttributes"] == ["title", SHARD]
+        visible = await (await proxy.get(f"/indexes/{uid}/settings")).json()
+        assert visible["displayedAttributes"] == ["title"]
+        sub = f"/indexes/{uid}/settings/displayed-attributes"
+        task = await wait_task(proxy, await proxy.put(sub, json=["id", "year"]))
+        assert task["details"] == {"displayedAttributes": ["id", "year"]}
+        assert await (await proxy.get(sub)).json() == ["id", "year"]
+        for url in devnodes.urls:
+            assert (await node_settings(url, uid))["displayedAttributes"] == ["id", "year", SHARD]
+        task = await wait_task(proxy, await proxy.delete(sub))
+        assert task["status"] == "succeeded"
+        assert await (await proxy.get(sub)).json() == ["*"]
+        for url in devnodes.urls:
+            assert (await node_settings(url, uid))["displayedAttributes"] == ["*"]
+
+
 async def test_settings_rollback_restores_the_nodes_already_updated(
     start: StartProxy, devnodes: LocalNodes
 ) -> None:

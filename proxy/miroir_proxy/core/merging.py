@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import islice
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from itertools import groupby, islice
 from typing import Any
 
 from miroir_proxy.core.facets_merge import merge_facet_distributions, merge_facet_stats
@@ -24,6 +24,9 @@ from miroir_proxy.core.pk import RESERVED_PREFIX
 from miroir_proxy.core.ranking import Hit, details_key_function, score_key
 
 NodeAnswer = Mapping[str, Any]
+SHARD_FIELD = RESERVED_PREFIX + "shard"
+# (rank key, shard, position among that shard's hits, answer, hit)
+Entry = tuple[Any, int, int, int, Hit]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,11 +78,25 @@ def node_window(request: MergeRequest) -> dict[str, int]:
     return {"offset": 0, "limit": offset + limit}
 
 
-def _tagged(hits: Sequence[Hit], node: int, key: Any) -> Iterator[tuple[Any, int, int, Hit]]:
-    # (key, node, position) is unique, so tuple comparison never reaches the hit itself and
-    # ties fall back to node order then position; each key is computed exactly once.
-    for position, hit in enumerate(hits):
-        yield key(hit), node, position, hit
+def _entries(hits: Sequence[Hit], node: int, key: Callable[[Hit], Any]) -> Iterator[Entry]:
+    """One answer's hits in global order: rank key, then shard, then position in the shard.
+
+    Every replica of a shard orders its tied hits alike (by insertion), but a node mixes
+    the tied hits of its shards in its own way: only runs of tied hits are re-sorted, so
+    the stream stays lazy for hits that do not tie. (shard, position) is unique within one
+    answer, so sorting never compares hits; each key is computed exactly once.
+    """
+    seen: dict[int, int] = {}
+    for rank, run in groupby(hits, key):
+        tied = []
+        for hit in run:
+            shard = hit.get(SHARD_FIELD, -1)
+            position = seen.get(shard, 0)
+            seen[shard] = position + 1
+            tied.append((rank, shard, position, node, hit))
+        if len(tied) > 1:
+            tied.sort()
+        yield from tied
 
 
 def _key_function(answers: Sequence[NodeAnswer], compare_details: bool) -> Callable[[Hit], Any]:
@@ -92,12 +109,16 @@ def _key_function(answers: Sequence[NodeAnswer], compare_details: bool) -> Calla
     return score_key
 
 
-def ranked_hits(answers: Sequence[NodeAnswer], compare_details: bool) -> Iterator[Hit]:
-    """All hits of ``answers`` lazily in merged rank order."""
+def ranked_entries(answers: Sequence[NodeAnswer], compare_details: bool) -> Iterator[Entry]:
+    """All hits of ``answers`` lazily in merged order, as entries.
+
+    Hits tied on everything the ranking compares go by shard, then by position among the
+    hits of their shard: an order no replica assignment changes, so pages of one query
+    stay consistent whichever nodes serve them (see ``unsettled`` for its one limit).
+    """
     key = _key_function(answers, compare_details)
-    streams = [_tagged(answer.get("hits") or (), node, key) for node, answer in enumerate(answers)]
-    for entry in heapq.merge(*streams):
-        yield entry[3]
+    streams = [_entries(answer.get("hits") or (), node, key) for node, answer in enumerate(answers)]
+    return heapq.merge(*streams)
 
 
 def _distinct_values(value: Any) -> list[Any]:
@@ -122,9 +143,10 @@ class _Filtered:
         self.seen: set[Any] = set()
         self.duplicates = 0
 
-    def __call__(self, hits: Iterator[Hit]) -> Iterator[Hit]:
+    def __call__(self, entries: Iterator[Entry]) -> Iterator[Entry]:
         threshold, field, seen = self.threshold, self.distinct, self.seen
-        for hit in hits:
+        for entry in entries:
+            hit = entry[4]
             if threshold is not None and hit.get("_rankingScore", 1.0) < threshold:
                 continue
             if field is not None and field in hit:
@@ -133,12 +155,23 @@ class _Filtered:
                     self.duplicates += 1
                     continue
                 seen.update(values)
-            yield hit
+            yield entry
 
 
-def clean_hit(hit: Hit, drop: frozenset[str]) -> Hit:
-    """A copy of ``hit`` without ``drop`` fields and without any `_miroir_*` field."""
-    out = {k: v for k, v in hit.items() if k not in drop and not k.startswith(RESERVED_PREFIX)}
+def clean_hit(hit: Hit, drop: frozenset[str], gone: dict[tuple[str, ...], list[str]]) -> Hit:
+    """A copy of ``hit`` without ``drop`` fields and without any `_miroir_*` field.
+
+    Hits of one answer share their fields, so the fields to delete are worked out once per
+    field layout and kept in ``gone`` (one dict per merge): copying a hit and deleting two
+    or three fields costs a third of testing every field of every hit.
+    """
+    out = dict(hit)
+    layout = tuple(out)
+    names = gone.get(layout)
+    if names is None:
+        names = gone[layout] = [k for k in layout if k in drop or k.startswith(RESERVED_PREFIX)]
+    for name in names:
+        del out[name]
     formatted = out.get("_formatted")
     if isinstance(formatted, dict):
         out["_formatted"] = {
@@ -164,14 +197,51 @@ def _sum_counts(answers: Sequence[NodeAnswer], name: str) -> int:
 
 def merge_search(answers: Sequence[NodeAnswer], request: MergeRequest) -> dict[str, Any]:
     """The merged search response (without `requestUid`, which the api layer adds)."""
+    return _merge(answers, request)[0]
+
+
+def merge_checked(
+    answers: Sequence[NodeAnswer], request: MergeRequest, served: Sequence[Collection[int]]
+) -> tuple[dict[str, Any], list[int]]:
+    """``merge_search`` plus the answers whose hits must be read again shard by shard.
+
+    A node answers its first ``offset + limit`` hits in its own order, which interleaves
+    the tied hits of the shards it serves (``served[i]`` for answer ``i``). Hits it did not
+    return rank after its last one, or tie with it, and a tied one of a lower shard belongs
+    before the ones returned of a higher shard. So when the page ends on a hit that ties
+    with the last hit of a full answer, and that answer serves a lower shard than the
+    page's last hit, hits of that answer may be missing from the page.
+    """
+    result, last = _merge(answers, request)
+    if last is None:
+        return result, []
+    offset, limit = request.window()
+    size = offset + limit
+    rank, shard = last[0], last[1]
+    key = _key_function(answers, request.sorted_by_rules)
+    unsettled = []
+    for index, (answer, shards) in enumerate(zip(answers, served, strict=True)):
+        hits: Sequence[Hit] = answer.get("hits") or []
+        if len(hits) < size or int(answer.get("totalHits", size + 1)) <= len(hits):
+            continue  # the node had nothing more to give
+        if any(s < shard for s in shards) and key(hits[-1]) == rank:
+            unsettled.append(index)
+    return result, unsettled
+
+
+def _merge(
+    answers: Sequence[NodeAnswer], request: MergeRequest
+) -> tuple[dict[str, Any], Entry | None]:
+    """The merged response and, when the page is full, its last entry."""
     offset, limit = request.window()
     filtered = _Filtered(request)
     page = list(
-        islice(filtered(ranked_hits(answers, request.sorted_by_rules)), offset, offset + limit)
+        islice(filtered(ranked_entries(answers, request.sorted_by_rules)), offset, offset + limit)
     )
     drop = _dropped_fields(request)
+    gone: dict[tuple[str, ...], list[str]] = {}
     result: dict[str, Any] = {
-        "hits": [clean_hit(hit, drop) for hit in page],
+        "hits": [clean_hit(entry[4], drop, gone) for entry in page],
         "query": next((a["query"] for a in answers if "query" in a), ""),
         "processingTimeMs": max((int(a.get("processingTimeMs") or 0) for a in answers), default=0),
     }
@@ -200,4 +270,4 @@ def merge_search(answers: Sequence[NodeAnswer], request: MergeRequest) -> dict[s
         # Hits do not say which side of a hybrid search found them; the sum is exact
         # unless the page cut some semantic hits off, hence the cap.
         result["semanticHitCount"] = min(sum(semantic), len(page))
-    return result
+    return result, (page[-1] if page and len(page) == limit else None)

@@ -1,13 +1,16 @@
 """Document listing (`GET /documents`, `POST /documents/fetch`) as one paginated answer.
 
-Every node of a covering set is restricted to the shards it serves, so each logical
-document is listed exactly once. Without `sort` the global order is the concatenation,
-in covering order, of each node's own order; with `sort` it is a k-way merge of the
-nodes' sorted lists, comparing sort values as a node does. A first round asks every node
-`limit: 0` for its total (which also lets the nodes validate the request); a second round
-fetches only what the page needs: the slices that intersect `[offset, offset + limit)`,
-or with `sort` each node's first `offset + limit`. If a node dies between the rounds, the listing
-starts over without it, so totals and slices always come from the same nodes.
+Every shard is read from one replica, restricted to that shard, so each logical document
+is listed exactly once. The global order must not depend on which replicas serve a page
+(reads rotate over groups and replicas), and every replica lists one shard's documents
+alike (by insertion): so without `sort` the order is shard-major, shard 0's documents in
+a node's order, then shard 1's, and so on; with `sort` it is a k-way merge of the shards'
+sorted lists, comparing sort values as a node does, ties going by shard, then position.
+A first round asks, per shard, `limit: 0` for its total (which also lets the nodes
+validate the request); a second round fetches only what the page needs: the slices that
+intersect `[offset, offset + limit)`, or with `sort` each shard's first `offset + limit`.
+If a node dies between the rounds, the listing starts over without it, so totals and
+slices always come from the same nodes.
 
 GET requests are turned into the POST form before planning: a query string the proxy
 cannot convert exactly raises `NotUnderstood` and a node judges it as it was sent.
@@ -109,8 +112,8 @@ def _slices(
     *,
     each: bool = False,
 ) -> dict[tuple[str, tuple[int, ...]], Slice]:
-    """The part of each node's list inside `[offset, offset + limit)` of the concatenation
-    (or, with `each`, of every node's own list)."""
+    """The part of each assignment's list inside `[offset, offset + limit)` of their
+    concatenation (or, with `each`, of every assignment's own list)."""
     wanted: dict[tuple[str, tuple[int, ...]], Slice] = {}
     start, end = offset, offset + limit
     position = 0
@@ -174,6 +177,14 @@ def _sort_key(rules: Sequence[tuple[str, bool]]) -> Callable[[dict[str, Any]], t
     return key
 
 
+def _sorted_entries(
+    documents: list[dict[str, Any]], shard: int, key: Callable[[dict[str, Any]], tuple[Any, ...]]
+) -> Iterable[tuple[tuple[Any, ...], int, int, dict[str, Any]]]:
+    # (sort values, shard, position) is unique, so the merge never compares documents.
+    for position, document in enumerate(documents):
+        yield key(document), shard, position, document
+
+
 async def list_documents(
     cluster: Cluster, uid: str, shards: int, primary_key: str | None, body: Any
 ) -> ReadResult:
@@ -199,15 +210,20 @@ async def list_documents(
             body_for=bodies.counting,
             only=only,
             excluded=excluded,
+            per_shard=True,
         )
         fanout += counted.fanout
-        totals = [int(answer.get("total") or 0) for answer in counted.answers]
+        by_shard = sorted(
+            zip(counted.assignments, counted.answers, strict=True), key=lambda p: p[0].shards
+        )
+        assignments = [assignment for assignment, _ in by_shard]
+        totals = [int(answer.get("total") or 0) for _, answer in by_shard]
         if rules:
-            # Each node's first `offset + limit` in its own sorted order hold the page.
-            bodies.slices = _slices(counted.assignments, totals, 0, offset + limit, each=True)
+            # Each shard's first `offset + limit` in its own sorted order hold the page.
+            bodies.slices = _slices(assignments, totals, 0, offset + limit, each=True)
         else:
-            bodies.slices = _slices(counted.assignments, totals, offset, limit)
-        wanted = [a for a in counted.assignments if (a.node_id, a.shards) in bodies.slices]
+            bodies.slices = _slices(assignments, totals, offset, limit)
+        wanted = [a for a in assignments if (a.node_id, a.shards) in bodies.slices]
         fetched = await call_all(
             cluster,
             wanted,
@@ -223,12 +239,16 @@ async def list_documents(
         if fetched.failed:
             excluded.update(a.node_id for a in fetched.failed)
             continue
-        lists = [answer.get("results") or [] for _, answer in fetched.answers]
         if rules:
-            ordered = heapq.merge(*lists, key=_sort_key(rules))
-            chosen: Iterable[dict[str, Any]] = islice(ordered, offset, offset + limit)
+            key = _sort_key(rules)
+            streams = [
+                _sorted_entries(answer.get("results") or [], assignment.shards[0], key)
+                for assignment, answer in fetched.answers
+            ]
+            ordered = islice(heapq.merge(*streams), offset, offset + limit)
+            chosen: Iterable[dict[str, Any]] = (entry[3] for entry in ordered)
         else:
-            chosen = (document for documents in lists for document in documents)
+            chosen = (d for _, answer in fetched.answers for d in answer.get("results") or [])
         results = [_clean(document, bodies.added_fields) for document in chosen]
         page = {"results": results, "offset": offset, "limit": limit, "total": sum(totals)}
         return ReadResult(page, counted.degraded, fanout)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -22,13 +22,20 @@ import orjson
 from miroir_proxy.core.covering import NodeAssignment
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.core.facets_merge import facet_order, merge_facet_hits
-from miroir_proxy.core.merging import MergeRequest, merge_search, node_window
+from miroir_proxy.core.merging import (
+    SHARD_FIELD,
+    MergeRequest,
+    merge_checked,
+    merge_search,
+    node_window,
+)
 from miroir_proxy.core.pk import RESERVED_PREFIX
 from miroir_proxy.core.planner import and_filters, pinned_shards, shard_restriction
 from miroir_proxy.nodes.client import NodeResponse
 
+from .broadcast import NodeRefused
 from .cluster import Cluster
-from .scatter import gather
+from .scatter import call_all, gather
 
 _RESERVED_NAME = "_miroir_shard"
 _ONLY_RESERVED = re.compile(
@@ -186,8 +193,10 @@ def _search_base(body: Mapping[str, Any], request: MergeRequest) -> dict[str, An
     base["showRankingScore"] = True
     if request.sorted_by_rules:
         base["showRankingScoreDetails"] = True
-    if request.strip_fields:
-        base["attributesToRetrieve"] = [*body["attributesToRetrieve"], *request.strip_fields]
+    retrieve = body.get("attributesToRetrieve")
+    if retrieve is not None and "*" not in retrieve:
+        # The merge breaks ties by shard (see `core.merging`).
+        base["attributesToRetrieve"] = [*retrieve, *request.strip_fields, SHARD_FIELD]
     return base
 
 
@@ -200,10 +209,9 @@ def without_reserved_facets(answer: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def merge_answers(
-    answers: list[dict[str, Any]], request: MergeRequest, body: Mapping[str, Any]
+def _completed(
+    merged: dict[str, Any], answers: list[dict[str, Any]], body: Mapping[str, Any]
 ) -> dict[str, Any]:
-    merged = merge_search([without_reserved_facets(a) for a in answers], request)
     if not answers:
         merged["query"] = body.get("q") or ""
     vector = next((a["queryVector"] for a in answers if "queryVector" in a), None)
@@ -213,10 +221,16 @@ def merge_answers(
 
 
 async def search(
-    cluster: Cluster, view: IndexView, body: Any, request: MergeRequest | None = None
+    cluster: Cluster,
+    view: IndexView,
+    body: Any,
+    request: MergeRequest | None = None,
+    *,
+    first_group: str | None = None,
 ) -> ReadResult:
     """The merged answer of `POST /indexes/{uid}/search` with `body` (merged as `request`
-    when given, e.g. for one query of a federated search)."""
+    when given, e.g. for one query of a federated search), read from `first_group` first
+    when given."""
     if request is None:
         request = merge_request(body, view.settings)
     bodies = NodeBodies(_search_base(body, request), view)
@@ -227,9 +241,65 @@ async def search(
         path=f"/indexes/{view.uid}/search",
         body_for=bodies,
         only=bodies.pinned,
+        first_group=first_group,
     )
-    merged = merge_answers(gathered.answers, request, body)
-    return ReadResult(merged, gathered.degraded, gathered.fanout)
+    answers = [without_reserved_facets(a) for a in gathered.answers]
+    fanout = gathered.fanout
+    merged, unsettled = merge_checked(answers, request, [a.shards for a in gathered.assignments])
+    if unsettled:
+        fanout += await _reread_by_shard(
+            cluster, view.uid, (body, request, bodies), answers, gathered.assignments, unsettled
+        )
+        merged = merge_search(answers, request)
+    return ReadResult(_completed(merged, answers, body), gathered.degraded, fanout)
+
+
+async def _reread_by_shard(
+    cluster: Cluster,
+    uid: str,
+    plan: tuple[Mapping[str, Any], MergeRequest, NodeBodies],
+    answers: list[dict[str, Any]],
+    assignments: Sequence[NodeAssignment],
+    unsettled: list[int],
+) -> int:
+    """Replace the hits of the `unsettled` answers by per-shard reads; returns the calls.
+
+    A one-shard answer is that shard's own prefix, so the merge is then exact. Totals and
+    facets stay with the first answers (the reads here skip facets); a node that fails
+    now keeps its first hits, whose order may differ from another replica's only in ties.
+    """
+    body, request, bodies = plan
+    base = {k: v for k, v in _search_base(body, request).items() if k != "facets"}
+
+    def shard_body(assignment: NodeAssignment) -> bytes:
+        return orjson.dumps({**base, "filter": bodies.filter_for(assignment)})
+
+    split = [
+        NodeAssignment(a.node_id, a.group_id, (shard,), True)
+        for a in (assignments[i] for i in unsettled)
+        for shard in a.shards
+    ]
+    outcome = await call_all(
+        cluster,
+        split,
+        "POST",
+        f"/indexes/{uid}/search",
+        shard_body,
+        None,
+        cluster.config.timeouts.node_read_ms,
+    )
+    if outcome.rejection is not None:
+        raise NodeRefused(outcome.rejection)
+    failed = {a.node_id for a in outcome.failed}
+    for index in unsettled:
+        if assignments[index].node_id not in failed:
+            answers[index] = {**answers[index], "hits": []}
+    answers.extend(
+        {"hits": answer.get("hits") or []}
+        for assignment, answer in outcome.answers
+        if assignment.node_id not in failed
+    )
+    return len(split)
 
 
 async def facet_search(cluster: Cluster, view: IndexView, body: Any) -> ReadResult:

@@ -124,6 +124,14 @@ def _cover(
     return covering.assignments, covering.uncovered
 
 
+def _one_per_shard(assignments: Sequence[NodeAssignment]) -> list[NodeAssignment]:
+    return [
+        NodeAssignment(a.node_id, a.group_id, (shard,), a.restrict or len(a.shards) > 1)
+        for a in assignments
+        for shard in a.shards
+    ]
+
+
 async def gather(
     cluster: Cluster,
     *,
@@ -135,22 +143,28 @@ async def gather(
     params: QueryParams | None = None,
     timeout_ms: int | None = None,
     excluded: set[str] | None = None,
+    first_group: str | None = None,
+    per_shard: bool = False,
 ) -> Gathered:
     """Read every shard of an index with `shards` shards (or only the `only` ones) once.
 
-    Nodes in `excluded` are avoided, and every node that fails is added to it. Raises
-    `NodeRefused` with the first 4xx answer.
+    Nodes in `excluded` are avoided, and every node that fails is added to it. With
+    `first_group`, that group serves every shard it can (a read-your-writes session).
+    With `per_shard`, each node gets one call per shard it serves. Raises `NodeRefused`
+    with the first 4xx answer.
     """
     timeout = cluster.config.timeouts.node_read_ms if timeout_ms is None else timeout_ms
     wanted = sorted(only) if only is not None else None
     failed_nodes = set() if excluded is None else excluded
     pending: Sequence[NodeAssignment]
-    if failed_nodes:
-        pending, uncovered = _cover(cluster, shards, wanted, failed_nodes)
+    if failed_nodes or first_group is not None:
+        pending, uncovered = _cover(cluster, shards, wanted, failed_nodes, first_group)
     else:
         covering = cluster.covering(shards, wanted)
         pending, uncovered = covering.assignments, covering.uncovered
     degraded = list(uncovered)
+    if per_shard:
+        pending = _one_per_shard(pending)
     answers: list[Any] = []
     served: list[NodeAssignment] = []
     fanout = 0
@@ -170,4 +184,6 @@ async def gather(
             cluster, shards, lost, failed_nodes, first_group=outcome.failed[0].group_id
         )
         degraded.extend(uncovered)
+        if per_shard:
+            pending = _one_per_shard(pending)
     return Gathered(answers, served, tuple(sorted(degraded)), fanout)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from miroir_proxy.core.merging import MergeRequest, merge_search, node_window
+from miroir_proxy.core.merging import MergeRequest, merge_checked, merge_search, node_window
 
 Hit = dict[str, Any]
 
@@ -97,20 +97,102 @@ def test_merged_answer_equals_the_single_node_answer(
     assert merged == expected
 
 
-def test_ties_keep_node_order_then_position() -> None:
+def test_ties_go_by_shard_then_position_in_the_shard() -> None:
+    def hit(i: str, score: float, shard: int) -> Hit:
+        return {"id": i, "_rankingScore": score, "_miroir_shard": shard}
+
     answers = [
-        {
-            "hits": [{"id": "a", "_rankingScore": 0.5}, {"id": "b", "_rankingScore": 0.5}],
-            "estimatedTotalHits": 2,
-        },
-        {
-            "hits": [{"id": "c", "_rankingScore": 0.9}, {"id": "d", "_rankingScore": 0.5}],
-            "estimatedTotalHits": 2,
-        },
+        {"hits": [hit("a", 0.5, 3), hit("b", 0.5, 1), hit("e", 0.5, 3)], "estimatedTotalHits": 3},
+        {"hits": [hit("c", 0.9, 2), hit("d", 0.5, 2)], "estimatedTotalHits": 2},
     ]
     merged = merge_search(answers, MergeRequest())
-    assert [h["id"] for h in merged["hits"]] == ["c", "a", "b", "d"]
-    assert merged["estimatedTotalHits"] == 4
+    assert [h["id"] for h in merged["hits"]] == ["c", "b", "d", "a", "e"]
+    assert merged["estimatedTotalHits"] == 5
+
+
+# --- tied hits: one order whichever replicas serve a page -------------------------------
+
+
+def interleave(rnd: random.Random, lists: list[list[Hit]]) -> list[Hit]:
+    """A node's insertion order: each shard's documents in order, shards mixed at random."""
+    pending = [list(reversed(items)) for items in lists if items]
+    out = []
+    while pending:
+        source = rnd.choice(pending)
+        out.append(source.pop())
+        if not source:
+            pending.remove(source)
+    return out
+
+
+def node_hits(rnd: random.Random, by_shard: dict[int, list[Hit]], shards: list[int]) -> list[Hit]:
+    # A node ranks by score, then by its own insertion order.
+    inserted = interleave(rnd, [by_shard[s] for s in shards])
+    return sorted(inserted, key=lambda h: -h["_rankingScore"])
+
+
+def read_page(
+    by_shard: dict[int, list[Hit]], shard_count: int, request: MergeRequest, rnd: random.Random
+) -> dict[str, Any]:
+    """One search as `dispatch.reads.search` runs it: shards dealt to 1..4 nodes at random
+    (another covering for every page), then unsettled answers read again per shard."""
+    nodes = rnd.randint(1, 4)
+    dealt: list[list[int]] = [[] for _ in range(nodes)]
+    for shard in range(shard_count):
+        dealt[rnd.randrange(nodes)].append(shard)
+    window = node_window(request)
+    answers = [
+        node_answer(node_hits(rnd, by_shard, shards), window, request.max_total_hits)
+        for shards in dealt
+    ]
+    merged, unsettled = merge_checked(answers, request, dealt)
+    if not unsettled:
+        return merged
+    for index in unsettled:
+        answers[index] = {**answers[index], "hits": []}
+        for shard in dealt[index]:
+            alone = node_answer(node_hits(rnd, by_shard, [shard]), window, request.max_total_hits)
+            answers.append({"hits": alone["hits"]})
+    assert merge_checked(answers, request, dealt + [[]] * (len(answers) - nodes))[1] == []
+    return merge_search(answers, request)
+
+
+@settings(max_examples=300, deadline=None)  # one example merges up to ~140 pages
+@given(
+    st.integers(0, 70),
+    st.integers(1, 6),
+    st.integers(1, 3),
+    st.integers(1, 12),
+    st.booleans(),
+    st.integers(0, 2**32),
+)
+def test_pages_of_tied_hits_concatenate_to_one_page_for_any_replica_assignment(
+    size: int, shard_count: int, distinct_scores: int, per_page: int, page_mode: bool, seed: int
+) -> None:
+    rnd = random.Random(seed)
+    by_shard: dict[int, list[Hit]] = {s: [] for s in range(shard_count)}
+    for i in range(size):  # ids grow with insertion: a shard's own tie order
+        shard = rnd.randrange(shard_count)
+        score = rnd.randrange(distinct_scores) / distinct_scores + 0.1
+        by_shard[shard].append({"id": i, "_rankingScore": score, "_miroir_shard": shard})
+    everything = [h for hits in by_shard.values() for h in hits]
+    position = {h["id"]: n for hits in by_shard.values() for n, h in enumerate(hits)}
+    expected = [
+        h["id"]
+        for h in sorted(
+            everything, key=lambda h: (-h["_rankingScore"], h["_miroir_shard"], position[h["id"]])
+        )
+    ]
+    whole = read_page(by_shard, shard_count, MergeRequest(limit=size), rnd)
+    assert [h["id"] for h in whole["hits"]] == expected
+    pages: list[int] = []
+    for number in range(size // per_page + 1):
+        if page_mode:
+            request = MergeRequest(page=number + 1, hits_per_page=per_page)
+        else:
+            request = MergeRequest(offset=number * per_page, limit=per_page)
+        pages.extend(h["id"] for h in read_page(by_shard, shard_count, request, rnd)["hits"])
+    assert pages == expected
 
 
 # --- sort: rule-by-rule comparison over _rankingScoreDetails ----------------------------

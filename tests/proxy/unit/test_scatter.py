@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from miroir_proxy.config import MiroirConfig, from_mapping
+from miroir_proxy.core.covering import Covering, covering_set
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.core.hashing import shard_of
 from miroir_proxy.core.planner import SHARD_FIELD
@@ -43,6 +44,7 @@ class FakeNode:
     requests: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     fail_slices: bool = False  # answer counts, then 500 on every request for documents
+    flat: bool = False  # every hit ties (a placeholder search)
     server: TestServer | None = None
 
     def shards_asked(self, body: dict[str, Any]) -> set[int]:
@@ -68,7 +70,9 @@ class FakeNode:
         if self.status != 200:
             return web.json_response({"message": "no", "code": "x"}, status=self.status)
         docs = self.documents(body)
-        hits = [{**d, "_rankingScore": d["score"]} for d in docs]
+        if self.flat:
+            docs.sort(key=lambda d: d["id"])
+        hits = [{**d, "_rankingScore": 1.0 if self.flat else d["score"]} for d in docs]
         if "attributesToRetrieve" in body:
             keep = {*body["attributesToRetrieve"], "_rankingScore"}
             hits = [{k: v for k, v in hit.items() if k in keep} for hit in hits]
@@ -93,6 +97,9 @@ class FakeNode:
         if self.fail_slices and body["limit"] > 0:
             return web.json_response({"message": "gone"}, status=503)
         docs = sorted(self.documents(body), key=lambda d: d["id"])
+        for rule in reversed(body.get("sort") or []):
+            name, _, direction = rule.partition(":")
+            docs.sort(key=lambda d: d[name], reverse=direction == "desc")
         page = docs[body["offset"] : body["offset"] + body["limit"]]
         answer = {"results": page, "offset": body["offset"], "limit": body["limit"]}
         return web.json_response({**answer, "total": len(docs)})
@@ -199,12 +206,59 @@ async def test_merged_pages_equal_one_node_order(fakes: Fleet) -> None:
         assert answer.body["offset"] == offset
         pages.extend(ids(answer.body["hits"]))
     assert pages == ids(BY_SCORE[:50])
+    fakes.reset()
     page3 = await reads.search(fakes.cluster, VIEW, {"page": 3, "hitsPerPage": 7})
     assert ids(page3.body["hits"]) == ids(BY_SCORE[14:21])
     assert page3.body["totalHits"] == len(DOCS)
     assert page3.body["totalPages"] == 9
+    assert fakes.asked()
     for bodies in fakes.asked().values():
-        assert bodies[-1]["page"] == 1 and bodies[-1]["hitsPerPage"] == 21
+        assert all(b["page"] == 1 and b["hitsPerPage"] == 21 for b in bodies)
+
+
+def steer(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, turn: int) -> None:
+    """Serve the next reads from the covering of round-robin `turn` (group, then replica
+    rotation), whatever turn the cluster itself would take."""
+    cluster = fleet.cluster
+    groups = list(cluster.topology.search_groups())
+    groups = groups[turn % 2 :] + groups[: turn % 2]
+
+    def covering(shards: int, only: Sequence[int] | None = None) -> Covering:
+        placed = [(g.id, cluster.placement(g, shards)) for g in groups]
+        return covering_set(placed, cluster.is_healthy, rotation=turn // 2, shards=only)
+
+    monkeypatch.setattr(cluster, "covering", covering)
+
+
+def shard_major(docs: Sequence[dict[str, Any]]) -> list[int]:
+    """The replica-independent order of tied hits and of listed documents: by shard, then
+    in a node's order (the fakes order by id)."""
+    return [d["id"] for d in sorted(docs, key=lambda d: (shard_of(str(d["id"]), SHARDS), d["id"]))]
+
+
+@pytest.mark.parametrize("body", [{}, {"attributesToRetrieve": ["color"]}])
+async def test_pages_of_tied_hits_do_not_depend_on_the_replicas_serving_them(
+    fakes: Fleet, body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for node in fakes.nodes.values():
+        node.flat = True
+    whole = await reads.search(fakes.cluster, VIEW, {**body, "limit": 60})
+    kept = body.get("attributesToRetrieve") or list(DOCS[0])
+    assert whole.body["hits"] == [{k: DOCS[i][k] for k in kept} for i in shard_major(DOCS)]
+    for size in (7, 10, 25):
+        pages: list[dict[str, Any]] = []
+        served: set[frozenset[str]] = set()
+        for turn, offset in enumerate(range(0, 60, size)):
+            steer(fakes, monkeypatch, turn)
+            fakes.reset()
+            page = await reads.search(
+                fakes.cluster, VIEW, {**body, "offset": offset, "limit": size}
+            )
+            served.add(frozenset(fakes.asked()))
+            pages.extend(page.body["hits"])
+        assert pages == whole.body["hits"]
+        assert len(served) > 1  # the pages really came from different nodes
+    assert all(SHARD_FIELD not in hit for hit in pages)
 
 
 async def test_hits_never_show_reserved_fields_or_unasked_scores(fakes: Fleet) -> None:
@@ -295,7 +349,7 @@ async def test_distinct_field_is_fetched_for_the_merge_and_stripped(fakes: Fleet
     body = {"distinct": "color", "attributesToRetrieve": ["id"], "limit": 10}
     result = await reads.search(fakes.cluster, VIEW, body)
     for bodies in fakes.asked().values():
-        assert bodies[0]["attributesToRetrieve"] == ["id", "color"]
+        assert bodies[0]["attributesToRetrieve"] == ["id", "color", SHARD_FIELD]
     # The fake nodes do not dedupe: the merge keeps the best hit of each colour.
     assert len(result.body["hits"]) == 3
     assert all(set(hit) == {"id"} for hit in result.body["hits"])
@@ -311,6 +365,28 @@ async def test_listing_pages_cover_every_document_once(fakes: Fleet) -> None:
         assert all(SHARD_FIELD not in doc for doc in page.body["results"])
         seen.extend(doc["id"] for doc in page.body["results"])
     assert sorted(seen) == [d["id"] for d in DOCS]
+
+
+async def test_listing_pages_are_shard_major_whichever_replicas_serve_them(
+    fakes: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for sort in (None, ["color:asc"]):
+        extra = {"sort": sort} if sort else {}
+        seen: list[int] = []
+        served: set[frozenset[str]] = set()
+        for turn, offset in enumerate(range(0, 60, 8)):
+            steer(fakes, monkeypatch, turn)
+            fakes.reset()
+            page = await listing.list_documents(
+                fakes.cluster, "books", SHARDS, "id", {"offset": offset, "limit": 8, **extra}
+            )
+            served.add(frozenset(fakes.asked()))
+            seen.extend(doc["id"] for doc in page.body["results"])
+        expected = shard_major(DOCS)
+        if sort:
+            expected.sort(key=lambda i: DOCS[i]["color"])  # stable: ties stay shard-major
+        assert seen == expected
+        assert len(served) > 1
 
 
 async def test_listing_fetches_only_the_slices_it_returns(fakes: Fleet) -> None:

@@ -4,7 +4,8 @@ Updates are applied node by node; when a node refuses, the nodes already updated
 their previous settings back (read from each node just before) and the client gets the
 refusal, so no index is left with settings on only part of the fleet. `_miroir_shard`
 stays in every node's `filterableAttributes` (re-added to any client update or reset of
-them) and is stripped from every answer. An update on a missing index creates it first,
+them) and in any `displayedAttributes` list but `["*"]` (the search merge orders ties by
+it), and is stripped from every answer. An update on a missing index creates it first,
 as Meilisearch does; if the very first node then refuses the update, that creation is
 undone too. Task details are the settings the client submitted.
 """
@@ -24,7 +25,7 @@ from miroir_proxy.dispatch.broadcast import (
     call_one,
     read_any,
 )
-from miroir_proxy.dispatch.catalog import SHARD_FIELD, with_shard_field
+from miroir_proxy.dispatch.catalog import SHARD_FIELD, with_shard_displayed, with_shard_field
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.state.store import NodeTaskRef
 
@@ -34,6 +35,7 @@ from ..responses import json_response, read_json
 routes = web.RouteTableDef()
 
 FILTERABLE = "filterableAttributes"
+DISPLAYED = "displayedAttributes"
 # subroute -> (settings key, update verb)
 SUBROUTES: dict[str, tuple[str, str]] = {
     "displayed-attributes": ("displayedAttributes", "PUT"),
@@ -65,18 +67,22 @@ ALL_KEYS = tuple(k for k, _ in SUBROUTES.values() if k not in ("chat", "foreignK
 
 def visible(settings: dict[str, Any]) -> dict[str, Any]:
     """A node's settings as the client may see them (without `_miroir_shard`)."""
-    filterable = settings.get(FILTERABLE)
-    if isinstance(filterable, list) and SHARD_FIELD in filterable:
-        settings = {**settings, FILTERABLE: [f for f in filterable if f != SHARD_FIELD]}
+    for key in (FILTERABLE, DISPLAYED):
+        names = settings.get(key)
+        if isinstance(names, list) and SHARD_FIELD in names:
+            settings = {**settings, key: [f for f in names if f != SHARD_FIELD]}
     return settings
 
 
 def node_update(update: dict[str, Any]) -> dict[str, Any]:
-    """The client's update as the nodes get it: `_miroir_shard` stays filterable."""
+    """The client's update as the nodes get it: `_miroir_shard` stays filterable and
+    displayed."""
     if FILTERABLE in update:
         value = update[FILTERABLE]
         if value is None or isinstance(value, list):
-            return {**update, FILTERABLE: with_shard_field(value)}
+            update = {**update, FILTERABLE: with_shard_field(value)}
+    if DISPLAYED in update:
+        update = {**update, DISPLAYED: with_shard_displayed(update[DISPLAYED])}
     return update
 
 
@@ -169,6 +175,8 @@ def _subroute_handlers(name: str, key: str, verb: str) -> None:
         node_value = (
             with_shard_field(value) if key == FILTERABLE and isinstance(value, list) else value
         )
+        if key == DISPLAYED:
+            node_value = with_shard_displayed(value)
         return await apply_settings(request, verb, path, node_value, {key: value})
 
     async def reset_one(request: web.Request) -> web.Response:
