@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -17,10 +18,13 @@ from miroir_proxy.cli.devcluster import (
     ClusterLayoutError,
     ClusterSpec,
     DevCluster,
+    down,
     group_layout,
     proxy_config,
     recorded_pids,
 )
+from miroir_proxy.cli.processes import poll_until
+from miroir_proxy.cli.redisprocess import answers_ping
 
 MIROIR = str(Path(sys.executable).parent / "miroir")
 KEY = "dev-cluster-test-key"
@@ -162,3 +166,77 @@ def test_foreground_up_stops_the_nodes_and_fails_when_the_proxy_dies(tmp_path: P
         assert up.wait(timeout=30) == 1
         assert "ProxyProcess" in up.stderr.read()
     assert all(_gone(child.pid) for child in children)
+
+
+def test_several_proxies_need_a_shared_store_and_get_stable_pod_ids(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="share a store"):
+        ClusterSpec(proxies=3)
+    with pytest.raises(ValueError, match="expected sqlite, redis"):
+        ClusterSpec(proxies=3, store="mysql://db")
+    cluster = DevCluster(ClusterSpec(nodes=4, proxies=3, store="redis", port=0, data_dir=tmp_path))
+    assert cluster.redis is not None and cluster.store_url == cluster.redis.url
+    assert [p.data_dir.name for p in cluster.proxies] == ["proxy", "proxy-1", "proxy-2"]
+    assert [p.config["store"] for p in cluster.proxies] == [cluster.redis.url] * 3
+    assert [p.config["coordination"]["pod_id"] for p in cluster.proxies] == [
+        "pod-0",
+        "pod-1",
+        "pod-2",
+    ]
+    assert len({p.port for p in cluster.proxies}) == 3
+    shared = DevCluster(ClusterSpec(nodes=4, proxies=2, store="redis://10.0.0.1:6379/0"))
+    assert shared.redis is None
+    assert [p.config["store"] for p in shared.proxies] == ["redis://10.0.0.1:6379/0"] * 2
+    single = DevCluster(ClusterSpec(nodes=4))
+    assert "store" not in single.proxy.config and "coordination" not in single.proxy.config
+
+
+def test_up_three_proxies_on_redis_act_as_one_and_down_stops_redis_too(tmp_path: Path) -> None:
+    args = _up_args(tmp_path, "--proxies", "3", "--store", "redis", "--detach")
+    up = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert up.returncode == 0, up.stderr
+    try:
+        _check_three_pods_on_redis(tmp_path, up.stdout)
+    finally:
+        # Stops whatever is still recorded, also when a check above failed.
+        down(tmp_path)
+
+
+def _check_three_pods_on_redis(tmp_path: Path, stdout: str) -> None:
+    lines = stdout.splitlines()
+    proxies = [URL.findall(line)[0] for line in lines if line.startswith("Miroir proxy:")]
+    (store,) = [line.split()[-1] for line in lines if line.startswith("state store:")]
+    port = int(store.rsplit(":", 1)[1].split("/")[0])
+    assert len(proxies) == 3
+    pids = recorded_pids(tmp_path)
+    # 3 proxies, 3 nodes, 1 redis-server.
+    assert len(pids) == 7 and all(not _gone(pid) for pid in pids)
+
+    auth = {"Authorization": f"Bearer {KEY}"}
+    created = requests.post(f"{proxies[0]}/indexes", json={"uid": "dev"}, headers=auth, timeout=5)
+    assert created.status_code == 202, created.text
+    uid = created.json()["taskUid"]
+    seen = requests.get(f"{proxies[2]}/tasks/{uid}", headers=auth, timeout=5)
+    assert seen.status_code == 200 and seen.json()["indexUid"] == "dev"
+
+    def coordination() -> dict[str, Any]:
+        url = f"{proxies[1]}/_miroir/coordination"
+        answer: dict[str, Any] = requests.get(url, headers=auth, timeout=5).json()
+        return answer
+
+    assert coordination()["podId"] == "pod-1"
+    # Each pod refreshes its peer set at its heartbeat: the others appear within one.
+    poll_until(
+        lambda: coordination()["livePeers"] == ["pod-0", "pod-1", "pod-2"], 10, what="3 peers"
+    )
+
+    stopped = subprocess.run(
+        [MIROIR, "dev", "down", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped 7 processes" in stopped.stdout
+    assert all(_gone(pid) for pid in pids)
+    assert not any(_answers(url) for url in proxies)
+    assert not answers_ping(port)

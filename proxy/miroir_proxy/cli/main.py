@@ -1,4 +1,5 @@
-"""`miroir`: developer commands. `miroir dev up` runs a local cluster (nodes + proxy), in the
+"""`miroir`: developer commands. `miroir dev up` runs a local cluster (nodes + proxy, or
+`--proxies N --store redis`: N proxy pods sharing a Redis of the cluster's own), in the
 foreground until Ctrl-C/SIGTERM or, with `--detach`, in the background until
 `miroir dev down --data-dir DIR`."""
 
@@ -14,6 +15,7 @@ from types import FrameType
 from .devcluster import (
     DEFAULT_DATA_DIR,
     DEFAULT_MASTER_KEY,
+    OWN_REDIS,
     ClusterLayoutError,
     ClusterSpec,
     DevCluster,
@@ -40,7 +42,15 @@ def _parser() -> argparse.ArgumentParser:
         "--port",
         type=int,
         default=7700,
-        help="the proxy's port; nodes use the next ports (0: free ports for all)",
+        help="the first proxy's port; further proxies, then nodes, use the next ports "
+        "(0: free ports for all)",
+    )
+    up.add_argument("--proxies", type=int, default=1, help="proxy pods (several need a store)")
+    up.add_argument(
+        "--store",
+        default="sqlite",
+        help=f"sqlite (one file per proxy), {OWN_REDIS} (start a redis-server in the data dir) "
+        "or a redis:// URL to share",
     )
     up.add_argument("--metrics-port", type=int, default=None, help="default: a free port")
     up.add_argument("--master-key", default=DEFAULT_MASTER_KEY)
@@ -67,9 +77,11 @@ def _up(args: argparse.Namespace) -> int:
             admin_key=args.admin_key,
             node_master_key=args.node_master_key,
             data_dir=args.data_dir,
-            node_ports=tuple(range(args.port + 1, args.port + 1 + args.nodes))
+            node_ports=tuple(range(args.port + args.proxies, args.port + args.proxies + args.nodes))
             if args.port
             else None,
+            proxies=args.proxies,
+            store=None if args.store == "sqlite" else args.store,
         )
     except ValueError as e:
         print(f"miroir dev up: {e}", file=sys.stderr)
