@@ -39,9 +39,10 @@ from ..redis_server import RedisServer
 TTL_MS = 300
 RENEW_MS = 30
 DEADLINE_S = 5.0
-# A successor holds the lease once the TTL ran out and its next attempt landed; the slack
-# absorbs a busy test machine.
-TAKEOVER_MAX_S = (TTL_MS + RENEW_MS) / 1000 + 0.25
+# A successor wakes when the lease expires, at most a TTL after the holder's death; the
+# slack absorbs a busy test machine.
+TAKEOVER_SLACK_S = 0.25
+TAKEOVER_MAX_S = TTL_MS / 1000 + TAKEOVER_SLACK_S
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -133,6 +134,29 @@ async def test_exactly_one_lease_holder_at_any_instant(stores: list[Store]) -> N
     finally:
         for task in runners.values():
             await kill(task)
+
+
+async def test_a_contender_takes_over_when_the_lease_expires_not_at_its_next_attempt(
+    stores: list[Store],
+) -> None:
+    # Renewals almost a TTL apart: a contender retrying only every renew interval would
+    # come in nearly a whole interval after the expiry.
+    ttl_ms, renew_ms = 800, 700
+    a = LeaseKeeper(stores[0], "group-sync", "pod-a", ttl_ms=ttl_ms, renew_ms=renew_ms)
+    b = LeaseKeeper(stores[1], "group-sync", "pod-b", ttl_ms=ttl_ms, renew_ms=renew_ms)
+    loop = asyncio.get_running_loop()
+    died_at = loop.time()
+    assert await a.attempt()  # pod-a takes the lease and dies without ever renewing it
+    b_runner = asyncio.create_task(b.run())
+    try:
+        await eventually(lambda: b.held)
+        takeover_s = loop.time() - died_at
+        assert not a.held
+    finally:
+        await kill(b_runner)
+    assert await stores[2].lease_holder("group-sync") == "pod-b"
+    # Never before the expiry (the store's clock ticks in whole milliseconds), and soon after.
+    assert ttl_ms / 1000 - 0.002 <= takeover_s <= ttl_ms / 1000 + TAKEOVER_SLACK_S
 
 
 async def test_lease_is_released_on_leaving_the_context(stores: list[Store]) -> None:

@@ -3,6 +3,7 @@
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -53,14 +54,39 @@ def task(uid: int, **kw: object) -> TaskRecord:
 
 
 async def test_task_uids_are_unique_and_increasing_under_concurrency(store: Store) -> None:
-    uids = await asyncio.gather(*(store.next_task_uid() for _ in range(300)))
-    assert sorted(uids) == list(range(300))
+    stamps = await asyncio.gather(*(store.next_task_stamp() for _ in range(300)))
+    assert sorted(uid for uid, _ in stamps) == list(range(300))
+
+
+async def test_task_stamps_follow_uid_order_across_clients_and_clock_steps(
+    make_store: Callable[[], Store], clock: FakeClock, backend: str
+) -> None:
+    pods = [make_store() for _ in range(3)]
+    try:
+        first = await pods[0].next_task_stamp()
+        # The (SQLite) clock steps back between two rounds; Redis keeps its own clock.
+        rounds = [await asyncio.gather(*(p.next_task_stamp() for p in pods for _ in range(50)))]
+        clock.now -= 60
+        rounds.append(await asyncio.gather(*(p.next_task_stamp() for p in pods for _ in range(50))))
+    finally:
+        for p in pods:
+            await p.close()
+    stamped = sorted([first, *rounds[0], *rounds[1]])
+    assert [uid for uid, _ in stamped] == list(range(301))
+    moments = [moment for _, moment in stamped]
+    assert moments == sorted(moments)
+    assert all(m.tzinfo is not None and m.utcoffset() == timedelta(0) for m in moments)
+    if backend == "sqlite":
+        assert first[1] == datetime.fromtimestamp(1_000.0, UTC)
+        assert moments[-1] == first[1]  # held at the last stamp, not sent back 60 s
+    else:
+        assert abs(first[1] - datetime.now(UTC)) < timedelta(seconds=5)
 
 
 async def test_everything_survives_reopen(make_store: Callable[[], Store]) -> None:
     first = make_store()
     for _ in range(3):
-        await first.next_task_uid()
+        await first.next_task_stamp()
     await first.create_task(
         task(
             2,
@@ -81,7 +107,7 @@ async def test_everything_survives_reopen(make_store: Callable[[], Store]) -> No
 
     second = make_store()
     try:
-        assert await second.next_task_uid() == 3
+        assert (await second.next_task_stamp())[0] == 3
         restored = await second.get_task(2)
         assert restored is not None
         assert restored.node_tasks[0]["uid"] == 7
@@ -141,7 +167,8 @@ async def test_delete_removes_only_finished_tasks(store: Store) -> None:
         await store.create_task(task(uid, status="succeeded" if uid < 2 else "processing"))
     assert await store.delete_tasks(parse({"uids": "*"}, action="delete")) == [0, 1]
     assert [t.uid for t in (await store.list_tasks(parse({}, action="list"))).results] == [3, 2]
-    assert await store.next_task_uid() == 0  # the uid counter is independent of deletions
+    # The uid counter is independent of deletions.
+    assert (await store.next_task_stamp())[0] == 0
 
 
 async def test_topology_compare_and_set(store: Store) -> None:

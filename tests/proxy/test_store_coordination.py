@@ -91,6 +91,33 @@ async def test_renewing_outlives_the_first_ttl(store: Store, timeline: Timeline)
     assert not await store.lease_renew("witness", "pod-w", LONG_MS)
 
 
+async def test_lease_ttl_counts_down_to_the_expiry_and_follows_renewals(
+    store: Store, timeline: Timeline, clock: FakeClock, backend: str
+) -> None:
+    assert await store.lease_ttl_ms("group-sync") is None
+    assert await store.lease_acquire("group-sync", "pod-a", LONG_MS)
+    remaining = await store.lease_ttl_ms("group-sync")
+    assert remaining is not None and LONG_MS - 1_000 < remaining <= LONG_MS
+    if backend == "sqlite":
+        clock.now += 20.0
+        assert await store.lease_ttl_ms("group-sync") == LONG_MS - 20_000
+    assert await store.lease_renew("group-sync", "pod-a", 2 * LONG_MS)
+    renewed = await store.lease_ttl_ms("group-sync")
+    assert renewed is not None and 2 * LONG_MS - 1_000 < renewed <= 2 * LONG_MS
+    assert await store.lease_release("group-sync", "pod-a")
+    assert await store.lease_ttl_ms("group-sync") is None
+
+    assert await store.lease_acquire("group-sync", "pod-b", SHORT_TTL_MS)
+    short = await store.lease_ttl_ms("group-sync")
+    assert short is not None and 0 < short <= SHORT_TTL_MS
+
+    async def expired() -> bool:
+        return await store.lease_ttl_ms("group-sync") is None
+
+    await timeline.until(expired, after_ms=SHORT_TTL_MS)
+    assert await store.lease_acquire("group-sync", "pod-c", LONG_MS)
+
+
 async def test_phase_writes_are_fenced_by_the_lease(store: Store, timeline: Timeline) -> None:
     scope = "reshard:movies"
     assert not await store.put_phase(scope, {"phase": "copy"}, owner="pod-a")

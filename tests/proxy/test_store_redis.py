@@ -2,7 +2,9 @@
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[Any]:
 def _calls(store: RedisStore) -> list[Callable[[], Awaitable[object]]]:
     return [
         store.ping,
-        store.next_task_uid,
+        store.next_task_stamp,
         lambda: store.list_tasks(parse({}, action="list")),
         lambda: store.lease_acquire("s", "pod-a", 1000),
         lambda: store.claim_chunk("pod-a", 1000),
@@ -60,13 +62,13 @@ async def _unavailable_promptly(call: Callable[[], Awaitable[object]]) -> None:
 async def test_a_stopped_redis_is_unavailable_at_once_and_heals(own_redis: RedisServer) -> None:
     store = RedisStore(own_redis.url, namespace="outage:", timeout_s=1.0)
     try:
-        assert await store.next_task_uid() == 0
+        assert (await store.next_task_stamp())[0] == 0
         own_redis.stop()
         for call in _calls(store):
             await _unavailable_promptly(call)
         own_redis.start()  # same port, empty (no persistence)
         await store.ping()
-        assert await store.next_task_uid() == 0
+        assert (await store.next_task_stamp())[0] == 0
         assert await store.lease_acquire("s", "pod-a", 1000)
         assert await store.enqueue_job("j", "k", {}, [{}])
         assert await store.claim_chunk("pod-a", 1000) is not None  # scripts reloaded
@@ -86,8 +88,25 @@ async def test_a_frozen_redis_hits_the_deadline(own_redis: RedisServer) -> None:
             own_redis.resume()
         await store.ping()
         # Whether the INCR sent into the frozen server ran is unknown; the store answers.
-        assert await store.next_task_uid() in (0, 1)
+        assert (await store.next_task_stamp())[0] in (0, 1)
         assert await store.lease_acquire("s", "pod-a", 1000)
+    finally:
+        await store.close()
+
+
+async def test_a_task_stamp_never_goes_back_when_the_redis_clock_does(
+    redis_server: RedisServer, raw: Any
+) -> None:
+    namespace = f"stamp-{uuid.uuid4().hex[:12]}:"
+    store = RedisStore(redis_server.url, namespace=namespace)
+    try:
+        uid, now = await store.next_task_stamp()
+        # As if the server's clock had stepped back an hour after the last stamp.
+        ahead = now + timedelta(hours=1)
+        micros = (ahead - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        await raw.set(f"{namespace}task-stamp", micros)
+        assert await store.next_task_stamp() == (uid + 1, ahead)
+        assert await store.next_task_stamp() == (uid + 2, ahead)
     finally:
         await store.close()
 
@@ -110,7 +129,7 @@ async def test_namespaces_isolate_and_no_scratch_key_survives(
             1,
         ]
         await one.delete_tasks(parse({"statuses": "enqueued"}, action="delete"))
-        assert await two.next_task_uid() == 0
+        assert (await two.next_task_stamp())[0] == 0
         assert await two.list_indexes() == []
         assert await two.queue_depth() == 0
         assert await one.queue_depth() == 2
@@ -133,7 +152,7 @@ async def test_open_store_picks_the_backend(
     store = open_store(from_mapping({**base, "store": url}, env={}))
     try:
         assert isinstance(store, RedisStore)
-        assert await store.next_task_uid() == 0
+        assert (await store.next_task_stamp())[0] == 0
         assert await raw.get("factory-test:task-uid") == b"1"
     finally:
         await store.close()

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DONE = "done"
+# Past the reported expiry: the store's clock ticks in whole milliseconds.
+_EXPIRY_SLACK_S = 0.003
 
 
 class LeaseLost(Exception):
@@ -93,8 +95,20 @@ class LeaseKeeper:
 
     async def run(self) -> NoReturn:
         while True:
-            await self.attempt()
-            await asyncio.sleep(self._renew_s)
+            granted = await self.attempt()
+            await asyncio.sleep(self._renew_s if granted else await self._until_free_s())
+
+    async def _until_free_s(self) -> float:
+        """How long a contender waits before its next attempt: until the holder's lease
+        expires (so a dead holder is replaced within the TTL, not TTL + one renew
+        interval), but no longer than a renew interval."""
+        try:
+            remaining_ms = await self._store.lease_ttl_ms(self.scope)
+        except StoreUnavailable:
+            return self._renew_s
+        if remaining_ms is None:  # released or expired since our attempt
+            return _EXPIRY_SLACK_S
+        return min(self._renew_s, remaining_ms / 1000 + _EXPIRY_SLACK_S)
 
     async def wait_held(self) -> None:
         """Return once this pod holds the lease (callers add their own deadline)."""

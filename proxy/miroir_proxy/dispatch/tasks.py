@@ -96,7 +96,7 @@ class TaskRegistry:
         record = await self._new(index_uid, type, details, extra)
         record.node_tasks = node_tasks
         record.extra[POLICY_KEY] = policy
-        taskstatus.settle(record, self._active_groups(), self._clock())
+        taskstatus.settle(record, self._active_groups(), self._not_before(record))
         await self._store.create_task(record)
         if not record.finished:
             self._pending[record.uid] = record
@@ -114,7 +114,7 @@ class TaskRegistry:
     ) -> TaskRecord:
         """A task that fails without reaching a node (what a node would fail it with)."""
         record = await self._new(index_uid, type, details, extra)
-        now = taskstatus.timestamp(self._clock())
+        now = taskstatus.timestamp(self._not_before(record))
         record.status, record.started_at, record.finished_at = "failed", now, now
         record.batch_uid = record.uid
         record.error = error.to_dict()
@@ -201,18 +201,23 @@ class TaskRegistry:
         details: dict[str, Any] | None,
         extra: Mapping[str, Any] | None,
     ) -> TaskRecord:
-        uid = await self._store.next_task_uid()
+        # The store stamps the uid, so `enqueuedAt` follows uid order across pods.
+        uid, enqueued = await self._store.next_task_stamp()
         return TaskRecord(
             uid=uid,
             index_uid=index_uid,
             type=type,
-            enqueued_at=taskstatus.timestamp(self._clock()),
+            enqueued_at=taskstatus.timestamp(enqueued),
             details=details,
             extra=dict(extra or {}),
         )
 
+    def _not_before(self, record: TaskRecord) -> datetime:
+        """This pod's clock, but never before `enqueuedAt`, which came from the store's."""
+        return max(self._clock(), taskstatus.parse_timestamp(record.enqueued_at))
+
     async def _finish_admin_task(self, record: TaskRecord, details: dict[str, Any]) -> TaskRecord:
-        now = taskstatus.timestamp(self._clock())
+        now = taskstatus.timestamp(self._not_before(record))
         record.details = details
         record.status, record.started_at, record.finished_at = "succeeded", now, now
         record.batch_uid = record.uid

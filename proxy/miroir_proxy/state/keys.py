@@ -30,6 +30,7 @@ class Keys:
         "peers",
         "queue_depth",
         "scratch",
+        "task_stamp",
         "task_uid",
         "tasks",
         "topology",
@@ -40,6 +41,8 @@ class Keys:
         self.namespace = ns
         # INCR counter; the uid handed out is the new value minus one (uids start at 0).
         self.task_uid = f"{ns}task-uid"
+        # The last `enqueuedAt` handed out, in microseconds since the epoch.
+        self.task_stamp = f"{ns}task-stamp"
         # Sorted set of every task uid (score = uid): the spine of every listing.
         self.tasks = f"{ns}tasks"
         # Prefix of temporary sorted sets a script creates and deletes before it returns.

@@ -98,6 +98,7 @@ class RedisStore:
         self._timeout_s = timeout_s
         self._keys = Keys(namespace)
         register = self._redis.register_script
+        self._next_task_stamp = register(scripts.NEXT_TASK_STAMP)
         self._lease_acquire = register(scripts.LEASE_ACQUIRE)
         self._lease_renew = register(scripts.LEASE_RENEW)
         self._lease_release = register(scripts.LEASE_RELEASE)
@@ -126,9 +127,11 @@ class RedisStore:
 
     # -- tasks --------------------------------------------------------------------------
 
-    async def next_task_uid(self) -> int:
+    async def next_task_stamp(self) -> tuple[int, datetime]:
+        keys = [self._keys.task_uid, self._keys.task_stamp]
         async with self._reachable():
-            return int(await self._redis.incr(self._keys.task_uid)) - 1
+            uid, stamp = await self._next_task_stamp(keys=keys)
+        return int(uid), _EPOCH + int(stamp) * _MICRO
 
     async def _write_task(self, mode: str, task: TaskRecord) -> None:
         keys = self._keys
@@ -278,6 +281,12 @@ class RedisStore:
         async with self._reachable():
             owner = await self._redis.get(self._keys.lease(scope))
         return None if owner is None else _text(owner)
+
+    async def lease_ttl_ms(self, scope: str) -> int | None:
+        async with self._reachable():
+            remaining = int(await self._redis.pttl(self._keys.lease(scope)))
+        # -2: no such key; -1 cannot happen (a lease is always set with an expiry).
+        return None if remaining < 0 else remaining
 
     async def peer_heartbeat(self, pod_id: str, info: dict[str, Any], ttl_ms: int) -> None:
         keys = [self._keys.peers, self._keys.peer_expiry]

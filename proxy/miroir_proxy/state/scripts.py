@@ -12,6 +12,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
+# KEYS: task uid counter, last task stamp. Returns {uid, stamp}: the stamp is the server's
+# clock in microseconds, but never below the previous one (a clock step back), so stamps
+# follow uid order. '%.0f' keeps all digits (a double holds today's microseconds exactly).
+NEXT_TASK_STAMP = """
+local uid = redis.call('INCR', KEYS[1]) - 1
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if last > now then now = last end
+local stamp = string.format('%.0f', now)
+redis.call('SET', KEYS[2], stamp)
+return {uid, stamp}
+"""
+
 # KEYS: lease. ARGV: owner, ttl_ms. Free or expired (the key is gone) -> take it; held by
 # `owner` -> renew; held by someone else -> 0.
 LEASE_ACQUIRE = """

@@ -11,12 +11,13 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
-from .sqlite_coordination import COORDINATION_SCHEMA, SqliteCoordination
+from .sqlite_coordination import COORDINATION_SCHEMA, SqliteCoordination, transaction
 from .store import IndexMeta, TaskPage, TaskRecord
 from .taskquery import TaskQuery
 
@@ -44,6 +45,17 @@ CREATE TABLE IF NOT EXISTS indexes (uid TEXT PRIMARY KEY, shards INTEGER NOT NUL
     primary_key TEXT, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL NOT NULL);
 """
+
+_NEXT_UID = (
+    "INSERT INTO counters(name, value) VALUES ('task_uid', 0) "
+    "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
+)
+# The clock's microseconds, but never below the last stamp (a clock step back).
+_NEXT_STAMP = (
+    "INSERT INTO counters(name, value) VALUES ('task_stamp', ?1) "
+    "ON CONFLICT(name) DO UPDATE SET value = MAX(value, ?1) RETURNING value"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _BODY_FIELDS = ("details", "error", "node_tasks", "extra")
 
@@ -132,13 +144,15 @@ class SqliteStore(SqliteCoordination):
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
 
-    async def next_task_uid(self) -> int:
-        def bump(conn: sqlite3.Connection) -> int:
-            row = conn.execute(
-                "INSERT INTO counters(name, value) VALUES ('task_uid', 0) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
-            ).fetchone()
-            return int(row[0])
+    async def next_task_stamp(self) -> tuple[int, datetime]:
+        def bump(conn: sqlite3.Connection) -> tuple[int, datetime]:
+            with transaction(conn):
+                uid = conn.execute(_NEXT_UID).fetchone()[0]
+                # Read under the write lock, so another process sharing the file stamps
+                # either entirely before or entirely after this one.
+                now = round(self._clock() * 1_000_000)
+                stamp = conn.execute(_NEXT_STAMP, (now,)).fetchone()[0]
+            return int(uid), _EPOCH + timedelta(microseconds=stamp)
 
         return await self._run(bump)
 

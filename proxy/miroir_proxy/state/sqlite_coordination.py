@@ -42,7 +42,7 @@ _TURN = (
 
 
 @contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -101,6 +101,16 @@ class SqliteCoordination(ABC):
         )
         return None if row is None else str(row[0])
 
+    async def lease_ttl_ms(self, scope: str) -> int | None:
+        now = self._now_ms()
+        row = await self._run(
+            lambda c: c.execute(
+                "SELECT expires_ms - ? FROM leases WHERE scope = ? AND expires_ms > ?",
+                (now, scope, now),
+            ).fetchone()
+        )
+        return None if row is None else int(row[0])
+
     async def peer_heartbeat(self, pod_id: str, info: dict[str, Any], ttl_ms: int) -> None:
         row = (pod_id, orjson.dumps(info), self._now_ms() + ttl_ms)
         await self._run(
@@ -146,7 +156,7 @@ class SqliteCoordination(ABC):
         body = orjson.dumps(payload)
 
         def enqueue(conn: sqlite3.Connection) -> bool:
-            with _transaction(conn):
+            with transaction(conn):
                 turn = conn.execute(_TURN).fetchone()[0]
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO jobs(job_id, kind, payload, total, turn) "
@@ -167,7 +177,7 @@ class SqliteCoordination(ABC):
         wanted = None if kinds is None else frozenset(kinds)
 
         def claim(conn: sqlite3.Connection) -> ClaimedChunk | None:
-            with _transaction(conn):
+            with transaction(conn):
                 jobs = conn.execute(
                     "SELECT job_id, kind, payload FROM jobs WHERE done < total ORDER BY turn"
                 ).fetchall()
@@ -225,7 +235,7 @@ class SqliteCoordination(ABC):
 
     async def complete_chunk(self, job_id: str, index: int, owner: str) -> bool:
         def complete(conn: sqlite3.Connection) -> bool:
-            with _transaction(conn):
+            with transaction(conn):
                 cur = conn.execute(
                     "DELETE FROM chunks WHERE job_id = ? AND idx = ? AND owner = ?",
                     (job_id, index, owner),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NotRequired, Protocol, TypedDict
 
 from .taskquery import TaskQuery
@@ -109,8 +110,11 @@ class JobProgress:
 
 
 class Store(Protocol):
-    async def next_task_uid(self) -> int:
-        """A cluster-unique uid, strictly greater than every uid handed out before."""
+    async def next_task_stamp(self) -> tuple[int, datetime]:
+        """A cluster-unique task uid, strictly greater than every uid handed out before,
+        with its `enqueuedAt` (UTC, microseconds) taken atomically with it from the
+        backend's clock and never earlier than any stamp handed out before: ordering tasks
+        by uid orders them by enqueue time, whichever pod created them."""
         ...
 
     async def create_task(self, task: TaskRecord) -> None: ...
@@ -174,6 +178,11 @@ class Store(Protocol):
         ...
 
     async def lease_holder(self, scope: str) -> str | None: ...
+
+    async def lease_ttl_ms(self, scope: str) -> int | None:
+        """Milliseconds until lease `scope` expires unless renewed; None when nobody holds
+        it (so a contender can try again the moment it frees up)."""
+        ...
 
     async def peer_heartbeat(self, pod_id: str, info: dict[str, Any], ttl_ms: int) -> None: ...
 

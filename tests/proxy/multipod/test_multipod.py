@@ -76,6 +76,9 @@ def test_tasks_have_one_uid_sequence_shared_by_every_pod(pods: DevCluster) -> No
         assert {u: (t["indexUid"], t["type"], t["enqueuedAt"]) for u, t in listing.items()} == {
             u: (t["indexUid"], t["type"], t["enqueuedAt"]) for u, t in listings[0].items()
         }
+    # Like Meilisearch's, `enqueuedAt` follows the uid order, whichever pod enqueued.
+    enqueued = [listings[0][uid]["enqueuedAt"] for uid in sorted(uids)]
+    assert enqueued == sorted(enqueued)
     for uid in (min(uids), max(uids)):
         wait_task(pods.urls[2], uid)
     search = ok(http("POST", f"{pods.urls[1]}/indexes/{index}/search", json={"limit": 0}))
