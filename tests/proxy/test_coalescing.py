@@ -174,6 +174,53 @@ async def test_one_subscriber_leaving_does_not_cancel_the_others() -> None:
         await leaving
 
 
+async def test_a_joiner_leaving_does_not_cancel_the_flight() -> None:
+    coalescer: Coalescer[str] = Coalescer(1_000, 100)
+    gate = asyncio.Event()
+    calls = 0
+
+    async def produce() -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return "answer"
+
+    staying = asyncio.create_task(coalescer.run("k", produce))
+    await asyncio.sleep(0)
+    leaving = asyncio.create_task(coalescer.run("k", produce))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    assert await staying == "answer"
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert calls == 1
+
+
+async def test_joiners_of_a_cancelled_first_caller_share_one_new_flight() -> None:
+    coalescer: Coalescer[int] = Coalescer(1_000, 100)
+    gate = asyncio.Event()
+    calls = 0
+
+    async def produce() -> int:
+        nonlocal calls
+        calls += 1
+        mine = calls
+        await gate.wait()
+        return mine
+
+    first = asyncio.create_task(coalescer.run("k", produce))
+    await asyncio.sleep(0)
+    joiners = [asyncio.create_task(coalescer.run("k", produce)) for _ in range(3)]
+    await asyncio.sleep(0)
+    first.cancel()
+    await eventually(lambda: calls == 2)
+    gate.set()
+    assert list(await asyncio.gather(*joiners)) == [2, 2, 2]
+    assert coalescer.in_flight() == 0
+
+
 async def test_a_failure_reaches_every_subscriber_and_is_not_kept() -> None:
     coalescer: Coalescer[str] = Coalescer(1_000, 100)
     gate = asyncio.Event()

@@ -15,6 +15,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._fanout_children: dict[str, Any] = {}
         self.requests = Counter(
             "miroir_requests", "Client requests", ["method", "route", "status"], registry=r
         )
@@ -62,6 +63,12 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_fanout(self, kind: str, nodes: int) -> None:
+        child = self._fanout_children.get(kind)
+        if child is None:
+            child = self._fanout_children[kind] = self.fanout.labels(kind)
+        child.observe(nodes)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -235,9 +235,11 @@ def _merge(
     """The merged response and, when the page is full, its last entry."""
     offset, limit = request.window()
     filtered = _Filtered(request)
-    page = list(
-        islice(filtered(ranked_entries(answers, request.sorted_by_rules)), offset, offset + limit)
-    )
+    entries = ranked_entries(answers, request.sorted_by_rules)
+    if filtered.threshold is not None or filtered.distinct is not None:
+        # A generator layer per hit is a tenth of a plain merge's CPU: only when it drops.
+        entries = filtered(entries)
+    page = list(islice(entries, offset, offset + limit))
     drop = _dropped_fields(request)
     gone: dict[tuple[str, ...], list[str]] = {}
     result: dict[str, Any] = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
@@ -39,9 +38,13 @@ def search_key(uid: str, body: Any, settings_version: int, tenant_filter: Any) -
     )
 
 
+class _LeaderLeft(Exception):
+    """The request running a flight's scatter was cancelled before the scatter landed."""
+
+
 @dataclasses.dataclass(slots=True)
 class _Flight(Generic[T]):
-    task: asyncio.Task[T]
+    result: asyncio.Future[T]
     started: float
     subscribers: int = 1
 
@@ -73,29 +76,43 @@ class Coalescer(Generic[T]):
     async def run(self, key: Hashable, produce: Callable[[], Awaitable[T]]) -> T:
         """`produce()`'s result, shared with identical calls made while it runs.
 
-        Each caller awaits the shared task through a shield: one client going away never
-        cancels the scatter the others wait for.
+        The first caller runs `produce()` itself (a task per search was a measurable share
+        of its CPU) and publishes the outcome in a future the others await through a
+        shield: one joiner going away never cancels the flight. If the first caller is
+        cancelled, its joiners start over: one of them runs the next flight.
         """
         if not self.enabled:
             return await produce()
         now = self._clock()
         flight = self._flights.get(key)
         if (
-            flight is None
-            or flight.task.done()
-            or now - flight.started >= self._window_s
-            or flight.subscribers >= self._max_subscribers
+            flight is not None
+            and now - flight.started < self._window_s
+            and flight.subscribers < self._max_subscribers
         ):
-            flight = _Flight(asyncio.ensure_future(produce()), now)
-            self._flights[key] = flight
-            flight.task.add_done_callback(functools.partial(self._land, key, flight))
-        else:
             flight.subscribers += 1
-        return await asyncio.shield(flight.task)
+            try:
+                return await asyncio.shield(flight.result)
+            except _LeaderLeft:
+                return await self.run(key, produce)
+        flight = _Flight(asyncio.get_running_loop().create_future(), now)
+        self._flights[key] = flight
+        try:
+            value = await produce()
+        except asyncio.CancelledError:
+            self._land(key, flight, _LeaderLeft())
+            raise
+        except BaseException as e:
+            self._land(key, flight, e)
+            raise
+        self._land(key, flight, None)
+        flight.result.set_result(value)
+        return value
 
-    def _land(self, key: Hashable, flight: _Flight[T], _task: object) -> None:
+    def _land(self, key: Hashable, flight: _Flight[T], error: BaseException | None) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
-        if not flight.task.cancelled():
-            # Mark the exception retrieved: subscribers that left would leave it unobserved.
-            flight.task.exception()
+        if error is not None:
+            flight.result.set_exception(error)
+            # Mark the exception retrieved: the flight may have had no joiner to see it.
+            flight.result.exception()

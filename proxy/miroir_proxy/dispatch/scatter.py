@@ -84,14 +84,21 @@ async def call_all(
     params: QueryParams | None,
     timeout_ms: int,
 ) -> Round:
+    if not assignments:
+        return Round([], [], None)
+    # The last call runs in the caller's own task: a task per node call is a measurable
+    # share of a search's CPU, and the group still cancels the others if it raises.
+    *others, last = assignments
     async with asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(_call(cluster, a, method, path, body_for(a), params, timeout_ms))
-            for a in assignments
+            for a in others
         ]
+        last_response = await _call(cluster, last, method, path, body_for(last), params, timeout_ms)
+    responses = [task.result() for task in tasks]
+    responses.append(last_response)
     outcome = Round([], [], None)
-    for assignment, task in zip(assignments, tasks, strict=True):
-        response = task.result()
+    for assignment, response in zip(assignments, responses, strict=True):
         if response is None:
             outcome.failed.append(assignment)
         elif not response.ok:

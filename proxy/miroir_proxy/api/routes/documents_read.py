@@ -31,7 +31,7 @@ async def _listing(request: web.Request, body: Any) -> ReadResult:
 
 def _respond(request: web.Request, result: ReadResult) -> web.Response:
     headers = enforce_policy(request.app[CLUSTER], result.degraded)
-    request.app[METRICS].fanout.labels("documents").observe(result.fanout)
+    request.app[METRICS].observe_fanout("documents", result.fanout)
     return json_response(result.body, headers=headers)
 
 

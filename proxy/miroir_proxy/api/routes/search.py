@@ -9,7 +9,6 @@ plan is judged by one node as it was sent, so the error is a single node's, byte
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -66,7 +65,7 @@ def respond(request: web.Request, result: ReadResult, started: float, kind: str)
     """The answer of a search-like read; `requestUid` on every search answer in it."""
     headers = reads.enforce_policy(request.app[CLUSTER], result.degraded)
     metrics = request.app[METRICS]
-    metrics.fanout.labels(kind).observe(result.fanout)
+    metrics.observe_fanout(kind, result.fanout)
     if headers:
         metrics.partial_responses.labels(kind).inc()
     body = result.body
@@ -98,7 +97,7 @@ async def _search(request: web.Request, body: Any) -> web.Response:
         key = search_key(uid, body, version, view.tenant_filter)
         shared = await request.app[COALESCER].run(key, lambda: reads.search(cluster, view, body))
         # `respond` writes into the body: every subscriber gets its own top level.
-        result = dataclasses.replace(shared, body=dict(shared.body))
+        result = ReadResult(dict(shared.body), shared.degraded, shared.fanout)
     return respond(request, result, started, "search")
 
 
