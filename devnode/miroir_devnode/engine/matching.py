@@ -2,9 +2,9 @@
 
 A term derives exact words, prefix completions (the last word only), typo variants
 (Damerau-Levenshtein, optimal string alignment, within the `typoTolerance` budget) and
-synonyms. Typo candidates come from one regex pass over the newline-joined vocabulary: the
-regex is a trie of every edit pattern of the query word, so the scan runs in C and only real
-candidates reach the Python distance check.
+synonyms. Typo candidates come from regex passes over the newline-joined vocabulary, one per
+word length the edits can reach: the regex is a trie of every edit pattern of the query word,
+so the scan runs in C and only real candidates reach the Python distance check.
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ class Vocabulary:
         self.ids: dict[str, int] = {}
         self.words: list[str] = []
         self._sorted: list[str] | None = None
-        self._blob: str | None = None
+        self._blobs: dict[int, str] | None = None  # word length -> newline-joined words
 
     def __len__(self) -> int:
         return len(self.words)
@@ -293,7 +293,7 @@ class Vocabulary:
             found = self.ids[word] = len(self.words)
             self.words.append(word)
             self._sorted = None
-            self._blob = None
+            self._blobs = None
         return found
 
     def prefixed(self, prefix: str) -> list[int]:
@@ -304,20 +304,40 @@ class Vocabulary:
         ids = self.ids
         return [ids[w] for w in self._sorted[start:end]]
 
+    def _length_blobs(self) -> dict[int, str]:
+        if self._blobs is None:
+            groups: dict[int, list[str]] = {}
+            for word in self.words:
+                groups.setdefault(len(word), []).append(word)
+            self._blobs = {size: "\n".join(words) for size, words in groups.items()}
+        return self._blobs
+
     def typo_variants(self, word: str, max_typos: int, prefix: bool) -> dict[int, int]:
-        """Ids of words within 1..max_typos edits of `word` (of a prefix of them if `prefix`)."""
+        """Ids of words within 1..max_typos edits of `word` (of a prefix of them if `prefix`).
+
+        Only words of a length the edits can reach are scanned; candidates are then checked
+        in id order so the MAX_TYPO_DERIVATIONS cut keeps the same words whatever the scan.
+        """
         if max_typos <= 0 or not self.words:
             return {}
-        if self._blob is None:
-            self._blob = "\n".join(self.words)
         regex = _typo_regex(word, max_typos, prefix)
+        shortest = len(word) - max_typos
+        longest = len(word) + max_typos
+        ids = self.ids
+        candidates: list[int] = []
+        for size, blob in self._length_blobs().items():
+            if size >= shortest and (prefix or size <= longest):
+                candidates.extend(map(ids.__getitem__, regex.findall(blob)))
+        candidates.sort()
         found: dict[int, int] = {}
-        for candidate in regex.findall(self._blob):
+        words = self.words
+        for word_id in candidates:
+            candidate = words[word_id]
             if candidate == word or (prefix and candidate.startswith(word)):
                 continue
             distance = bounded_distance(word, candidate, max_typos, prefix)
             if 0 < distance <= max_typos:
-                found[self.ids[candidate]] = distance
+                found[word_id] = distance
                 if len(found) >= MAX_TYPO_DERIVATIONS:
                     break
         return found

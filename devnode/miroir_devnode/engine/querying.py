@@ -14,7 +14,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .features import Features, TermMatch, indices, position_of
+from .features import BUFFERS_KEY, Features, TermMatch, indices, position_of
 from .matching import MatchInfo, QueryTerm, QueryTerms
 from .patterns import flatten, is_faceted_by
 from .ranking import QueryRanker, QueryResult, RankedHit, RuleFn, SortRule, TermData, bucket_sort
@@ -209,8 +209,13 @@ class Query:
 
     def run(self) -> QueryResult:
         inputs = self.inputs
-        if len(self.index.term_cache) > _TERM_CACHE_LIMIT:
-            self.index.term_cache.clear()
+        cache = self.index.term_cache
+        if len(cache) > _TERM_CACHE_LIMIT:
+            # The token buffers serve every query; only writes make them stale.
+            buffers = cache.get(BUFFERS_KEY)
+            cache.clear()
+            if buffers is not None:
+                cache[BUFFERS_KEY] = buffers
         matches = [self._term_match(term) for term in inputs.terms]
         features = Features(self, matches)
         ranker = QueryRanker(

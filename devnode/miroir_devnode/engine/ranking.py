@@ -5,13 +5,13 @@ Every rule splits a bucket of equally ranked documents into ordered sub-buckets 
 each a rank out of a maximum that depends only on the query (never on other documents), so
 `_rankingScore` is a property of (document, query): the proxy merges shards by it (see
 scoring.py). Splits are generators, so only the buckets the caller consumes are refined;
-features come column-wise from `TermFeatures`, and only proximity reads single documents.
+features come column-wise from `TermFeatures`; proximity finds its cost-0 bucket by a byte
+search for adjacent word pairs and reads single documents only for the buckets after it.
 """
 
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -19,11 +19,21 @@ from itertools import pairwise
 from typing import Any, NamedTuple, Protocol
 
 from .matching import QueryTerm, QueryTerms
+from .rank_costs import (
+    DISTANCES_BY_COST,
+    MAX_POSITION_COST,
+    MAX_PROXIMITY_COST,
+    cheapest_sums,
+    pair_cost,
+    position_cost,
+)
+from .rank_costs import cost_from_distance as cost_from_distance
 from .scoring import EXACT_ATTRIBUTE, Detail
 
-MAX_PROXIMITY_COST = 7
-MAX_POSITION_COST = 10
 _FIRST_TIES = 256
+# From this bucket size on, wordPosition over several terms works on per-term cost classes
+# (set algebra) instead of one cost per document.
+_CLASSED_POSITION_MIN = 256
 
 
 class SortRule(NamedTuple):
@@ -76,13 +86,6 @@ def _rust_float(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
 
-def cost_from_distance(distance: int) -> int:
-    for limit, cost in ((0, 0), (1, 1), (4, 2), (7, 3), (11, 4), (16, 5), (24, 6), (64, 7)):
-        if distance <= limit:
-            return cost
-    return 8 if distance <= 256 else 9 if distance <= 1024 else 10
-
-
 def _grouped(
     bucket: Bucket, key: Callable[[int], Any], reverse: bool = False
 ) -> list[tuple[Any, Bucket]]:
@@ -113,19 +116,13 @@ class TermFeatures(Protocol):
     def exact_full(self, kept: tuple[int, ...]) -> AbstractSet[int]:
         """Documents with a field made of exactly the query's words."""
 
+    def closest_distance(self, doc: int, term: int, position: int) -> int | None:
+        """Smallest distance between `position` and the term in `doc` (None if absent)."""
 
-_COST_TABLE = [cost_from_distance(d) for d in range(1100)]
-_DISTANCES_BY_COST = [
-    (0, 0), (1, 1), (2, 4), (5, 7), (8, 11), (12, 16), (17, 24), (25, 64), (65, 256), (257, 1024),
-    (1025, 1 << 31),
-]  # fmt: skip
-
-
-def _position_cost(distance: int, width: int) -> int:
-    table = _COST_TABLE
-    return sum(
-        table[d] if d < 1100 else MAX_POSITION_COST for d in range(distance, distance + width)
-    )
+    def adjacent_docs(
+        self, bucket: AbstractSet[int], pairs: list[tuple[int, int]]
+    ) -> set[int] | None:
+        """Documents where every pair is adjacent (cost 0), or None if it cannot tell."""
 
 
 class QueryRanker:
@@ -220,10 +217,17 @@ class QueryRanker:
         def cost(doc: int) -> int:
             by_term = self.features.matches(doc).by_term
             return sum(
-                _pair_cost(by_term[left], by_term[right], self.terms[left].term.width)
+                pair_cost(by_term[left], by_term[right], self.terms[left].term.width)
                 for left, right in pairs
             )
 
+        # The cost-0 bucket comes from a cheap adjacency scan; full costs are computed only
+        # for the rest, and only if the caller consumes past the first bucket.
+        adjacent = self.features.adjacent_docs(bucket, pairs)
+        if adjacent is not None:
+            if adjacent:
+                yield (Detail("proximity", max_cost + 1, max_cost + 1),), adjacent, kept
+            bucket = bucket - adjacent
         for value, docs in _grouped(bucket, cost):
             yield (Detail("proximity", max_cost - value + 1, max_cost + 1),), docs, kept
 
@@ -253,13 +257,19 @@ class QueryRanker:
             yield from self._single_word_position(bucket, kept, detail)
             return
 
+        if len(bucket) >= _CLASSED_POSITION_MIN:
+            classes = [self._position_classes(bucket, index, term) for index, term, _ in terms]
+            for total, docs in cheapest_sums(classes, max_cost, len(bucket)):
+                yield detail(total), docs, kept
+            return
+
         def cost(doc: int) -> int:
             total = 0
             for index, term, firsts in terms:
                 first = firsts.get(doc)
                 if first is not None and first >= term.position:
                     # the first occurrence is the closest one to the query position
-                    total += _position_cost(first - term.position, term.width)
+                    total += position_cost(first - term.position, term.width)
                 else:
                     total += self._closest_position_cost(doc, index, term)
             return total
@@ -277,7 +287,7 @@ class QueryRanker:
         fallback = (bucket - self.features.first_positions(index).keys()) | (bucket & before)
         costs = {doc: self._closest_position_cost(doc, index, term) for doc in fallback}
         pending = bucket - fallback
-        for cost, (low, high) in enumerate(_DISTANCES_BY_COST):
+        for cost, (low, high) in enumerate(DISTANCES_BY_COST):
             docs = {doc for doc, value in costs.items() if value == cost}
             if cost == MAX_POSITION_COST:
                 docs |= pending
@@ -291,12 +301,29 @@ class QueryRanker:
             if docs:
                 yield detail(cost), docs, kept
 
+    def _position_classes(self, bucket: Bucket, index: int, term: QueryTerm) -> dict[int, Bucket]:
+        """One term's wordPosition cost -> the documents of `bucket` with that cost."""
+        by_first = self.features.docs_by_first_position(index)
+        before = set().union(*(by_first.get(p, ()) for p in range(term.position)))
+        fallback = (bucket - self.features.first_positions(index).keys()) | (bucket & before)
+        classes: dict[int, Bucket] = {}
+        for doc in fallback:
+            cost = self._closest_position_cost(doc, index, term)
+            classes.setdefault(cost, set()).add(doc)
+        pending = bucket - fallback
+        for first, docs in by_first.items():
+            if first >= term.position:
+                found = pending.intersection(docs)
+                if found:
+                    cost = position_cost(first - term.position, term.width)
+                    classes.setdefault(cost, set()).update(found)
+        return classes
+
     def _closest_position_cost(self, doc: int, index: int, term: QueryTerm) -> int:
-        fields = self.features.matches(doc).by_term[index].values()
-        distance = min((abs(p - term.position) for ps in fields for p in ps), default=None)
+        distance = self.features.closest_distance(doc, index, term.position)
         if distance is None:
             return MAX_POSITION_COST * term.width
-        return _position_cost(distance, term.width)
+        return position_cost(distance, term.width)
 
     def exactness(self, bucket: Bucket, kept: tuple[int, ...]) -> Split:
         """Fields equal to the query, then fields starting with it, then by exact words; lazily."""
@@ -330,26 +357,6 @@ class QueryRanker:
         for words in sorted(classes, reverse=True):
             if classes[words]:
                 yield detail(1, words), classes[words], kept
-
-
-def _pair_cost(left: dict[int, list[int]], right: dict[int, list[int]], left_width: int) -> int:
-    """Smallest proximity cost between two terms in one field (7 when never close)."""
-    best = MAX_PROXIMITY_COST
-    for field_id, lefts in left.items():
-        rights = right.get(field_id)
-        if not rights:
-            continue
-        for start in lefts:
-            end = start + left_width - 1
-            after = bisect_right(rights, end)
-            if after < len(rights):
-                best = min(best, rights[after] - end - 1)
-            if after:
-                # the right term before (or on) the left one costs one more
-                best = min(best, end - rights[after - 1])
-            if best == 0:
-                return 0
-    return best
 
 
 RuleFn = Callable[[Bucket, tuple[int, ...]], Split]
