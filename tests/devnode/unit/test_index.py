@@ -6,39 +6,11 @@ from typing import Any
 
 from miroir_devnode.engine.index import Index
 from miroir_devnode.engine.ranking import SortRule
-
-DEFAULT_RULES = ["words", "typo", "proximity", "attributeRank", "sort", "wordPosition", "exactness"]
+from miroir_devnode.settings import defaults
 
 
 def settings(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "displayedAttributes": ["*"],
-        "searchableAttributes": ["*"],
-        "filterableAttributes": [],
-        "sortableAttributes": [],
-        "rankingRules": list(DEFAULT_RULES),
-        "stopWords": [],
-        "nonSeparatorTokens": [],
-        "separatorTokens": [],
-        "dictionary": [],
-        "synonyms": {},
-        "distinctAttribute": None,
-        "proximityPrecision": "byWord",
-        "typoTolerance": {
-            "enabled": True,
-            "minWordSizeForTypos": {"oneTypo": 5, "twoTypos": 9},
-            "disableOnWords": [],
-            "disableOnAttributes": [],
-            "disableOnNumbers": False,
-        },
-        "faceting": {"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "alpha"}},
-        "pagination": {"maxTotalHits": 1000},
-        "embedders": {},
-        "searchCutoffMs": None,
-        "localizedAttributes": None,
-        "facetSearch": True,
-        "prefixSearch": "indexingTime",
-    }
+    base: dict[str, Any] = dict(defaults())
     base.update(overrides)
     return base
 

@@ -10,39 +10,13 @@ import pytest
 from miroir_devnode.engine.index import Index
 from miroir_devnode.engine.ranking import SortRule, cost_from_distance
 from miroir_devnode.engine.scoring import Detail, global_score
+from miroir_devnode.settings import defaults
 
-DEFAULT_RULES = ["words", "typo", "proximity", "attributeRank", "sort", "wordPosition", "exactness"]
+DEFAULT_RULES: list[str] = defaults()["rankingRules"]
 
 
 def settings(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "displayedAttributes": ["*"],
-        "searchableAttributes": ["*"],
-        "filterableAttributes": [],
-        "sortableAttributes": [],
-        "rankingRules": list(DEFAULT_RULES),
-        "stopWords": [],
-        "nonSeparatorTokens": [],
-        "separatorTokens": [],
-        "dictionary": [],
-        "synonyms": {},
-        "distinctAttribute": None,
-        "proximityPrecision": "byWord",
-        "typoTolerance": {
-            "enabled": True,
-            "minWordSizeForTypos": {"oneTypo": 5, "twoTypos": 9},
-            "disableOnWords": [],
-            "disableOnAttributes": [],
-            "disableOnNumbers": False,
-        },
-        "faceting": {"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "alpha"}},
-        "pagination": {"maxTotalHits": 1000},
-        "embedders": {},
-        "searchCutoffMs": None,
-        "localizedAttributes": None,
-        "facetSearch": True,
-        "prefixSearch": "indexingTime",
-    }
+    base: dict[str, Any] = dict(defaults())
     base.update(overrides)
     return base
 
