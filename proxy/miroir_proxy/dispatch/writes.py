@@ -32,6 +32,7 @@ from miroir_proxy.core.pk import (
     MAX_ID_BYTES,
     DocumentError,
     check_reserved_fields,
+    is_reserved,
     resolve_primary_key,
     validate_document_id,
 )
@@ -116,16 +117,12 @@ class DocumentWriter:
         merge: bool,
         requested_pk: str | None = None,
         skip_creation: bool = False,
-        may_have_reserved: bool = True,
         can_create_index: bool = True,
         extra: Mapping[str, Any] | None = None,
     ) -> WriteResult:
-        """POST (`merge=False`, add or replace) or PUT (`merge=True`, add or update).
-
-        `may_have_reserved=False` (the raw payload has no `_miroir_`) skips the per-document
-        reserved-field check.
-        """
-        if may_have_reserved:
+        """POST (`merge=False`, add or replace) or PUT (`merge=True`, add or update)."""
+        # One union of the top-level names (C speed) instead of a check per document.
+        if any(is_reserved(name) for name in set().union(*documents)):
             for document in documents:
                 check_reserved_fields(document)
         details = {"receivedDocuments": len(documents), "indexedDocuments": None}

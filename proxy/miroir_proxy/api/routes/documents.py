@@ -30,8 +30,6 @@ routes = web.RouteTableDef()
 
 _ADD_PARAMS = ("primaryKey", "csvDelimiter", "customMetadata", "skipCreation")
 _DELETE_PARAMS = ("customMetadata",)
-_RESERVED_MARK = b"_miroir_"
-_ESCAPE_MARK = b"\\u"
 
 
 def _writer(request: web.Request) -> DocumentWriter:
@@ -67,8 +65,6 @@ async def _add(request: web.Request, *, merge: bool) -> web.Response:
         merge=merge,
         requested_pk=query.get("primaryKey"),
         skip_creation=skip_creation,
-        # A JSON escape could spell the prefix without its bytes appearing in the payload.
-        may_have_reserved=_RESERVED_MARK in body or _ESCAPE_MARK in body,
         can_create_index=auth is None or auth.allows_index_creation(uid),
         extra=_extra(request),
     )
