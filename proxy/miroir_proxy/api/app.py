@@ -41,8 +41,6 @@ from .appkeys import (
     TASKS,
     TOPOLOGY,
 )
-from .auth import authorize
-from .idempotency import idempotency
 from .metrics import Metrics
 from .middlewares import observe
 from .routes import (
@@ -59,7 +57,6 @@ from .routes import (
     tasks,
     webhooks,
 )
-from .sessions import remember_session
 
 
 async def load_topology(store: Store, config: MiroirConfig) -> Topology:
@@ -129,7 +126,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
 def make_app(config: MiroirConfig) -> web.Application:
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        middlewares=[observe, authorize, idempotency, remember_session],
+        middlewares=[observe],
     )
     app[CONFIG] = config
     app[METRICS] = Metrics()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -228,15 +227,11 @@ def _check_index(key: ApiKey, rules: SearchRules | None, index: str) -> None:
         )
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def authorize(request: web.Request) -> None:
     """Sets `request[AUTH]` or raises `MiroirError`; runs inside `observe`."""
     resource = request.match_info.route.resource
     if resource is None:
-        return await handler(request)
+        return
     action = required_action(request.method, resource.canonical)
     if action == PUBLIC:
         request[AUTH] = OPEN
@@ -248,4 +243,3 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
             index_of(request.path),
             request.headers.get("Authorization"),
         )
-    return await handler(request)

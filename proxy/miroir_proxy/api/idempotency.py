@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.state import kvkeys
@@ -33,7 +34,6 @@ from miroir_proxy.state.store import Store, StoreUnavailable
 
 from .appkeys import CONFIG, STORE, TOPOLOGY
 from .auth import PUBLIC, required_action
-from .middlewares import Handler
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +150,9 @@ def replay(entry: dict[str, Any]) -> web.Response:
     )
 
 
-@web.middleware
-async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Runs after `authorize`: only authenticated writes reserve keys."""
-    action = write_action(request)
-    if action is None:
-        return await handler(request)
+async def idempotency(request: web.Request, handler: Handler, action: str) -> web.StreamResponse:
+    """A write (of auth `action`) under its `Idempotency-Key`, if it has one; runs after
+    `authorize`, so only authenticated writes reserve keys."""
     if action not in _STORELESS_ACTIONS and request.app[TOPOLOGY].store_down:
         # Registering the task would fail after the nodes were written: refuse up front.
         raise StoreUnavailable("the state store is unreachable")

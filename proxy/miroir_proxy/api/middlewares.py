@@ -1,29 +1,40 @@
 """Cross-cutting request handling: request ids, one JSON log line per request, metrics, and
-errors rendered in Meilisearch's shape (never a traceback, whatever went wrong)."""
+errors rendered in Meilisearch's shape (never a traceback, whatever went wrong).
+
+`observe` is the proxy's only aiohttp middleware; authorization, idempotency keys and
+sessions run inside it as plain calls (`_admit`). Each aiohttp middleware layer cost about
+8 us a request (a twentieth of a proxied search), and reads need none of the write stages.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.dispatch.broadcast import NodeRefused
 from miroir_proxy.state.store import StoreUnavailable
 
 from .appkeys import BODY_LIMIT, METRICS, TOPOLOGY
+from .auth import authorize
+from .idempotency import idempotency, write_action
 from .responses import error_response, raw_json_response
+from .sessions import remember_session
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("miroir_proxy.access")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 REQUEST_ID = "X-Request-Id"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+# Request ids: this process's random prefix and a counter (unique, and no syscall per
+# request as uuid4 needs).
+_ID_PREFIX = os.urandom(6).hex()
+_ID_NUMBERS = itertools.count(1)
 
 
 def _route_template(request: web.Request) -> str:
@@ -73,17 +84,30 @@ def _store_unavailable(request: web.Request, exc: StoreUnavailable) -> web.Respo
     return error_response(error, headers={"Retry-After": "1"})
 
 
+async def _admit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authorization, then for writes idempotency keys and read-your-writes sessions."""
+    await authorize(request)
+    action = write_action(request)
+    if action is None:
+        return await handler(request)
+
+    async def remembered(request: web.Request) -> web.StreamResponse:
+        return await remember_session(request, handler)
+
+    return await idempotency(request, remembered, action)
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, access log, metrics and error rendering, outermost."""
-    request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+    request_id = request.headers.get(REQUEST_ID) or f"{_ID_PREFIX}{next(_ID_NUMBERS):012x}"
     request[REQUEST_ID_KEY] = request_id
     started = time.perf_counter()
     metrics = request.app[METRICS]
     metrics.in_flight.inc()
     try:
         try:
-            response = await handler(request)
+            response = await _admit(request, handler)
         except MiroirError as e:
             response = error_response(e)
         except NodeRefused as e:
@@ -103,6 +127,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     template = _route_template(request)
     metrics.observe_request(request.method, template, response.status, elapsed)
     response.headers[REQUEST_ID] = request_id
+    if not access_log.isEnabledFor(logging.INFO):
+        return response
     access_log.info(
         "%s %s %s",
         request.method,

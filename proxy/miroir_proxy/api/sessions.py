@@ -12,12 +12,12 @@ import logging
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from miroir_proxy.dispatch.sessions import HEADER
 from miroir_proxy.state.store import StoreUnavailable
 
 from .appkeys import SESSIONS, TASKS
-from .middlewares import Handler
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ def _credentials(request: web.Request) -> str:
     return request.headers.get("Authorization", "")
 
 
-@web.middleware
 async def remember_session(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
     session_id = request.headers.get(HEADER)

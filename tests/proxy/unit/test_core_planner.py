@@ -94,8 +94,10 @@ def test_pins_need_a_known_primary_key_and_never_come_back_empty() -> None:
     assert pinned_shards("a.b = x", "a.b", S) == shards("x")
 
 
+# Unquoted ids that read as numbers or as filter keywords (`id = OR`) are not plain values.
+_NOT_PLAIN = frozenset({"inf", "nan", "infinity", "and", "or", "not", "to", "in", "exists", "is"})
 word_ids = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,11}", fullmatch=True).filter(
-    lambda i: i.lower() not in ("inf", "nan", "infinity")
+    lambda i: i.lower() not in _NOT_PLAIN
 )
 
 
