@@ -113,6 +113,7 @@ class LoadResult:
     system_share: float = 0.0  # of cpu_s, spent in the kernel (loopback TCP, epoll)
     error_samples: list[str] = field(default_factory=list)
     also_latencies_ms: list[list[float]] = field(default_factory=list)  # per `also` URL
+    together_latencies_ms: list[float] = field(default_factory=list)  # slowest `also`, at once
 
     @property
     def answered(self) -> int:
@@ -162,6 +163,7 @@ def _drive(command: list[str], cwd: Path, measured_pid: int | None) -> LoadResul
         system_share=system / (user + system) if user + system else 0.0,
         error_samples=result["error_samples"],
         also_latencies_ms=result["also_latencies_ms"],
+        together_latencies_ms=result["together_latencies_ms"],
     )
 
 
