@@ -1,5 +1,4 @@
 import dataclasses
-import time
 
 import pytest
 from hypothesis import assume, given, settings
@@ -232,18 +231,16 @@ def test_invalid_placement_arguments() -> None:
         place(["a"], 0, 8)
 
 
-def test_routing_10000_keys_is_fast() -> None:
-    # Target 2 ms on a quiet machine (about 1.1 ms measured for string keys); the bound
-    # leaves room for a loaded CI runner while still catching an order-of-magnitude slip.
+def test_routing_10000_keys_sends_each_key_to_its_shards_replica() -> None:
+    # How fast this is belongs to `make bench` (route_10k_ms), never to a test.
     topo = Topology(1, 64, 1, (group("g0", "node-0", "node-1", "node-2"),))
     pks = [f"doc-{i}" for i in range(10_000)]
-    best = float("inf")
-    for _ in range(30):
-        start = time.perf_counter()
-        routed = route_documents(shards_of(pks, 64), topo)
-        best = min(best, time.perf_counter() - start)
+    shards = shards_of(pks, 64)
+    routed = route_documents(shards, topo)
     assert sum(len(v) for v in routed.values()) == 10_000
-    assert best < 0.004
+    replicas = place(["node-0", "node-1", "node-2"], 1, 64).replicas
+    for node, indexes in routed.items():
+        assert all(node in replicas[shards[i]] for i in indexes)
 
 
 def test_topology_document_round_trip() -> None:
