@@ -295,3 +295,23 @@ async def test_unfinished_tasks_resume_after_a_restart(
         assert task["status"] == "succeeded"
         assert task["details"] == {"receivedDocuments": 2, "indexedDocuments": 2}
         assert await add(client, [{"id": 3}]) > uid
+
+
+async def test_polling_slows_down_while_node_tasks_do_not_change(
+    tmp_path: Path, fleet: Any, proxy: Any
+) -> None:
+    nodes = await fleet()
+    async with proxy(nodes.config(tmp_path)) as client:
+        for node in nodes.nodes:
+            node.hold_tasks = True
+        uid = await add(client, [{"id": i} for i in range(20)])
+        await wait_status(client, uid, "processing")
+        node = nodes.nodes[0]
+        before = sum(r.path == "/tasks" for r in node.received)
+        await asyncio.sleep(1.0)  # a 50 ms interval would poll ~20 times meanwhile
+        polls = sum(r.path == "/tasks" for r in node.received) - before
+        assert 1 <= polls <= 6  # 0.05, 0.1, 0.2, 0.4, 0.4 s apart at most
+        for held in nodes.nodes:
+            held.release()
+        task = await wait_status(client, uid, "succeeded")
+    assert task["status"] == "succeeded"
