@@ -12,6 +12,7 @@ from miroir_proxy.api.appkeys import TASKS
 from miroir_proxy.state.store import NodeTaskRef
 
 DEADLINE_S = 10.0
+POLL_S = 0.01
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 DURATION = re.compile(r"^PT\d+(\.\d{6})?S$")
 TASK_KEYS = [
@@ -50,7 +51,7 @@ async def wait_status(client: Any, uid: int, *statuses: str) -> dict[str, Any]:
         task = await get_task(client, uid)
         if task["status"] in statuses or loop.time() > deadline:
             return task
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(POLL_S)
 
 
 async def add(client: Any, docs: list[dict[str, Any]], index: str = "books") -> int:
@@ -307,10 +308,17 @@ async def test_polling_slows_down_while_node_tasks_do_not_change(
         uid = await add(client, [{"id": i} for i in range(20)])
         await wait_status(client, uid, "processing")
         node = nodes.nodes[0]
-        before = sum(r.path == "/tasks" for r in node.received)
-        await asyncio.sleep(1.0)  # a 50 ms interval would poll ~20 times meanwhile
-        polls = sum(r.path == "/tasks" for r in node.received) - before
-        assert 1 <= polls <= 6  # 0.05, 0.1, 0.2, 0.4, 0.4 s apart at most
+
+        def polls() -> int:
+            return sum(r.path == "/tasks" for r in node.received)
+
+        loop = asyncio.get_running_loop()
+        first, started = polls(), loop.time()
+        while polls() < first + 4 and loop.time() < started + DEADLINE_S:
+            await asyncio.sleep(POLL_S)
+        # Quiet rounds wait 0.05, 0.1, 0.2, 0.4 s...: four more polls take at least the
+        # last three gaps, 0.7 s; at a fixed 50 ms they would take 0.2 s.
+        assert loop.time() - started >= 0.5
         for held in nodes.nodes:
             held.release()
         task = await wait_status(client, uid, "succeeded")
