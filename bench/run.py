@@ -113,6 +113,9 @@ def measure_all(
                 repeat=max(3, sizes.runs), number=number
             ),
             "route_10k_ms": micro.route_10k_ms(repeat=max(3, sizes.runs), number=number),
+            "write_route_ratio": micro.write_route_ratio(
+                batch=sizes.write_batch, repeat=max(3, sizes.runs), number=number
+            ),
         }
     ]
     results: dict[str, Any] = {}

@@ -138,7 +138,7 @@ class DocumentWriter:
                     f"Index already has a primary key: `{index_pk}`.",
                 )
             pk = resolve_primary_key(index_pk, requested_pk, documents[0] if documents else None)
-            ids = _ids(documents, pk) if pk is not None else []
+            ids = document_ids(documents, pk) if pk is not None else []
         except DocumentError as e:
             return await self._failed(job, e)
         if meta is None:
@@ -147,7 +147,7 @@ class DocumentWriter:
             return WriteResult(
                 await self._registry.enqueue(index_uid, ADDITION, [], details=details, extra=extra)
             )
-        targets = self._shard_targets(meta.shards, _by_shard(documents, ids, meta.shards))
+        targets = route_batch(self._cluster, documents, ids, meta.shards)
         params = {"primaryKey": pk}
         if skip_creation:
             params["skipCreation"] = "true"
@@ -169,7 +169,7 @@ class DocumentWriter:
         by_shard: dict[int, list[Any]] = {}
         for doc_id, shard in zip(ids, shards_of(ids, meta.shards), strict=True):
             by_shard.setdefault(shard, []).append(doc_id)
-        targets = self._shard_targets(meta.shards, by_shard)
+        targets = shard_targets(self._cluster, meta.shards, by_shard)
         path = f"/indexes/{index_uid}/documents/delete-batch"
         return await self._write(job, "POST", path, {}, targets, meta.shards)
 
@@ -204,32 +204,6 @@ class DocumentWriter:
             for node in group.nodes:
                 targets[node.id] = _Target(group.id, sorted(held.get(node.id, ())), body)
         return await self._write(job, method, path, {}, targets, meta.shards)
-
-    def _shard_targets(self, shards: int, by_shard: Mapping[int, list[Any]]) -> dict[str, _Target]:
-        """One JSON array per node, holding the items of every shard it replicates."""
-        targets: dict[str, _Target] = {}
-        for group in self._cluster.topology.groups:
-            replicas = self._cluster.placement(group, shards).replicas
-            for shard in by_shard:
-                for node_id in replicas[shard]:
-                    target = targets.get(node_id)
-                    if target is None:
-                        targets[node_id] = _Target(group.id, [shard])
-                    else:
-                        target.shards.append(shard)
-        # One orjson call per distinct shard set: nodes holding the same shards (with RF
-        # equal to the group size, every node) share one body, and serializing a list in
-        # one call costs a fraction of serializing its items one by one.
-        bodies: dict[tuple[int, ...], bytes] = {}
-        for target in targets.values():
-            target.shards.sort()
-            key = tuple(target.shards)
-            body = bodies.get(key)
-            if body is None:
-                items = list(chain.from_iterable(by_shard[s] for s in key))
-                body = bodies[key] = orjson.dumps(items)
-            target.body = body
-        return targets
 
     async def _write(
         self,
@@ -319,7 +293,44 @@ class DocumentWriter:
         )
 
 
-def _ids(documents: list[dict[str, Any]], pk: str) -> list[DocumentId]:
+def route_batch(
+    cluster: Cluster, documents: list[dict[str, Any]], ids: list[DocumentId], shards: int
+) -> dict[str, _Target]:
+    """Each document tagged with its shard (by `ids`, already validated) and serialized
+    into the body of every node that replicates the shard, in every group."""
+    return shard_targets(cluster, shards, _by_shard(documents, ids, shards))
+
+
+def shard_targets(
+    cluster: Cluster, shards: int, by_shard: Mapping[int, list[Any]]
+) -> dict[str, _Target]:
+    """One JSON array per node, holding the items of every shard it replicates."""
+    targets: dict[str, _Target] = {}
+    for group in cluster.topology.groups:
+        replicas = cluster.placement(group, shards).replicas
+        for shard in by_shard:
+            for node_id in replicas[shard]:
+                target = targets.get(node_id)
+                if target is None:
+                    targets[node_id] = _Target(group.id, [shard])
+                else:
+                    target.shards.append(shard)
+    # One orjson call per distinct shard set: nodes holding the same shards (with RF
+    # equal to the group size, every node) share one body, and serializing a list in
+    # one call costs a fraction of serializing its items one by one.
+    bodies: dict[tuple[int, ...], bytes] = {}
+    for target in targets.values():
+        target.shards.sort()
+        key = tuple(target.shards)
+        body = bodies.get(key)
+        if body is None:
+            items = list(chain.from_iterable(by_shard[s] for s in key))
+            body = bodies[key] = orjson.dumps(items)
+        target.body = body
+    return targets
+
+
+def document_ids(documents: list[dict[str, Any]], pk: str) -> list[DocumentId]:
     """Every document's id under `pk`, validated; raises Meilisearch's error for the first
     document without a valid one."""
     ids: list[DocumentId] = []
