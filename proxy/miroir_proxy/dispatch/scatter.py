@@ -92,7 +92,7 @@ async def call_all(
     bodies = [body_for(a) for a in assignments]
     tasks = [
         asyncio.create_task(_call(cluster, a, method, path, body, params, timeout_ms))
-        for a, body in zip(others, bodies, strict=False)
+        for a, body in zip(others, bodies[:-1], strict=True)
     ]
     try:
         last_response = await _call(cluster, last, method, path, bodies[-1], params, timeout_ms)

@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 _UIDS_PER_POLL = 500
 _EVERYTHING = 1 << 62
-
-
+# The longest wait between aggregation rounds while node tasks do not change (see `_run`):
+# how late, at most, a long task is seen finished.
 _QUIET_MAX_S = 0.4
 
 
