@@ -61,15 +61,20 @@ async def add(client: Any, docs: list[dict[str, Any]], index: str = "books") -> 
     return uid
 
 
+async def add_held(client: Any, nodes: Any) -> tuple[int, dict[str, Any]]:
+    """A write of 20 documents whose node tasks every node holds as processing."""
+    for node in nodes.nodes:
+        node.hold_tasks = True
+    uid = await add(client, [{"id": i} for i in range(20)])
+    return uid, await wait_status(client, uid, "processing")
+
+
 async def test_processing_until_every_node_task_finishes(
     tmp_path: Path, fleet: Any, proxy: Any
 ) -> None:
     nodes = await fleet()
     async with proxy(nodes.config(tmp_path)) as client:
-        for node in nodes.nodes:
-            node.hold_tasks = True
-        uid = await add(client, [{"id": i} for i in range(20)])
-        task = await wait_status(client, uid, "processing")
+        uid, task = await add_held(client, nodes)
         assert task["status"] == "processing"
         assert TIMESTAMP.match(task["startedAt"])
         assert task["finishedAt"] is None
@@ -303,10 +308,7 @@ async def test_polling_slows_down_while_node_tasks_do_not_change(
 ) -> None:
     nodes = await fleet()
     async with proxy(nodes.config(tmp_path)) as client:
-        for node in nodes.nodes:
-            node.hold_tasks = True
-        uid = await add(client, [{"id": i} for i in range(20)])
-        await wait_status(client, uid, "processing")
+        uid, _ = await add_held(client, nodes)
         node = nodes.nodes[0]
 
         def polls() -> int:
