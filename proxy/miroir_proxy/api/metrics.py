@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from miroir_proxy.histogram import HistogramChild, LabeledHistogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -14,28 +16,31 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._fanout_children: dict[str, Any] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Any, HistogramChild]] = {}
+        self._fanout_children: dict[str, HistogramChild] = {}
         self.requests = Counter(
             "miroir_requests", "Client requests", ["method", "route", "status"], registry=r
         )
-        self.request_duration = Histogram(
+        self.request_duration = LabeledHistogram(
             "miroir_request_duration_seconds",
             "Client request duration",
             ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
+            r,
         )
+        # A plain count read when scraped: two locked updates per request cost more.
+        self.requests_in_flight = 0
         self.in_flight = Gauge("miroir_requests_in_flight", "Requests being served", registry=r)
+        self.in_flight.set_function(lambda: self.requests_in_flight)
         self.node_healthy = Gauge(
             "miroir_node_healthy", "1 when a node is healthy", ["node"], registry=r
         )
-        self.fanout = Histogram(
+        self.fanout = LabeledHistogram(
             "miroir_fanout_nodes",
             "Nodes one client request was sent to",
             ["kind"],
-            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
-            registry=r,
+            (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+            r,
         )
         self.partial_responses = Counter(
             "miroir_partial_responses", "Answers missing some shards", ["kind"], registry=r

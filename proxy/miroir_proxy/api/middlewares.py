@@ -104,7 +104,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[REQUEST_ID_KEY] = request_id
     started = time.perf_counter()
     metrics = request.app[METRICS]
-    metrics.in_flight.inc()
+    metrics.requests_in_flight += 1
     try:
         try:
             response = await _admit(request, handler)
@@ -122,7 +122,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             log.exception("unhandled error", extra={"request_id": request_id})
             response = error_response(MiroirError("internal", "An internal error has occurred."))
     finally:
-        metrics.in_flight.dec()
+        metrics.requests_in_flight -= 1
     elapsed = time.perf_counter() - started
     template = _route_template(request)
     metrics.observe_request(request.method, template, response.status, elapsed)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import time
 from types import SimpleNamespace
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import aiohttp
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
+
+from miroir_proxy.histogram import HistogramChild, LabeledHistogram
 
 FailureKind = Literal["timeout", "connect", "disconnect", "payload", "other"]
 
@@ -37,14 +39,14 @@ class PrometheusNodeMetrics:
     """`NodeCallMetrics` as Prometheus series in the app's registry (one instance each)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._duration = Histogram(
+        self._duration = LabeledHistogram(
             "miroir_node_request_duration_seconds",
             "Time from sending a node request to its response headers",
             ["node", "method", "code"],
-            buckets=_DURATION_BUCKETS_S,
-            registry=registry,
+            _DURATION_BUCKETS_S,
+            registry,
         )
-        self._children: dict[tuple[str, str, int], Any] = {}
+        self._children: dict[tuple[str, str, int], HistogramChild] = {}
         self._failures = Counter(
             "miroir_node_errors",
             "Node calls that got no usable answer (node HTTP errors are not failures here)",
@@ -59,8 +61,8 @@ class PrometheusNodeMetrics:
         )
 
     def observe_response(self, node: str, method: str, status: int, seconds: float) -> None:
-        # `labels()` takes a lock and builds a key on every call (~2 µs, three times per
-        # search); the children are few (nodes x methods x statuses), so keep them.
+        # Three times per search: the children are few (nodes x methods x statuses), so
+        # keep them rather than build a label key on every call.
         key = (node, method, status)
         child = self._children.get(key)
         if child is None:
