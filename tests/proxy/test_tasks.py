@@ -61,6 +61,16 @@ async def add(client: Any, docs: list[dict[str, Any]], index: str = "books") -> 
     return uid
 
 
+async def polled_again(node: Any) -> None:
+    """Until `node` is asked for its tasks once more (an aggregation round ran)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_S
+    before = sum(r.path == "/tasks" for r in node.received)
+    while sum(r.path == "/tasks" for r in node.received) == before:
+        assert loop.time() < deadline, "no aggregation round within the deadline"
+        await asyncio.sleep(POLL_S)
+
+
 async def add_held(client: Any, nodes: Any) -> tuple[int, dict[str, Any]]:
     """A write of 20 documents whose node tasks every node holds as processing."""
     for node in nodes.nodes:
@@ -80,7 +90,7 @@ async def test_processing_until_every_node_task_finishes(
         assert task["finishedAt"] is None
         assert task["duration"] is None
         nodes.nodes[0].release()
-        await asyncio.sleep(0.15)  # several polling rounds: still waiting on the others
+        await polled_again(nodes.nodes[1])  # a round saw node 0 done: still waiting on the others
         assert (await get_task(client, uid))["status"] == "processing"
         for node in nodes.nodes:
             node.release()
@@ -252,15 +262,19 @@ async def test_cancel_reaches_the_nodes_and_marks_the_task(
         assert canceled["status"] == "canceled"
         assert canceled["canceledBy"] == summary["taskUid"]
         assert canceled["details"]["indexedDocuments"] == 0
-        # The canceled task stays canceled even after its node tasks finish.
+        # The canceled task stays canceled even after its node tasks finish: a later write
+        # finishing shows aggregation rounds ran meanwhile.
+        canceled_on_nodes = [str(max(node.tasks)) for node in nodes.nodes]
         for node in nodes.nodes:
+            node.hold_tasks = False
             node.release()
-        await asyncio.sleep(0.15)
+        later = await wait_status(client, await add(client, [{"id": 99}]), "succeeded")
+        assert later["status"] == "succeeded"
         assert (await get_task(client, uid))["status"] == "canceled"
-    for node in nodes.nodes:
+    for node, canceled_uid in zip(nodes.nodes, canceled_on_nodes, strict=True):
         cancels = [r for r in node.received if r.path == "/tasks/cancel"]
         assert len(cancels) == 1
-        assert cancels[0].query["uids"] == str(max(node.tasks))
+        assert cancels[0].query["uids"] == canceled_uid
 
 
 async def test_delete_removes_only_finished_tasks(tmp_path: Path, fleet: Any, proxy: Any) -> None:
