@@ -6,39 +6,20 @@ the hook itself: one holder, the phase machine run once, a clean hand-over on le
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from miroir_proxy.api.app import make_app
-from miroir_proxy.config import from_mapping
+from .podkit import ADMIN, Client, two_pods
 
-ADMIN = {"Authorization": "Bearer admin-key"}
 DEADLINE_S = 5.0
 DEMO = "/_miroir/demo/leases/rebalance"
-Client = TestClient[Any, Any]
-
-
-def pod_config(tmp_path: Path, pod_id: str) -> dict[str, Any]:
-    # Port 9 (discard) on loopback is closed: no node is needed for coordination.
-    return {
-        "replica_groups": [{"id": "g0", "nodes": [{"id": "n0", "url": "http://127.0.0.1:9"}]}],
-        "admin_key": "admin-key",
-        "state_path": str(tmp_path / "state.sqlite3"),
-        "coordination": {"pod_id": pod_id, "lease_ttl_ms": 400, "lease_renew_ms": 100},
-    }
 
 
 @pytest.fixture
 async def pods(tmp_path: Path) -> AsyncIterator[list[Client]]:
-    async with AsyncExitStack() as stack:
-        clients = []
-        for pod_id in ("pod-1", "pod-2"):
-            app = make_app(from_mapping(pod_config(tmp_path, pod_id), env={}))
-            clients.append(await stack.enter_async_context(TestClient(TestServer(app))))
+    async with two_pods(tmp_path, {"lease_ttl_ms": 400, "lease_renew_ms": 100}) as clients:
         yield clients
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,36 +11,7 @@ import pytest
 from miroir_proxy.state.store import IndexMeta, Store, TaskRecord
 from miroir_proxy.state.taskquery import parse
 
-from .storekit import BACKENDS, SHORT_TTL_MS, FakeClock, Timeline, store_maker
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def make_store(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> Callable[[], Store]:
-    return store_maker(backend, tmp_path, clock, request)
-
-
-@pytest.fixture
-def timeline(backend: str, clock: FakeClock) -> Timeline:
-    return Timeline(backend, clock)
-
-
-@pytest.fixture
-async def store(make_store: Callable[[], Store]) -> AsyncIterator[Store]:
-    s = make_store()
-    yield s
-    await s.close()
+from ..storekit import SHORT_TTL_MS, FakeClock, Timeline, store_maker
 
 
 def task(uid: int, **kw: object) -> TaskRecord:

@@ -6,45 +6,13 @@ on Redis; see `storekit.Timeline`.
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
-import pytest
+from collections.abc import Callable
 
 from miroir_proxy.state.store import ClaimedChunk, JobProgress, Store
 
-from .storekit import BACKENDS, SHORT_TTL_MS, FakeClock, Timeline, store_maker
+from ..storekit import SHORT_TTL_MS, FakeClock, Timeline
 
 LONG_MS = 60_000
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def make_store(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> Callable[[], Store]:
-    return store_maker(backend, tmp_path, clock, request)
-
-
-@pytest.fixture
-def timeline(backend: str, clock: FakeClock) -> Timeline:
-    return Timeline(backend, clock)
-
-
-@pytest.fixture
-async def store(make_store: Callable[[], Store]) -> AsyncIterator[Store]:
-    s = make_store()
-    yield s
-    await s.close()
 
 
 async def test_a_lease_has_one_holder_and_only_it_renews_or_releases(store: Store) -> None:
