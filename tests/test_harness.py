@@ -139,9 +139,13 @@ def test_binary_resolution_honours_the_environment(monkeypatch: pytest.MonkeyPat
     assert resolve_node_binary().is_devnode
 
 
-def test_free_ports_are_distinct_and_bindable() -> None:
+def test_free_ports_are_distinct_bindable_and_never_ephemeral() -> None:
     ports = free_ports(8)
     assert len(set(ports)) == 8
+    # Below the range the kernel hands to port-0 binds and outgoing connections, so no
+    # other socket can take a node's port while the node restarts.
+    ephemeral_first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(ephemeral_first - 10_000 <= p < ephemeral_first for p in ports)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", free_port()))
 

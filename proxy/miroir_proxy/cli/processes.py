@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,6 +38,7 @@ import yaml
 MEILI_BIN_ENV = "MIROIR_MEILI_BIN"
 DEVNODE_COMMAND = "miroir-devnode"
 LOOPBACK = "127.0.0.1"
+_EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
 LOG_FILE_NAME = "node.log"
 DB_DIR_NAME = "db"
 PROXY_COMMAND = "miroir-proxy"
@@ -88,15 +90,43 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """`count` distinct free ports: all are held open together so none is handed out twice."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    """`count` distinct free ports: all are held open together so none is handed out twice.
+
+    They are drawn below the kernel's ephemeral range: a port there is never handed to a
+    socket bound to port 0 (a test server) or to an outgoing connection, so no other
+    process takes it while a node restarts on it. (A kill -9 test once lost its node's
+    port to another test's server in the half second the node took to come back.)
+    """
+    first, end = _reserved_range()
+    sockets: list[socket.socket] = []
     try:
-        for sock in sockets:
+        for _ in range(100 * count):
+            if len(sockets) == count:
+                break
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((host, random.randrange(first, end)))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+        while len(sockets) < count:  # the range is crowded: let the kernel choose
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.bind((host, 0))
+            sockets.append(sock)
         return [int(sock.getsockname()[1]) for sock in sockets]
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _reserved_range() -> tuple[int, int]:
+    """The 10,000 ports just below the ephemeral range (Linux), else a common default."""
+    try:
+        ephemeral_first = int(Path(_EPHEMERAL_RANGE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_first = 32768
+    return max(1024, ephemeral_first - 10_000), ephemeral_first
 
 
 def poll_until(condition: Callable[[], bool], timeout_s: float, *, what: str = "condition") -> None:
