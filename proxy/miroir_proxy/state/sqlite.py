@@ -120,6 +120,33 @@ def _where(query: TaskQuery) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
+_BUSY_TIMEOUT_S = 5.0
+
+
+def _open(path: str) -> sqlite3.Connection:
+    """A connection to the state file in WAL mode, its tables created if missing."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_S)
+    try:
+        # Turning a new file to WAL needs it to itself, and SQLite answers "database is
+        # locked" at once instead of waiting: pods opening one new file together (a test
+        # opened three) retry until the first has switched it.
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA + COORDINATION_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class SqliteStore(SqliteCoordination):
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self._path = str(path)
@@ -130,10 +157,7 @@ class SqliteStore(SqliteCoordination):
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
             if self._conn is None:
-                self._conn = sqlite3.connect(self._path, isolation_level=None)
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
-                self._conn.executescript(SCHEMA + COORDINATION_SCHEMA)
+                self._conn = _open(self._path)
             return fn(self._conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
