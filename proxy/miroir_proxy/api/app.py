@@ -23,6 +23,7 @@ from miroir_proxy.dispatch.topowatch import TopologyWatcher
 from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
+from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
@@ -33,6 +34,7 @@ from .appkeys import (
     COALESCER,
     CONFIG,
     COORDINATION,
+    EPOCHS,
     KEYS,
     LEASE_DEMOS,
     METRICS,
@@ -108,6 +110,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
             ack_ttl_ms=coordination.peer_ttl_ms,
         )
         app[TOPOLOGY] = watcher
+        app[EPOCHS] = Epochs(store, watcher, poll_ms=coordination.topology_poll_ms)
         app[SESSIONS] = Sessions(store, cluster, wait_ms=features.session_wait_ms)
         app[COALESCER] = Coalescer(features.coalesce_window_ms, features.coalesce_max_subscribers)
         pod = Coordination(store, coordination, pod_id=pod_identity(config))

@@ -15,6 +15,7 @@ from miroir_proxy.dispatch.reads import ReadResult
 from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.topowatch import TopologyWatcher
+from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.state.store import Store
 
 from .metrics import Metrics
@@ -28,6 +29,7 @@ CATALOG = web.AppKey("catalog", Catalog)
 KEYS = web.AppKey("keys", KeyCache)
 TASKS = web.AppKey("tasks", TaskRegistry)
 TOPOLOGY = web.AppKey("topology", TopologyWatcher)
+EPOCHS = web.AppKey("epochs", Epochs)
 SESSIONS = web.AppKey("sessions", Sessions)
 COALESCER = web.AppKey("coalescer", Coalescer[ReadResult])
 COORDINATION = web.AppKey("coordination", Coordination)

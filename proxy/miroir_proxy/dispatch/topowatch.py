@@ -95,22 +95,31 @@ class TopologyWatcher:
             log.info("the state store is reachable again")
         self._store_down = False
 
-    async def publish(self, expected_epoch: int, document: Mapping[str, Any]) -> Topology:
-        """Store `document` as the epoch after `expected_epoch` and route with it at once;
-        `StaleEpoch` when another change got there first. Other pods follow within a poll."""
-        topology = from_document(expected_epoch + 1, document)
-        epoch = await self._store.put_topology(expected_epoch, to_document(topology))
+    async def stored(self) -> Topology:
+        """The store's current topology (this pod adopts it if it is newer)."""
+        stored = await self._store.get_topology()
+        if stored is None:
+            raise RuntimeError("the state store holds no topology")
+        topology = from_document(*stored)
+        self._cluster.replace_topology(topology)
+        return topology
+
+    async def publish(self, topology: Topology) -> None:
+        """Store `topology` as the epoch after `topology.epoch - 1` and route with it at
+        once; `StaleEpoch` when another change got there first. Other pods follow within a
+        poll."""
+        expected = topology.epoch - 1
+        epoch = await self._store.put_topology(expected, to_document(topology))
         if epoch is None:
             stored = await self._store.get_topology()
-            raise StaleEpoch(expected_epoch, None if stored is None else stored[0])
+            raise StaleEpoch(expected, None if stored is None else stored[0])
         self._cluster.replace_topology(topology)
         await self._acknowledge()
-        return topology
 
     def _adopt(self, epoch: int, document: Mapping[str, Any]) -> None:
         try:
             topology = from_document(epoch, document)
-        except (KeyError, TypeError, ValueError):
+        except ValueError:
             log.exception("ignoring unreadable topology epoch %d", epoch)
             return
         previous = self._cluster.topology.epoch
