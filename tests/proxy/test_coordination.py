@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import time
 import uuid
 from collections import Counter
@@ -28,7 +27,7 @@ from miroir_proxy.coordination.ownership import Ownership, owner_of
 from miroir_proxy.coordination.peers import PeerSet
 from miroir_proxy.coordination.pruning import PAGE, TaskPruner, block_key
 from miroir_proxy.coordination.queueing import ChunkContext, JobQueue, Worker
-from miroir_proxy.coordination.runtime import Coordination, supervise
+from miroir_proxy.coordination.runtime import Coordination
 from miroir_proxy.state.redis import RedisStore
 from miroir_proxy.state.sqlite import SqliteStore
 from miroir_proxy.state.store import Store, TaskRecord
@@ -581,23 +580,3 @@ async def test_pods_run_the_demo_job_together(stores: list[Store]) -> None:
     assert all(r is not None and r["next"] == 3 and set(r["done_by"]) <= tokens for r in records)
     assert not await demojobs.duplicated(stores[3], "demo-1")
     assert len(busy) >= 2
-
-
-async def test_a_dead_loop_is_logged_and_restarted(caplog: pytest.LogCaptureFixture) -> None:
-    runs = 0
-    restarted = asyncio.Event()
-
-    async def flaky() -> None:
-        nonlocal runs
-        runs += 1
-        if runs == 1:
-            raise RuntimeError("boom")
-        restarted.set()
-        await asyncio.Event().wait()
-
-    with caplog.at_level(logging.ERROR, logger="miroir_proxy.coordination.runtime"):
-        task = asyncio.create_task(supervise("flaky loop", flaky, 0.001))
-        await asyncio.wait_for(restarted.wait(), DEADLINE_S)
-        await kill(task)
-    assert runs == 2
-    assert "flaky loop died" in caplog.text

@@ -15,11 +15,11 @@ compared directly: they must never overlap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
+from miroir_proxy.background import BackgroundTasks
 from miroir_proxy.state.store import Store, StoreUnavailable
 
 from .leasing import LeaseKeeper, LeaseLost, PhaseMachine, Step
@@ -54,7 +54,7 @@ class LeaseDemo:
         self.intervals: list[list[float]] = []
         self.started_from: list[str | None] = []
         self.finished = False
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._background = BackgroundTasks(log)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -96,7 +96,8 @@ class LeaseDemo:
 
     async def __aenter__(self) -> Self:
         await self.keeper.__aenter__()
-        self._tasks = [asyncio.create_task(self._sample()), asyncio.create_task(self._lead())]
+        self._background.start(f"demo {self.keeper.scope} sampler", self._sample)
+        self._background.start(f"demo {self.keeper.scope} leader", self._lead)
         return self
 
     async def __aexit__(
@@ -105,12 +106,7 @@ class LeaseDemo:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
         await self.keeper.__aexit__(exc_type, exc, tb)
 
 
