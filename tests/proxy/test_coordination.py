@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from miroir_proxy.config import CoordinationConfig
-from miroir_proxy.coordination import demojobs
 from miroir_proxy.coordination.leasing import LeaseKeeper, LeaseLost, PhaseMachine, Step
 from miroir_proxy.coordination.ownership import Ownership, owner_of
 from miroir_proxy.coordination.peers import PeerSet
@@ -34,6 +33,7 @@ from miroir_proxy.state.store import Store, TaskRecord
 from miroir_proxy.state.taskquery import TaskQuery
 
 from ..redis_server import RedisServer
+from .scaffold import jobs as sleep_chunks
 
 TTL_MS = 300
 RENEW_MS = 30
@@ -565,8 +565,10 @@ async def test_pods_run_the_demo_job_together(stores: list[Store]) -> None:
             await stack.enter_async_context(Coordination(store, config))
             for store, config in zip(stores, configs, strict=False)
         ]
-        chunks = demojobs.chunks(12, steps=3, step_ms=5)
-        assert await pods[0].queue.enqueue("demo-1", demojobs.KIND, chunks)
+        for pod, store in zip(pods, stores, strict=False):
+            pod.register(sleep_chunks.KIND, sleep_chunks.make_handler(store, pod.token))
+        chunks = sleep_chunks.chunks(12, steps=3, step_ms=5)
+        assert await pods[0].queue.enqueue("demo-1", sleep_chunks.KIND, chunks)
         busy: set[int] = set()
 
         async def done() -> bool:
@@ -575,8 +577,8 @@ async def test_pods_run_the_demo_job_together(stores: list[Store]) -> None:
 
         await eventually_async(done)
         await eventually(lambda: all(pod.queue_depth == 0 for pod in pods))
-    records = await demojobs.chunk_records(stores[3], "demo-1", 12)
+    records = await sleep_chunks.chunk_records(stores[3], "demo-1", 12)
     tokens = {pod.token for pod in pods}
     assert all(r is not None and r["next"] == 3 and set(r["done_by"]) <= tokens for r in records)
-    assert not await demojobs.duplicated(stores[3], "demo-1")
+    assert not await sleep_chunks.duplicated(stores[3], "demo-1")
     assert len(busy) >= 2

@@ -21,7 +21,6 @@ from miroir_proxy.background import BackgroundTasks
 from miroir_proxy.config import CoordinationConfig
 from miroir_proxy.state.store import Store, StoreUnavailable
 
-from . import demojobs
 from .leasing import LeaseKeeper
 from .ownership import Ownership
 from .peers import PeerSet
@@ -62,7 +61,6 @@ class Coordination:
             poll_ms=config.peer_heartbeat_ms,
             concurrency=config.job_concurrency,
         )
-        self.worker.register(demojobs.KIND, demojobs.make_handler(store, self.token))
         self.pruner = TaskPruner(
             store,
             self.ownership,
