@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
 from miroir_proxy.config import MiroirConfig
-from miroir_proxy.coordination.demoleases import LeaseDemos
 from miroir_proxy.coordination.runtime import Coordination
 from miroir_proxy.core.topology import Topology, from_document, to_document
 from miroir_proxy.dispatch.catalog import Catalog
@@ -36,7 +35,6 @@ from .appkeys import (
     COORDINATION,
     EPOCHS,
     KEYS,
-    LEASE_DEMOS,
     METRICS,
     SESSIONS,
     STORE,
@@ -45,6 +43,7 @@ from .appkeys import (
 )
 from .metrics import Metrics
 from .middlewares import observe
+from .plugins import install as install_plugins
 from .routes import (
     admin,
     documents,
@@ -115,18 +114,19 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         app[COALESCER] = Coalescer(features.coalesce_window_ms, features.coalesce_max_subscribers)
         pod = Coordination(store, coordination, pod_id=pod_identity(config))
         app[COORDINATION] = pod
-        demos = app[LEASE_DEMOS] = LeaseDemos(store, pod)
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry, watcher, pod, demos:
+            async with prober, registry, watcher, pod:
                 yield
         finally:
             await store.close()
 
 
-def make_app(config: MiroirConfig) -> web.Application:
+def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Application:
+    """The app of one pod; `plugins` name modules whose `setup(app)` extends it
+    (`api/plugins.py`)."""
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[observe],
@@ -140,4 +140,5 @@ def make_app(config: MiroirConfig) -> web.Application:
         *(indexes, settings, keys, maintenance, webhooks, jobs),
     ):
         app.add_routes(module.routes)
+    install_plugins(app, plugins)
     return app

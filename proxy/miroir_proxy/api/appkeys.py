@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from miroir_proxy.config import MiroirConfig
-from miroir_proxy.coordination.demoleases import LeaseDemos
 from miroir_proxy.coordination.runtime import Coordination
 from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster
@@ -33,4 +32,3 @@ EPOCHS = web.AppKey("epochs", Epochs)
 SESSIONS = web.AppKey("sessions", Sessions)
 COALESCER = web.AppKey("coalescer", Coalescer[ReadResult])
 COORDINATION = web.AppKey("coordination", Coordination)
-LEASE_DEMOS = web.AppKey("lease_demos", LeaseDemos)
