@@ -22,7 +22,14 @@ from miroir_proxy.dispatch.topowatch import TopologyWatcher
 from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
+from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
+from miroir_proxy.operations.groups import (
+    SYNC_JOB,
+    AddGroupOperation,
+    RemoveGroupOperation,
+    sync_handler,
+)
 from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
@@ -36,6 +43,7 @@ from .appkeys import (
     EPOCHS,
     KEYS,
     METRICS,
+    OPERATIONS,
     SESSIONS,
     STORE,
     TASKS,
@@ -53,6 +61,7 @@ from .routes import (
     jobs,
     keys,
     maintenance,
+    operations,
     search,
     settings,
     tasks,
@@ -94,6 +103,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
             ),
         )
         cluster.health = prober
+        metrics.count_group_reads(lambda: cluster.reads_by_group)
         app[STORE] = store
         app[CLUSTER] = cluster
         app[CATALOG] = Catalog(store, cluster)
@@ -109,16 +119,20 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
             ack_ttl_ms=coordination.peer_ttl_ms,
         )
         app[TOPOLOGY] = watcher
-        app[EPOCHS] = Epochs(store, watcher, poll_ms=coordination.topology_poll_ms)
+        epochs = app[EPOCHS] = Epochs(store, watcher, poll_ms=coordination.topology_poll_ms)
         app[SESSIONS] = Sessions(store, cluster, wait_ms=features.session_wait_ms)
         app[COALESCER] = Coalescer(features.coalesce_window_ms, features.coalesce_max_subscribers)
         pod = Coordination(store, coordination, pod_id=pod_identity(config))
         app[COORDINATION] = pod
+        engine = app[OPERATIONS] = Operations(store, cluster, app[CATALOG], epochs, pod, config)
+        engine.register(AddGroupOperation())
+        engine.register(RemoveGroupOperation())
+        pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry, watcher, pod:
+            async with prober, registry, watcher, pod, engine:
                 yield
         finally:
             await store.close()
@@ -137,7 +151,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
     app.cleanup_ctx.append(_components)
     for module in (
         *(instance, admin, search, documents_read, documents, tasks),
-        *(indexes, settings, keys, maintenance, webhooks, jobs),
+        *(indexes, settings, keys, maintenance, webhooks, jobs, operations),
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)

@@ -14,6 +14,7 @@ from miroir_proxy.dispatch.reads import ReadResult
 from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.topowatch import TopologyWatcher
+from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.state.store import Store
 
@@ -29,6 +30,7 @@ KEYS = web.AppKey("keys", KeyCache)
 TASKS = web.AppKey("tasks", TaskRegistry)
 TOPOLOGY = web.AppKey("topology", TopologyWatcher)
 EPOCHS = web.AppKey("epochs", Epochs)
+OPERATIONS = web.AppKey("operations", Operations)
 SESSIONS = web.AppKey("sessions", Sessions)
 COALESCER = web.AppKey("coalescer", Coalescer[ReadResult])
 COORDINATION = web.AppKey("coordination", Coordination)

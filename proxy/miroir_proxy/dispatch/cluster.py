@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -59,7 +60,9 @@ class Cluster:
         self._layout = Layout(topology)
         self._urls = {n.id: n.url for n in topology.nodes()}
         self._rotation = itertools.count()
-        self._coverings: dict[Hashable, Covering] = {}
+        self._coverings: dict[Hashable, tuple[Covering, tuple[str, ...]]] = {}
+        # Covering sets handed out per replica group (`miroir_group_reads_total`).
+        self.reads_by_group: Counter[str] = Counter()
 
     @property
     def layout(self) -> Layout:
@@ -121,16 +124,20 @@ class Cluster:
             rotation % self._rotation_period(),
             health,
         )
-        covering = self._coverings.get(key)
-        if covering is None:
+        cached = self._coverings.get(key)
+        if cached is None:
             if len(self._coverings) >= _MAX_COVERINGS:
                 self._coverings.clear()
-            covering = self._coverings[key] = covering_set(
+            covering = covering_set(
                 [(g.id, layout.placement(g, shards)) for g in groups],
                 self.is_healthy,
                 rotation=rotation,
                 shards=only,
             )
+            cached = self._coverings[key] = (covering, covering.groups)
+        covering, serving = cached
+        for group_id in serving:
+            self.reads_by_group[group_id] += 1
         return covering
 
     def _rotation_period(self) -> int:
