@@ -149,13 +149,17 @@ class Operations:
         )
         holder = await self._store.create_operation(record)
         if holder is not None:
-            raise MiroirError(
-                "miroir_operation_in_progress",
-                f"Operation `{holder}` is changing the cluster; wait for it to finish or "
-                "cancel it first.",
-            )
+            raise _in_progress(holder)
         self._wake.set()
         return record
+
+    async def ensure_idle(self, scope: str = TOPOLOGY_SCOPE) -> None:
+        """409 `miroir_operation_in_progress` while an operation holds `scope`: checked
+        before a request's own validation, which reads the layout that operation changes
+        (`start` checks again, atomically)."""
+        for record in await self._store.list_operations():
+            if record.scope == scope and not record.finished:
+                raise _in_progress(record.id)
 
     async def cancel(self, op_id: str) -> OperationRecord:
         record = await self._store.request_cancel(op_id)
@@ -290,6 +294,13 @@ class Operations:
         ctx.record.finished_at = utc_now()
         await ctx.store.save_operation(ctx.record)
         log.warning("operation %s (%s) %s", ctx.record.id, ctx.record.kind, state)
+
+
+def _in_progress(holder: str) -> MiroirError:
+    return MiroirError(
+        "miroir_operation_in_progress",
+        f"Operation `{holder}` is changing the cluster; wait for it to finish or cancel it first.",
+    )
 
 
 def _bind(ctx: OperationContext, name: str, step: StepFn) -> Step:

@@ -310,3 +310,104 @@ def test_a_group_joins_under_writes_and_survives_a_dead_source_and_a_dead_pod(
     # Once active, round robin sends searches to the new group too.
     search_a_few(cluster)
     assert group_reads(cluster.fleet.proxies).get("g1", 0) > 0
+
+
+def topology_groups(cluster: Cluster) -> dict[str, str]:
+    topology = ok(http("GET", f"{cluster.url}/_miroir/topology"))
+    return {group["id"]: group["state"] for group in topology["groups"]}
+
+
+@pytest.mark.parametrize("cluster", [250], indirect=True)
+def test_every_pod_restarted_mid_operation_and_it_completes(cluster: Cluster) -> None:
+    expected = load(cluster, 3_000)
+    started = ok(http("POST", f"{cluster.url}/_miroir/groups", json=cluster.new_group()), 202)
+    op_id = started["operation"]
+    eventually(lambda: in_sync_phase(cluster, op_id), "the sync copies", timeout_s=120)
+    for proxy in cluster.fleet.proxies:
+        proxy.kill()
+    for proxy in cluster.fleet.proxies:
+        proxy.start()
+    for proxy in cluster.fleet.proxies:
+        proxy.wait_ready()
+    final = wait_operation(cluster, op_id)
+    assert final["state"] == "succeeded", final
+    assert topology_groups(cluster) == {"g0": "active", "g1": "active"}
+    for nodes in cluster.groups().values():
+        assert_group_holds(nodes, expected)
+
+
+@pytest.mark.parametrize("cluster", [250], indirect=True)
+def test_a_canceled_sync_leaves_the_cluster_as_it_was(cluster: Cluster) -> None:
+    expected = load(cluster, 3_000)
+    before = ok(http("GET", f"{cluster.url}/_miroir/topology"))
+    started = ok(http("POST", f"{cluster.url}/_miroir/groups", json=cluster.new_group()), 202)
+    op_id = started["operation"]
+    eventually(lambda: in_sync_phase(cluster, op_id), "the sync copies", timeout_s=120)
+    canceled = ok(http("POST", f"{cluster.url}/_miroir/operations/{op_id}/cancel"), 202)
+    assert canceled["cancelRequested"] is True
+    final = wait_operation(cluster, op_id)
+    assert final["state"] == "canceled", final
+    after = ok(http("GET", f"{cluster.url}/_miroir/topology"))
+    assert after["groups"] == before["groups"]  # g1 gone, g0 untouched
+    assert (
+        http("GET", f"{cluster.url}/_miroir/groups/g1").json()["code"] == "miroir_group_not_found"
+    )
+    for node in cluster.spare.nodes:  # what the sync created is deleted again
+        indexes = ok(http("GET", f"{node.url}/indexes", key=NODE_KEY))
+        assert indexes["total"] == 0, indexes
+    assert_group_holds(cluster.fleet.nodes, expected)
+    # The scope is free again: the same group can be added afresh.
+    again = ok(http("POST", f"{cluster.url}/_miroir/groups", json=cluster.new_group()), 202)
+    assert wait_operation(cluster, again["operation"])["state"] == "succeeded"
+    assert_group_holds(cluster.spare.nodes, expected)
+
+
+def test_bad_requests_get_meilisearch_shaped_errors(cluster: Cluster) -> None:
+    url = cluster.url
+
+    def error(method: str, path: str, status: int, code: str, **kwargs: Any) -> str:
+        response = http(method, url + path, **kwargs)
+        body = response.json()
+        assert (response.status_code, body["code"]) == (status, code), body
+        assert set(body) == {"message", "code", "type", "link"}
+        assert body["link"].endswith("#" + code)
+        return str(body["message"])
+
+    error("GET", "/_miroir/groups/nope", 404, "miroir_group_not_found")
+    error("DELETE", "/_miroir/groups/nope", 404, "miroir_group_not_found")
+    error("GET", "/_miroir/operations/op-nope", 404, "miroir_operation_not_found")
+    error("POST", "/_miroir/operations/op-nope/cancel", 404, "miroir_operation_not_found")
+    assert "`nodes`" in error("POST", "/_miroir/groups", 400, "bad_request", json={"id": "g1"})
+    assert "`nodes[0]`" in error(
+        "POST", "/_miroir/groups", 400, "bad_request", json={"nodes": [{"id": "x"}]}
+    )
+    assert "`colour`" in error(
+        "POST", "/_miroir/groups", 400, "bad_request", json={"colour": 1, "nodes": []}
+    )
+    assert "url" in error(
+        "POST", "/_miroir/groups", 400, "bad_request", json={"nodes": [{"id": "x", "url": "ftp:"}]}
+    )
+    taken = {"id": "g1", "nodes": [{"id": "n0", "url": cluster.spare.nodes[0].url}]}
+    assert "`n0` already belongs" in error(
+        "POST", "/_miroir/groups", 400, "miroir_invalid_topology", json=taken
+    )
+    error("DELETE", "/_miroir/groups/g0", 400, "miroir_invalid_topology")  # the last active one
+    error("POST", "/_miroir/groups", 401, "missing_authorization_header", key=None, json={})
+    # A node that does not answer like Meilisearch: nothing is registered.
+    good = {"id": "s0", "url": cluster.spare.nodes[0].url}
+    for bad in (cluster.fleet.proxy.metrics_url, "http://127.0.0.1:9"):
+        body = {"id": "g1", "nodes": [good, {"id": "x1", "url": bad}]}
+        assert "`x1`" in error("POST", "/_miroir/groups", 400, "miroir_invalid_node", json=body)
+    assert ok(http("GET", f"{url}/_miroir/operations"))["results"] == []
+    # One topology change at a time.
+    first = ok(http("POST", f"{url}/_miroir/groups", json=cluster.new_group()), 202)
+    for method, path in (("POST", "/_miroir/groups"), ("DELETE", "/_miroir/groups/g0")):
+        body = cluster.new_group() if method == "POST" else None
+        message = error(method, path, 409, "miroir_operation_in_progress", json=body)
+        assert first["operation"] in message
+    assert wait_operation(cluster, first["operation"])["state"] == "succeeded"
+    listed = ok(http("GET", f"{url}/_miroir/operations"))["results"]
+    assert [(o["id"], o["kind"], o["state"]) for o in listed] == [
+        (first["operation"], "group-add", "succeeded")
+    ]
+    assert listed[0]["finishedAt"] >= listed[0]["startedAt"]

@@ -154,6 +154,7 @@ async def add_group(request: web.Request) -> web.Response:
     """Add a replica group: it receives writes at once, is synced, then serves searches."""
     require_admin(request)
     body = await read_json(request)
+    await request.app[OPERATIONS].ensure_idle()
     change = _group_body(body, request.app[CLUSTER].topology)
     for node in change.nodes:
         await _check_node(request, node)
@@ -227,6 +228,7 @@ async def remove_group(request: web.Request) -> web.Response:
     require_admin(request)
     topology = request.app[CLUSTER].topology
     group_id = request.match_info["group_id"]
+    await request.app[OPERATIONS].ensure_idle()
     apply(topology, RemoveGroup(group_id))  # 404 / last active group, before any work
     record = await request.app[OPERATIONS].start(REMOVE, {"group": group_id})
     return json_response({"group": group_id, "operation": record.id}, status=202)
