@@ -43,6 +43,8 @@ TARGETS: dict[str, tuple[str, str, float, bool]] = {
     "route_10k_ms": ("route 10,000 keys at S=64", "ms", 2.0, False),
     "rg2_over_rg1": ("throughput RG=2 / RG=1 (capacity-limited)", "x", 1.9, True),
     "rg3_over_rg1": ("throughput RG=3 / RG=1 (capacity-limited)", "x", 2.8, True),
+    "group_sync_over_ingest": ("group sync rate / the nodes' own ingest", "x", 0.8, True),
+    "group_sync_docs_per_s": ("group sync, documents copied per second", "/s", float("nan"), True),
     "rss_idle_mb": ("proxy RSS idle", "MB", 150, False),
     "rss_500_concurrent_mb": ("proxy RSS, 500 concurrent searches", "MB", 400, False),
 }
@@ -102,6 +104,8 @@ def measure_all(
             }
 
         raw["scaling"] = _repeat(sizes.runs, scaling)
+    log("group sync: RG=1 -> RG=2, two nodes each, RF=1, S=8")
+    raw["group_sync"] = _repeat(sizes.runs, lambda run: workloads.group_sync_run(base, sizes, run))
     log("micro-benchmarks: merge and routing")
     number = 2 if sizes is SMOKE else 20
     raw["micro"] = [

@@ -25,6 +25,8 @@ REQUIRED = (
     "rg3_over_rg1",
     "rss_idle_mb",
     "rss_500_concurrent_mb",
+    "group_sync_docs_per_s",
+    "group_sync_over_ingest",
 )
 # Too few requests at smoke sizes for the 10 ms CPU tick to charge reliably.
 MAY_BE_UNMEASURED = {"search_per_cpu_s", "write_docs_per_cpu_s", "write_cost_ratio"}
