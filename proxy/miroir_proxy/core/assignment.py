@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import collections
 import collections.abc
-import heapq
 import itertools
 from collections.abc import Sequence
 
@@ -60,8 +59,8 @@ def rendezvous_table(node_ids: Sequence[str], rf: int, shards: int) -> Table:
     for shard in range(shards):
         prefix = f"{shard}:".encode()
         scores = [xxh3_64_intdigest(prefix + node) for node in encoded]
-        # nlargest is stable: equal scores keep id order, so the smaller id wins a tie.
-        best = heapq.nlargest(keep, range(len(ids)), key=scores.__getitem__)
+        # A stable sort: equal scores keep id order, so the smaller id wins a tie.
+        best = sorted(range(len(ids)), key=scores.__getitem__, reverse=True)[:keep]
         table.append(tuple(ids[i] for i in best))
     return tuple(table)
 
@@ -128,30 +127,45 @@ def _free_receptions(
     slots: dict[int, int],
 ) -> int:
     """mu of `minimum_moves`: max flow source -> node (r_v, plus 1 through a hub of e'
-    for nodes with h_v <= q) -> short shard it did not hold (1) -> sink (k - o_s)."""
+    for nodes with h_v <= q) -> short shard it did not hold (1) -> sink (k - o_s).
+    A greedy pass saturates almost everything; Dinic's algorithm finishes the rest."""
     graph: dict[object, dict[object, int]] = collections.defaultdict(dict)
     source, hub, sink = ("source",), ("hub",), ("sink",)
-    if spare:
-        graph[source][hub] = spare
-    for node in ids:
-        if node in needs:
-            graph[source][node] = needs[node]
-        if spare and held[node] <= quota:
-            graph[hub][node] = 1
-        if node in needs or (spare and held[node] <= quota):
-            for shard in slots:
-                if node not in valid[shard]:
-                    graph[node][shard] = 1
+    graph[source][hub] = spare
+    receivers = [n for n in ids if n in needs or (spare and held[n] <= quota)]
+    for node in receivers:
+        graph[source][node] = needs.get(node, 0)
+        graph[hub][node] = 1 if spare and held[node] <= quota else 0
+        graph[node] = {shard: 1 for shard in slots if node not in valid[shard]}
     for shard, count in slots.items():
         graph[shard][sink] = count
-    return _max_flow(graph, source, sink)
-
-
-def _max_flow(graph: dict[object, dict[object, int]], source: object, sink: object) -> int:
-    """Dinic's algorithm over residual capacities (mutates `graph`)."""
     for tail in list(graph):
         for head in list(graph[tail]):
             graph[head].setdefault(tail, 0)
+
+    def push(path: Sequence[object]) -> None:
+        for a, b in itertools.pairwise(path):
+            graph[a][b] -= 1
+            graph[b][a] += 1
+
+    total = 0
+    open_shards = list(slots)
+    for node in receivers:
+        for shard in open_shards:
+            if graph[shard][sink] and graph[node].get(shard):
+                if graph[source][node]:
+                    push((source, node, shard, sink))
+                elif graph[source][hub] and graph[hub][node]:
+                    push((source, hub, node, shard, sink))
+                else:
+                    break
+                total += 1
+        open_shards = [shard for shard in open_shards if graph[shard][sink]]
+    return total + _max_flow(graph, source, sink)
+
+
+def _max_flow(graph: dict[object, dict[object, int]], source: object, sink: object) -> int:
+    """Dinic's algorithm over residual capacities, reverse edges included (mutates)."""
     total = 0
     while True:
         level = {source: 0}
@@ -166,36 +180,31 @@ def _max_flow(graph: dict[object, dict[object, int]], source: object, sink: obje
             frontier = following
         if sink not in level:
             return total
-        edges = {tail: iter(list(heads)) for tail, heads in graph.items()}
-        while pushed := _push(graph, level, edges, source, sink):
-            total += pushed
-
-
-def _push(
-    graph: dict[object, dict[object, int]],
-    level: dict[object, int],
-    edges: dict[object, collections.abc.Iterator[object]],
-    source: object,
-    sink: object,
-) -> int:
-    """One augmenting path along increasing levels (depth <= 4); its bottleneck or 0."""
-    path = [source]
-    while path:
-        tail = path[-1]
-        if tail == sink:
-            bottleneck = min(graph[a][b] for a, b in itertools.pairwise(path))
-            for a, b in itertools.pairwise(path):
-                graph[a][b] -= bottleneck
-                graph[b][a] += bottleneck
-            return bottleneck
-        for head in edges[tail]:
-            if graph[tail][head] > 0 and level.get(head) == level[tail] + 1:
-                path.append(head)
-                break
-        else:
-            level.pop(tail)
-            path.pop()
-    return 0
+        heads = {tail: list(graph[tail]) for tail in level}
+        cursor = dict.fromkeys(level, 0)
+        path = [source]
+        while path:
+            tail = path[-1]
+            if tail == sink:
+                bottleneck = min(graph[a][b] for a, b in itertools.pairwise(path))
+                for a, b in itertools.pairwise(path):
+                    graph[a][b] -= bottleneck
+                    graph[b][a] += bottleneck
+                total += bottleneck
+                path = [source]
+                continue
+            options = heads[tail]
+            while cursor[tail] < len(options):
+                head = options[cursor[tail]]
+                if graph[tail][head] > 0 and level.get(head) == level[tail] + 1:
+                    path.append(head)
+                    break
+                cursor[tail] += 1
+            else:
+                level.pop(tail)  # dead end for this phase
+                path.pop()
+                if path:
+                    cursor[path[-1]] += 1
 
 
 def _check_previous(previous: Table, shards: int) -> None:
