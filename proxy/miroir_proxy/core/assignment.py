@@ -240,6 +240,7 @@ class _Planner:
         self.quota, self.extra = divmod(len(previous) * k, len(ids))
         self.encoded = [node.encode() for node in ids]
         self.scores: dict[tuple[int, int], int] = {}
+        self.rows: dict[int, list[int]] = {}  # every node's score, for shards being filled
         self.old: list[frozenset[int]] = []
         self.cur: list[list[int]] = []
         self.held: list[set[int]] = [set() for _ in ids]
@@ -252,6 +253,7 @@ class _Planner:
             for v in valid[:k]:
                 self.held[v].add(shard)
         self.load = [len(h) for h in self.held]
+        self.at_top = sum(load == self.quota + 1 for load in self.load)  # nodes at q + 1
 
     def score(self, shard: int, v: int) -> int:
         key = (shard, v)
@@ -260,8 +262,12 @@ class _Planner:
             found = self.scores[key] = xxh3_64_intdigest(f"{shard}:".encode() + self.encoded[v])
         return found
 
-    def extras_used(self) -> int:
-        return sum(load == self.quota + 1 for load in self.load)
+    def row(self, shard: int) -> list[int]:
+        found = self.rows.get(shard)
+        if found is None:
+            prefix = f"{shard}:".encode()
+            found = self.rows[shard] = [xxh3_64_intdigest(prefix + node) for node in self.encoded]
+        return found
 
     def shed(self) -> None:
         """Bring every node down to its quota, keeping as much as any table could keep.
@@ -307,35 +313,36 @@ class _Planner:
     def table(self, previous: Table) -> Table:
         rows = []
         for shard, replicas in enumerate(previous):
-            now = {self.ids[v] for v in self.cur[shard]}
+            now = [self.ids[v] for v in self.cur[shard]]
             kept = [node for node in replicas if node in now]
-            added = [self.ids[v] for v in self.cur[shard] if self.ids[v] not in set(kept)]
-            rows.append(tuple(kept + added))
+            rows.append((*kept, *(node for node in now if node not in kept)))
         return tuple(rows)
 
     def _add(self, shard: int, v: int) -> None:
         self.cur[shard].append(v)
         self.held[v].add(shard)
         self.load[v] += 1
+        self.at_top += (self.load[v] == self.quota + 1) - (self.load[v] == self.quota + 2)
 
     def _drop(self, shard: int, v: int) -> None:
         self.cur[shard].remove(v)
         self.held[v].discard(shard)
         self.load[v] -= 1
+        self.at_top += (self.load[v] == self.quota + 1) - (self.load[v] == self.quota)
 
     def _has_room(self, v: int, extras_free: bool) -> bool:
         load = self.load[v]
         return load < self.quota or (load == self.quota and extras_free)
 
     def _best_room(self, shard: int) -> int | None:
-        extras_free = self.extras_used() < self.extra
+        extras_free = self.at_top < self.extra
         holders = self.cur[shard]
         room = [
             v for v in range(len(self.ids)) if v not in holders and self._has_room(v, extras_free)
         ]
         if not room:
             return None
-        return max(room, key=lambda v: (self.score(shard, v), -v))
+        return max(room, key=self.row(shard).__getitem__)  # the first, smaller id, on a tie
 
     def _apply(self, steps: list[tuple[bool, int, int]]) -> None:
         for add, shard, v in steps:
@@ -359,7 +366,7 @@ class _Planner:
         Returns (cost, steps) with steps (add?, shard, node), or None.
         """
         q, n = self.quota, len(self.ids)
-        extras_free = self.extras_used() < self.extra
+        extras_free = self.at_top < self.extra
         shard_label: dict[int, int] = {}
         shard_parent: dict[int, int] = {}
         node_label = [_UNREACHED] * n
