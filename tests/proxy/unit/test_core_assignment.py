@@ -146,6 +146,7 @@ def test_adding_nodes_moves_exactly_what_the_new_nodes_take(
     added = [f"new-{name}" for name in newcomers]
     before = plan(None, ids, rf, shards)
     after = plan(before, [*ids, *added], rf, shards)
+    assert plan(before, [*reversed(added), *reversed(ids)], rf, shards) == after
     check_valid(after, [*ids, *added], rf, shards)
     check_kept_order(before, after)
     for old, new in zip(before, after, strict=True):
@@ -226,6 +227,16 @@ def test_upgrading_from_rendezvous_rebalances_with_the_fewest_moves() -> None:
     assert moves(previous, table) == exact_min_moves(previous, ids, 2, 12) > 0
 
 
+def test_a_balanced_table_is_kept_exactly() -> None:
+    previous = (("b", "a"), ("c", "b"), ("a", "c"), ("b", "c"))
+    assert plan(previous, ["c", "a", "b"], 2, 4) == previous
+    # Not balanced (a holds 4, c holds 2): one replica moves from a to c, nothing else.
+    uneven = (("a", "b"), ("a", "c"), ("a", "b"), ("a", "c"))
+    table = plan(uneven, ["a", "b", "c"], 2, 4)
+    assert moves(uneven, table) == 1
+    assert sorted(loads(table).values()) == [2, 3, 3]
+
+
 def test_a_dead_end_for_greedy_is_solved_by_a_chain() -> None:
     # a must shed one of s0, s1, s2 and c has room for one, but c holds s2: if a sheds s2,
     # nothing can take it; the planner has a keep s2 and shed s1 (one move) instead.
@@ -281,6 +292,19 @@ def test_a_group_smaller_than_rf_holds_every_shard_on_every_node() -> None:
     grown = plan(table, ["solo", "duo", "trio"], 3, 8)
     assert all(replicas[:2] == old for replicas, old in zip(grown, table, strict=True))
     assert moves(table, grown) == 8 == minimum_moves(table, ["solo", "duo", "trio"], 3, 8)
+
+
+def test_growing_past_rf_fills_every_shard_without_moving_old_replicas() -> None:
+    # Every shard is short of one replica and both old nodes must give a quarter away; a
+    # shard both of them gave away could not be completed by the two new nodes alone.
+    before = plan(None, ["old-0", "old-1"], 3, 2000)
+    after = plan(before, ["old-0", "old-1", "new-0", "new-1"], 3, 2000)
+    check_valid(after, ["old-0", "old-1", "new-0", "new-1"], 3, 2000)
+    assert all(
+        set(new) - set(old) <= {"new-0", "new-1"} for old, new in zip(before, after, strict=True)
+    )
+    needed = minimum_moves(before, ["old-0", "old-1", "new-0", "new-1"], 3, 2000)
+    assert moves(before, after) == needed == 3000
 
 
 def test_lowering_rf_keeps_replicas_and_stays_balanced() -> None:
