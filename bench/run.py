@@ -24,7 +24,7 @@ import orjson
 
 from miroir_proxy.cli.processes import LocalNodes
 
-from . import micro, workloads
+from . import micro, placement, workloads
 from .harness import MASTER_KEY
 from .measure import median
 from .workloads import SMOKE, Sizes
@@ -47,6 +47,11 @@ TARGETS: dict[str, tuple[str, str, float, bool]] = {
     "group_sync_docs_per_s": ("group sync, documents copied per second", "/s", float("nan"), True),
     "rss_idle_mb": ("proxy RSS idle", "MB", 150, False),
     "rss_500_concurrent_mb": ("proxy RSS, 500 concurrent searches", "MB", 400, False),
+    # The best any table can do on the simulator's shapes is 1.40625 (N=30, S=64, RF=1:
+    # some node holds 3 shards where the mean is 2.13); see bench/README.md.
+    "placement_max_over_mean": ("placement: busiest node / mean, worst shape", "x", 1.41, False),
+    "placement_moved_over_ideal": ("placement: moved / minimum over changes", "x", 1.0, False),
+    "placement_first_table_ms": ("plan() first table N=100 S=4096 RF=3", "ms", 1000, False),
 }
 
 
@@ -122,6 +127,9 @@ def measure_all(
             ),
         }
     ]
+    log("placement simulator: assignment planner against pure rendezvous")
+    shapes = placement.SMOKE_SHAPES if sizes is SMOKE else placement.SHAPES
+    raw["placement"] = [{**placement.simulate(shapes), **placement.plan_ms(max(3, sizes.runs))}]
     results: dict[str, Any] = {}
     for runs in raw.values():
         results.update(_medians(runs))
