@@ -54,6 +54,30 @@ class Rebalance:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AddNode:
+    """A node joins a group; the group's tables give it its balanced share."""
+
+    group_id: str
+    node: Node
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DrainNode:
+    """The node stays in its group but the tables move every replica it holds away."""
+
+    node_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoveNode:
+    """Forget a node. It must hold no replica any more (drained) unless `force`: a dead
+    node's replicas are then planned onto the group's other nodes."""
+
+    node_id: str
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ReplaceLayout:
     """A whole layout as `PUT /_miroir/topology` gives it: groups keep their tables where
     their nodes allow; nothing is copied (an expert's tool: data does not follow)."""
@@ -63,7 +87,10 @@ class ReplaceLayout:
     groups: tuple[ReplicaGroup, ...]
 
 
-Change = AddGroup | RemoveGroup | SetGroupState | Rebalance | ReplaceLayout
+Change = (
+    AddGroup | RemoveGroup | SetGroupState | Rebalance | AddNode | DrainNode | RemoveNode
+    | ReplaceLayout
+)  # fmt: skip
 
 
 def apply(topology: Topology, change: Change) -> Topology:
@@ -96,8 +123,32 @@ def _apply(topology: Topology, change: Change) -> Topology:
             return topology.with_group(_group(topology, group_id).with_state(state))
         case Rebalance(group_id):
             group = _group(topology, group_id)
-            tables = _tables(group, group, topology.replication_factor, topology.shard_counts())
-            return topology.with_group(group.with_tables(tables))
+            return _replanned(topology, group, group)
+        case AddNode(group_id, node):
+            if any(n.id == node.id for n in topology.nodes()):
+                raise invalid(f"Node `{node.id}` already belongs to a replica group.")
+            group = _group(topology, group_id)
+            return _replanned(topology, group, group.with_node(node))
+        case DrainNode(node_id):
+            group = _group_of(topology, node_id)
+            nodes = tuple(
+                dataclasses.replace(n, draining=n.draining or n.id == node_id) for n in group.nodes
+            )
+            drained = dataclasses.replace(group, nodes=nodes)
+            _check_size(drained, topology.replication_factor, placeable=True)
+            return _replanned(topology, group, drained)
+        case RemoveNode(node_id, force):
+            group = _group_of(topology, node_id)
+            held = sum(node_id in row for table in group.tables.values() for row in table)
+            if held and not force:
+                raise MiroirError(
+                    "miroir_node_not_drained",
+                    f"Node `{node_id}` still holds {held} replicas: drain it first, or remove "
+                    "it with `force` if it is dead.",
+                )
+            smaller = group.without_node(node_id)  # tables planned from `group`'s below
+            _check_size(smaller, topology.replication_factor, placeable=True)
+            return _replanned(topology, group, smaller)
         case ReplaceLayout(shards, replication_factor, groups):
             return _replace(topology, shards, replication_factor, groups)
     raise TypeError(f"not a topology change: {change!r}")
@@ -110,18 +161,33 @@ def _group(topology: Topology, group_id: str) -> ReplicaGroup:
         raise group_not_found(group_id) from None
 
 
-def _check_size(group: ReplicaGroup, rf: int) -> None:
-    if len(group.nodes) < rf:
+def _group_of(topology: Topology, node_id: str) -> ReplicaGroup:
+    for group in topology.groups:
+        if node_id in group.node_ids:
+            return group
+    raise MiroirError("miroir_node_not_found", f"Node `{node_id}` not found.")
+
+
+def _check_size(group: ReplicaGroup, rf: int, *, placeable: bool = False) -> None:
+    count = len(group.placeable_ids if placeable else group.nodes)
+    if count < rf:
+        kind = "nodes that are not draining" if placeable else "nodes"
         raise invalid(
-            f"Replica group `{group.id}` needs at least `replicationFactor` ({rf}) nodes."
+            f"Replica group `{group.id}` needs at least `replicationFactor` ({rf}) {kind}."
         )
+
+
+def _replanned(topology: Topology, before: ReplicaGroup, after: ReplicaGroup) -> Topology:
+    """`after` with its tables planned from `before`'s, in the next epoch."""
+    tables = _tables(before, after, topology.replication_factor, topology.shard_counts())
+    return topology.with_group(after.with_tables(tables))
 
 
 def _tables(
     previous: ReplicaGroup | None, group: ReplicaGroup, rf: int, counts: Iterable[int]
 ) -> dict[int, Table]:
     """`group`'s table for every S, each planned from `previous`'s table for that S."""
-    nodes: Sequence[str] = group.node_ids
+    nodes: Sequence[str] = group.placeable_ids
     before = {} if previous is None else previous.tables
     return {s: plan(before.get(s), nodes, rf, s) for s in sorted(counts)}
 

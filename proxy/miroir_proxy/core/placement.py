@@ -48,7 +48,8 @@ def group_table(group: ReplicaGroup, shards: int, rf: int) -> Table:
     """The group's table for S: the published one, or the planner's first table."""
     table = group.tables.get(shards)
     if table is None:
-        table = plan(None, group.node_ids, rf, shards) if group.nodes else ((),) * shards
+        nodes = group.placeable_ids
+        table = plan(None, nodes, rf, shards) if nodes else ((),) * shards
     return table
 
 

@@ -51,6 +51,9 @@ def check_group_id(value: object) -> str:
 class Node:
     id: str
     url: str
+    # A draining node keeps serving what its group's tables still give it, but the
+    # planner gives it nothing new and moves its replicas away.
+    draining: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,6 +97,11 @@ class ReplicaGroup:
         return tuple(node.id for node in self.nodes)
 
     @property
+    def placeable_ids(self) -> tuple[str, ...]:
+        """The nodes the planner may give replicas to (all but the draining ones)."""
+        return tuple(node.id for node in self.nodes if not node.draining)
+
+    @property
     def serves_searches(self) -> bool:
         return self.state is GroupState.ACTIVE
 
@@ -104,7 +112,9 @@ class ReplicaGroup:
         return dataclasses.replace(self, nodes=(*self.nodes, node))
 
     def without_node(self, node_id: str) -> ReplicaGroup:
-        return dataclasses.replace(self, nodes=tuple(n for n in self.nodes if n.id != node_id))
+        """The group without the node, and without tables (they named it: replan them)."""
+        nodes = tuple(n for n in self.nodes if n.id != node_id)
+        return dataclasses.replace(self, nodes=nodes, tables={})
 
     def with_tables(self, tables: Mapping[int, Table]) -> ReplicaGroup:
         return dataclasses.replace(self, tables=dict(tables))
@@ -180,7 +190,14 @@ def to_document(topology: Topology, *, tables: bool = True) -> dict[str, Any]:
             {
                 "id": group.id,
                 "state": group.state.value,
-                "nodes": [{"id": node.id, "url": node.url} for node in group.nodes],
+                "nodes": [
+                    {
+                        "id": node.id,
+                        "url": node.url,
+                        **({"draining": True} if node.draining else {}),
+                    }
+                    for node in group.nodes
+                ],
                 **(
                     {
                         "tables": {
@@ -194,6 +211,13 @@ def to_document(topology: Topology, *, tables: bool = True) -> dict[str, Any]:
             for group in topology.groups
         ],
     }
+
+
+def _node_document(node: Node) -> dict[str, Any]:
+    document: dict[str, Any] = {"id": node.id, "url": node.url}
+    if node.draining:
+        document["draining"] = True
+    return document
 
 
 def from_document(epoch: int, document: Mapping[str, Any]) -> Topology:
@@ -228,7 +252,7 @@ def _group(document: Any, shards: int, rf: int) -> ReplicaGroup:
     if not isinstance(nodes, list):
         raise ValueError(f"group {group_id!r}: `nodes` must be an array")
     members = tuple(
-        Node(check_node_id(n.get("id")), check_node_url(n.get("url")))
+        Node(check_node_id(n.get("id")), check_node_url(n.get("url")), n.get("draining") is True)
         if isinstance(n, Mapping)
         else _not_a_node(group_id)
         for n in nodes

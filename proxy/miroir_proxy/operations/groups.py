@@ -42,6 +42,10 @@ ADD = "group-add"
 REMOVE = "group-remove"
 SYNC_JOB = "group-sync"
 RECORD_TTL_S = 30 * 86_400
+# Rounds of chunks a sync queues before giving up (each chunk is claimed up to five times
+# per round, its claim expiring after `job_claim_ttl_ms`).
+MAX_ROUNDS = 20
+JOB_POLL_S = 0.1
 
 
 def group_params(group_id: str, nodes: Sequence[Node]) -> dict[str, Any]:
@@ -157,36 +161,50 @@ async def _set_state(ctx: OperationContext, group_id: str, state: GroupState) ->
 
 
 async def _run_job(ctx: OperationContext, data: dict[str, Any], mode: str) -> None:
-    """Queue one chunk per (index, shard) and follow it to the end, reporting progress."""
-    chunks = [
+    """Queue one chunk per (index, shard) and follow them to the end, reporting progress.
+
+    A chunk the queue gave up on (its handler failed on every claim, e.g. while no source
+    replica answered) leaves no record; the chunks without one are queued again as the
+    next round, so a shard is never counted as done unless it was. Rounds are numbered,
+    so a new lease holder re-running this step follows the rounds already queued.
+    """
+    chunks: list[dict[str, Any]] = [
         {"index": meta.uid, "shard": shard, "shards": meta.shards, "primaryKey": meta.primary_key}
         for meta in await ctx.store.list_indexes()
         if meta.primary_key is not None
         for shard in range(meta.shards)
     ]
     unit = "shards verified" if mode == "verify" else "shards"
-    if not chunks:
-        await ctx.report(done=0, total=0, unit=unit)
-        return
-    job_id = f"{ctx.record.id}:{mode}"
+    total = len(chunks)
     payload = {"operation": ctx.record.id, "group": data["group"], "mode": mode}
-    await ctx.pod.queue.enqueue(job_id, SYNC_JOB, chunks, payload)
-    copied: dict[int, int] = {}
-    while True:
-        await ctx.check_canceled()
-        progress = await ctx.store.job_progress(job_id)
-        if progress is None:
-            raise RuntimeError(f"job {job_id} vanished")
-        for index in range(progress.total):
-            if index not in copied:
-                raw = await ctx.store.kv_get(chunk_record_key(job_id, index))
-                if raw is not None:
-                    copied[index] = int(orjson.loads(raw)["documents"])
-        extra: dict[str, Any] = {"documentsCopied": sum(copied.values())} if mode == "copy" else {}
-        await ctx.report(None, done=progress.done, total=progress.total, unit=unit, **extra)
-        if progress.finished:
+    documents: dict[tuple[str, int], int] = {}
+    for round_ in range(MAX_ROUNDS):
+        pending = [c for c in chunks if (c["index"], c["shard"]) not in documents]
+        if not pending:
             return
-        await asyncio.sleep(ctx.config.coordination.peer_heartbeat_ms / 1000)
+        job_id = f"{ctx.record.id}:{mode}:{round_}"
+        await ctx.pod.queue.enqueue(job_id, SYNC_JOB, pending, payload)
+        while True:
+            await ctx.check_canceled()
+            progress = await ctx.store.job_progress(job_id)
+            if progress is None:
+                raise RuntimeError(f"job {job_id} vanished")
+            for index, chunk in enumerate(pending):
+                key = (chunk["index"], chunk["shard"])
+                if key not in documents:
+                    raw = await ctx.store.kv_get(chunk_record_key(job_id, index))
+                    if raw is not None:
+                        documents[key] = int(orjson.loads(raw)["documents"])
+            extra: dict[str, Any] = {}
+            if mode == "copy":
+                extra["documentsCopied"] = sum(documents.values())
+            await ctx.report(None, done=len(documents), total=total, unit=unit, **extra)
+            if progress.finished:
+                break
+            await asyncio.sleep(JOB_POLL_S)
+        if len(documents) < total:
+            log.warning("%s: %d chunks failed; queued again", job_id, total - len(documents))
+    raise CopyFailed(f"{total - len(documents)} shards could not be copied in {MAX_ROUNDS} rounds")
 
 
 def source_order(layout: Layout, shards: int, shard: int, cluster: Cluster) -> list[str]:

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from miroir_proxy.core.assignment import plan
+from miroir_proxy.core.assignment import loads, plan
 from miroir_proxy.core.changes import (
     AddGroup,
+    AddNode,
+    DrainNode,
     Rebalance,
     RemoveGroup,
+    RemoveNode,
     ReplaceLayout,
     SetGroupState,
     apply,
 )
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.core.topology import GroupState, Node, ReplicaGroup, Topology
+from miroir_proxy.core.topology import (
+    GroupState,
+    Node,
+    ReplicaGroup,
+    Topology,
+    from_document,
+    to_document,
+)
 
 
 def nodes(*ids: str) -> tuple[Node, ...]:
@@ -95,3 +105,36 @@ def test_a_rebalanced_group_keeps_replicas_on_its_nodes() -> None:
     for s, table in current.group("g0").tables.items():
         for row, new in zip(table, again.group("g0").tables[s], strict=True):
             assert set(row) == set(new)
+
+
+def test_a_new_node_takes_its_share_and_nothing_moves_between_old_nodes() -> None:
+    current = start()
+    grown = apply(current, AddNode("g0", Node("d", "http://d:7700")))
+    for s, table in grown.group("g0").tables.items():
+        before = current.group("g0").tables[s]
+        assert loads(table)["d"] in (len(table) * 2 // 4, -(-len(table) * 2 // 4))
+        for old, new in zip(before, table, strict=True):
+            assert set(old) - set(new) <= set(old)  # only replicas handed to `d` go
+            assert set(new) - set(old) <= {"d"}
+
+
+def test_a_draining_node_gives_every_replica_away_and_then_can_be_removed() -> None:
+    current = start()
+    refused(current, RemoveNode("a"), "miroir_node_not_drained", "still holds")
+    drained = apply(current, DrainNode("a"))
+    assert drained.group("g0").nodes[0].draining is True
+    for table in drained.group("g0").tables.values():
+        assert all("a" not in row for row in table)
+    assert from_document(drained.epoch, to_document(drained)) == drained
+    removed = apply(drained, RemoveNode("a"))
+    assert removed.group("g0").node_ids == ("b", "c")
+    refused(removed, DrainNode("b"), "miroir_invalid_topology", "not draining")
+    refused(current, RemoveNode("zz"), "miroir_node_not_found", "`zz`")
+
+
+def test_a_dead_node_is_removed_with_force_and_its_replicas_planned_elsewhere() -> None:
+    current = start().with_group(start().group("g0").with_node(Node("d", "http://d")))
+    current = apply(current, Rebalance("g0"))
+    gone = apply(current, RemoveNode("d", force=True))
+    for table in gone.group("g0").tables.values():
+        assert all(len(row) == 2 and "d" not in row for row in table)
