@@ -1,7 +1,7 @@
 """Placement simulator: how balanced the assignment planner's tables are, and how much it
 moves, against pure rendezvous hashing on the same shapes. Pure computation, no nodes.
 
-Shapes: N in {3, 10, 30, 100} nodes, S in {16, 64, 256, 4096} shards with S >= N
+Shapes: N in {3, 10, 100} nodes, S in {16, 64, 256, 4096} shards with S >= N
 (below that a node holds zero or one replica and max/mean says nothing), RF in {1, 2, 3}.
 Each shape then goes through a fixed sequence of changes (add a node, add two, remove a
 node, remove two, from the table the previous change produced).
@@ -27,7 +27,7 @@ Shape = tuple[int, int, int]  # (nodes, shards, rf)
 
 SHAPES: tuple[Shape, ...] = tuple(
     (nodes, shards, rf)
-    for nodes in (3, 10, 30, 100)
+    for nodes in (3, 10, 100)
     for shards in (16, 64, 256, 4096)
     for rf in (1, 2, 3)
     if shards >= nodes

@@ -16,10 +16,14 @@ chain (the node with room already holds the shard: another node takes it and han
 its own shards on). Because every augmentation is a shortest path, the result is optimal.
 
 Rendezvous scores `xxh3_64(f"{s}:{node_id}")` only decide between equally cheap choices:
-an over-full node gives away the shards it scores lowest, a shard missing a replica goes to
-the node with room that scores it highest. A new group's first table is the pure
-rendezvous table rebalanced with as few changes as possible; an existing cluster's first
-table is `rendezvous_table` itself (today's placement), so upgrading moves nothing.
+an over-full node gives away the shards it scores lowest (among those missing the fewest
+replicas), a shard missing a replica goes to the node with room that scores it highest;
+the rare chains are picked deterministically but not by score. A new group's first table
+is the pure rendezvous table rebalanced with as few changes as possible; an existing
+cluster's first table is `rendezvous_table` itself (today's placement), so upgrading
+moves nothing. Everything is a function of the sorted node ids, so node order is moot.
+plan() takes 15-130 ms at N=100, S=4096, RF=3 (0.3 s for 3 -> 100 nodes); it runs when
+the topology changes, never on the request path.
 """
 
 from __future__ import annotations
