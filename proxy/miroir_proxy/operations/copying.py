@@ -29,8 +29,10 @@ from typing import Any
 import orjson
 from xxhash import xxh3_64_intdigest
 
+from miroir_proxy.core.topology import Node
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.writes import SHARD_FIELD, UPDATED_FIELD
+from miroir_proxy.nodes.client import NodeResponse
 from miroir_proxy.nodes.errors import NodeError
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,13 @@ _TASK_POLL_S = (0.01, 0.25)
 
 class CopyFailed(Exception):
     """A node refused or failed a copy step; the chunk is retried from its cursor."""
+
+
+class Abandoned(Exception):
+    """The destination left the topology (a canceled operation): stop writing to it."""
+
+
+Wanted = Callable[[], bool]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,6 +84,9 @@ def stamp(document: dict[str, Any]) -> int:
     return value if type(value) is int else 0
 
 
+NodeRef = str | Node  # a node id of the topology, or a node it may not name (any more)
+
+
 class ShardIO:
     """Node calls of the copy and verification, each under a deadline."""
 
@@ -82,8 +94,13 @@ class ShardIO:
         self._cluster = cluster
         self.settings = settings
 
+    async def _request(self, node: NodeRef, method: str, path: str, **kwargs: Any) -> NodeResponse:
+        if isinstance(node, Node):
+            return await self._cluster.nodes.request(node.url, method, path, **kwargs)
+        return await self._cluster.call(node, method, path, **kwargs)
+
     async def page(self, node: str, ref: ShardRef, offset: int, limit: int) -> list[dict[str, Any]]:
-        response = await self._cluster.call(
+        response = await self._request(
             node,
             "POST",
             f"/indexes/{ref.index}/documents/fetch",
@@ -131,9 +148,9 @@ class ShardIO:
             lambda node: self._enqueue(node, f"/indexes/{ref.index}/documents/delete-batch", body),
         )
 
-    async def change(self, node: str, method: str, path: str, body: Any) -> None:
-        """One enqueued change on `node` (index creation, settings), waited for."""
-        await self._enqueue(node, path, orjson.dumps(body), method=method)
+    async def change(self, node: NodeRef, method: str, path: str, body: Any = None) -> None:
+        """One enqueued change on `node` (index creation, settings, deletion), waited for."""
+        await self._enqueue(node, path, None if body is None else orjson.dumps(body), method=method)
 
     async def _each(
         self, nodes: Sequence[str], call: Callable[[str], Coroutine[Any, Any, None]]
@@ -144,31 +161,31 @@ class ShardIO:
 
     async def _enqueue(
         self,
-        node: str,
+        node: NodeRef,
         path: str,
-        body: bytes,
+        body: bytes | None,
         params: dict[str, str] | None = None,
         *,
         method: str = "POST",
     ) -> None:
-        response = await self._cluster.call(
+        response = await self._request(
             node,
             method,
             path,
             params=params,
             body=body,
-            content_type="application/json",
+            content_type=None if body is None else "application/json",
             timeout_ms=self.settings.write_timeout_ms,
         )
         answer = _answer(node, response.status, response.body)
         await self.wait_task(node, int(answer["taskUid"]))
 
-    async def wait_task(self, node: str, uid: int) -> None:
+    async def wait_task(self, node: NodeRef, uid: int) -> None:
         """Return once node task `uid` succeeded; `CopyFailed` if it did not."""
         pause, cap = _TASK_POLL_S
         deadline = time.monotonic() + self.settings.task_timeout_ms / 1000
         while True:
-            response = await self._cluster.call(
+            response = await self._request(
                 node, "GET", f"/tasks/{uid}", timeout_ms=self.settings.read_timeout_ms
             )
             task = _answer(node, response.status, response.body)
@@ -211,9 +228,11 @@ async def copy_shard(
     destinations: Sequence[str],
     cursor: dict[str, Any],
     checkpoint: Checkpoint,
+    wanted: Wanted,
 ) -> dict[str, Any]:
     """Copy the shard page by page from the first source that answers, from `cursor`
-    (`{"offset", "copied"}`) on; returns the final cursor."""
+    (`{"offset", "copied"}`) on; returns the final cursor. `Abandoned` as soon as
+    `wanted()` turns false."""
     offset, copied = int(cursor.get("offset", 0)), int(cursor.get("copied", 0))
     size = io.settings.page_size
     throttle = Throttle(io.settings.docs_per_s)
@@ -221,6 +240,8 @@ async def copy_shard(
         page = await read_page(io, sources, ref, offset, size)
         if page:
             await throttle.take(len(page))
+            if not wanted():
+                raise Abandoned(ref.index)
             await io.write(destinations, ref, page)
         offset += len(page)
         copied += len(page)
@@ -254,6 +275,7 @@ async def verify_shard(
     ref: ShardRef,
     sources: Sequence[str],
     destination: str,
+    wanted: Wanted,
     *,
     max_passes: int,
 ) -> Repair:
@@ -265,6 +287,8 @@ async def verify_shard(
         source = await read_documents(io, sources, ref)
         held = await io.documents(destination, ref)
         repair = _compare(source, held, ref.primary_key, started_ms)
+        if not wanted():
+            raise Abandoned(ref.index)
         if repair.copied:
             await io.write([destination], ref, repair.copied)
         if repair.deleted:
@@ -311,11 +335,12 @@ def _compare(
     return diff
 
 
-def _answer(node: str, status: int, body: bytes) -> dict[str, Any]:
+def _answer(node: NodeRef, status: int, body: bytes) -> dict[str, Any]:
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
         answer = None
     if status >= 300 or not isinstance(answer, dict):
-        raise CopyFailed(f"node {node} answered {status}: {body[:200]!r}")
+        name = node.id if isinstance(node, Node) else node
+        raise CopyFailed(f"node {name} answered {status}: {body[:200]!r}")
     return answer

@@ -33,7 +33,15 @@ from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.nodes.errors import NodeError
 from miroir_proxy.state.store import Store
 
-from .copying import CopyFailed, CopySettings, ShardIO, ShardRef, copy_shard, verify_shard
+from .copying import (
+    Abandoned,
+    CopyFailed,
+    CopySettings,
+    ShardIO,
+    ShardRef,
+    copy_shard,
+    verify_shard,
+)
 from .engine import OperationContext, StepFn
 
 log = logging.getLogger(__name__)
@@ -124,15 +132,40 @@ class AddGroupOperation:
                 return  # activated: nothing to undo
             removed = await ctx.epochs.publish(RemoveGroup(group_id))
             await ctx.epochs.wait_acknowledged(removed.epoch, ctx.ack_timeout_s)
-        timeout = ctx.config.timeouts.node_write_ms
+        await _settle_jobs(ctx)
+        # Every pod routes without the group now and no chunk writes to it any more: what
+        # the operation created on its nodes can go (by URL: a pod that never saw the
+        # group may be the one rolling back).
+        io = ShardIO(ctx.cluster, copy_settings(ctx.config))
         for meta in await ctx.store.list_indexes():
             for node in _nodes(data):
                 try:
-                    await ctx.cluster.nodes.request(
-                        node.url, "DELETE", f"/indexes/{meta.uid}", timeout_ms=timeout
-                    )
-                except NodeError as e:
-                    log.warning("group-add rollback: %s keeps index %s: %s", node.id, meta.uid, e)
+                    await io.change(node, "DELETE", f"/indexes/{meta.uid}")
+                except (NodeError, CopyFailed) as e:
+                    if "index_not_found" not in str(e):
+                        log.warning("group-add rollback: %s keeps %s: %s", node.id, meta.uid, e)
+
+
+async def _settle_jobs(ctx: OperationContext) -> None:
+    """Wait until the operation's chunks are all done (each stops at its next page once the
+    group left the topology), at most a few claim TTLs: a dead pod's claim must expire."""
+    bound_s = 3 * ctx.config.coordination.job_claim_ttl_ms / 1000 + 10
+    try:
+        async with asyncio.timeout(bound_s):
+            for mode in ("copy", "verify"):
+                for round_ in range(MAX_ROUNDS):
+                    job_id = f"{ctx.record.id}:{mode}:{round_}"
+                    while True:
+                        progress = await ctx.store.job_progress(job_id)
+                        if progress is None or progress.finished:
+                            break
+                        await asyncio.sleep(JOB_POLL_S)
+                    if progress is None:
+                        break
+    except TimeoutError:
+        log.warning(
+            "%s: chunks still running after %.0f s; cleaning up anyway", ctx.record.id, bound_s
+        )
 
 
 class RemoveGroupOperation:
@@ -247,18 +280,26 @@ def sync_handler(store: Store, cluster: Cluster, config: Any) -> Any:
         destinations = layout.placement(group, shards).replicas[ref.shard]
         sources = source_order(layout, shards, ref.shard, cluster)
         io = ShardIO(cluster, settings)
-        if ctx.payload["mode"] == "copy":
-            cursor = await copy_shard(
-                io, ref, sources, destinations, ctx.cursor or {}, ctx.checkpoint
-            )
-            documents = int(cursor["copied"])
-        else:
-            documents = 0
-            for destination in destinations:
-                repair = await verify_shard(
-                    io, ref, sources, destination, max_passes=config.operations.verify_passes
+
+        def wanted() -> bool:
+            return cluster.topology.has_group(group_id)
+
+        try:
+            if ctx.payload["mode"] == "copy":
+                cursor = await copy_shard(
+                    io, ref, sources, destinations, ctx.cursor or {}, ctx.checkpoint, wanted
                 )
-                documents += repair.copied + repair.deleted
+                documents = int(cursor["copied"])
+            else:
+                documents = 0
+                passes = config.operations.verify_passes
+                for destination in destinations:
+                    repair = await verify_shard(
+                        io, ref, sources, destination, wanted, max_passes=passes
+                    )
+                    documents += repair.copied + repair.deleted
+        except Abandoned:
+            return  # the group was removed (canceled): no record, nothing more written
         record_value = orjson.dumps({"documents": documents})
         await store.kv_set(chunk_record_key(ctx.job_id, ctx.index), record_value, RECORD_TTL_S)
 

@@ -172,10 +172,25 @@ class Writer(threading.Thread):
             except requests.RequestException:
                 continue
             if response.status_code == 202:
-                task = wait_task(url, response.json()["taskUid"])
+                task = self._finished(response.json()["taskUid"])
                 return bool(task["status"] == "succeeded")
             self.stop.wait(0.2)  # a pod down, or no quorum for a while: try again
         raise AssertionError("no pod accepted a write for two minutes")
+
+    def _finished(self, uid: int) -> dict[str, Any]:
+        """Task `uid` once finished, asked of any live pod (one may be killed meanwhile)."""
+        found: dict[str, Any] = {}
+
+        def finished() -> bool:
+            try:
+                response = http("GET", f"{self.cluster.url}/tasks/{uid}")
+            except requests.RequestException:
+                return False
+            found.update(ok(response))
+            return found["status"] in ("succeeded", "failed", "canceled")
+
+        eventually(finished, f"task {uid} finishes", timeout_s=120)
+        return found
 
 
 def group_documents(nodes: list[NodeProcess]) -> dict[str, list[dict[str, Any]]]:
@@ -287,10 +302,11 @@ def test_a_group_joins_under_writes_and_survives_a_dead_source_and_a_dead_pod(
         source = cluster.fleet.nodes[0]
         source.kill()
         eventually(lambda: in_sync_phase(cluster, op_id, 3), "sync goes on", timeout_s=120)
+        # Restarting reads 20,000 documents back: on a loaded machine that takes a while.
         source.start()
-        source.wait_healthy()
+        source.wait_healthy(timeout_s=180)
         busy.start()
-        busy.wait_ready()
+        busy.wait_ready(timeout_s=180)
 
         final = wait_operation(cluster, op_id)
         assert final["state"] == "succeeded", final
