@@ -171,6 +171,9 @@ def _subroute_handlers(name: str, key: str, verb: str) -> None:
 
     async def update_one(request: web.Request) -> web.Response:
         value = await read_json(request, allow_empty=True)
+        if value is None and (await request.read()).strip():
+            # The JSON body `null` (what SDKs send to reset one setting) resets it.
+            return await reset_one(request)
         path = f"{_settings_path(request)}/{name}"
         node_value = (
             with_shard_field(value) if key == FILTERABLE and isinstance(value, list) else value
