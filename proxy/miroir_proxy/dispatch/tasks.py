@@ -288,9 +288,11 @@ class TaskRegistry:
             status = str(task.get("status"))
             if status != ref["status"]:
                 ref["status"] = status
+                ref["startedAt"] = task.get("startedAt")
                 if status not in PENDING:
                     ref["error"] = task.get("error")
                     ref["details"] = task.get("details")
+                    ref["finishedAt"] = task.get("finishedAt")
                 changed = True
         return changed
 
