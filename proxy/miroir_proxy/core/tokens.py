@@ -77,15 +77,16 @@ def patterns_allow(patterns: Iterable[str], uid: str) -> bool:
 
 
 class TokenError(Exception):
-    """A tenant token Meilisearch would refuse (403 `invalid_api_key`) with this message."""
+    """A tenant token Meilisearch would refuse (403 `invalid_api_key`); the one argument is
+    Meilisearch's exact message."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
 
 
 def _undecodable(reason: str) -> TokenError:
-    return TokenError(f"Could not decode tenant token, {reason}.")
+    return TokenError("Could not decode tenant token, " + reason + ".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +95,16 @@ class SearchRules:
 
     filters: Mapping[str, Any]
 
+    def filter_for(self, uid: str) -> Any:
+        """The filter of the most specific matching pattern: the uid itself, else the
+        longest matching `prefix*` (the first listed among equally long ones)."""
+        if uid in self.filters:
+            return self.filters[uid]
+        matching = [pattern for pattern in self.filters if pattern_matches(pattern, uid)]
+        return self.filters[max(matching, key=len)] if matching else None
+
     def allows(self, uid: str) -> bool:
         return patterns_allow(self.filters, uid)
-
-    def filter_for(self, uid: str) -> Any:
-        """The filter of the most specific matching pattern: exact uid, then the longest."""
-        best: tuple[bool, int] | None = None
-        chosen: Any = None
-        for pattern, rule_filter in self.filters.items():
-            if pattern_matches(pattern, uid):
-                rank = (not pattern.endswith("*"), len(pattern))
-                if best is None or rank > best:
-                    best, chosen = rank, rule_filter
-        return chosen
 
     def patterns(self) -> list[str]:
         return sorted(self.filters)
@@ -114,12 +112,14 @@ class SearchRules:
 
 @dataclass(frozen=True, slots=True)
 class TenantToken:
-    api_key_uid: str
-    search_rules: SearchRules
-    exp: int | None
+    """A decoded token: what it was signed over and with, whose key, until when, what for."""
+
     alg: str
-    signing_input: bytes
+    signing_input: bytes  # `header.payload`, as sent
     signature: bytes
+    api_key_uid: str
+    exp: int | None  # Unix seconds; None: never expires
+    search_rules: SearchRules
 
     def verify(self, secret: str, now_s: int) -> None:
         """Raise `TokenError` unless signed with `secret` and not expired at `now_s`."""
