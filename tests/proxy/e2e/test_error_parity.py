@@ -115,6 +115,14 @@ CASES = {
         "PUT", f"/indexes/{UID}/settings/ranking-rules", json=["nope"],
         expected=(400, "invalid_settings_ranking_rules"),
     ),
+    "invalid_api_key-bearer-without-token": Case(
+        "GET", "/indexes", key=None, headers={"Authorization": "Bearer"},
+        expected=(403, "invalid_api_key"),
+    ),
+    "missing_authorization_header-other-scheme": Case(
+        "GET", "/indexes", key=None, headers={"Authorization": "Basic abc"},
+        expected=(401, "missing_authorization_header"),
+    ),
     "missing_task_filters-delete": Case("DELETE", "/tasks", expected=(400, "missing_task_filters")),
     "invalid_task_uids-delete": Case(
         "DELETE", "/tasks?uids=x", expected=(400, "invalid_task_uids")
