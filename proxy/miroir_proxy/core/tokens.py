@@ -23,27 +23,36 @@ import orjson
 
 HASHES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 
+# Meilisearch's concrete actions, by resource: `resource.verb` for each verb listed, and
+# the resource-less ones (`search`, `version`, `export`, `chatCompletions`) as they are.
+_VERBS = {
+    "documents": "add get delete",
+    "indexes": "create get update delete swap compact",
+    "tasks": "cancel delete get compact",
+    "settings": "get update",
+    "stats": "get",
+    "metrics": "get",
+    "dumps": "create",
+    "snapshots": "create",
+    "keys": "create get update delete",
+    "experimental": "get update",
+    "network": "get update",
+    "chats": "get delete",
+    "chatsSettings": "get update",
+    "webhooks": "get create update delete",
+    "fields": "post",
+    "dynamicSearchRules": "get create update delete",
+}
 ACTIONS = frozenset(
-    {
-        "search", "documents.add", "documents.get", "documents.delete", "indexes.create",
-        "indexes.get", "indexes.update", "indexes.delete", "indexes.swap", "indexes.compact",
-        "tasks.cancel", "tasks.delete", "tasks.get", "tasks.compact", "settings.get",
-        "settings.update", "stats.get", "metrics.get", "dumps.create", "snapshots.create",
-        "version", "keys.create", "keys.get", "keys.update", "keys.delete", "experimental.get",
-        "experimental.update", "export", "network.get", "network.update", "chatCompletions",
-        "chats.get", "chats.delete", "chatsSettings.get", "chatsSettings.update", "webhooks.get",
-        "webhooks.create", "webhooks.update", "webhooks.delete", "fields.post",
-        "dynamicSearchRules.get", "dynamicSearchRules.create", "dynamicSearchRules.update",
-        "dynamicSearchRules.delete",
-    }
-)  # fmt: skip
+    [f"{resource}.{verb}" for resource, verbs in _VERBS.items() for verb in verbs.split()]
+    + ["search", "version", "export", "chatCompletions"]
+)
+# What `*.get` grants: every `.get` action but `keys.get`, and the read-only actions
+# without the suffix.
 READ_ACTIONS = frozenset(
-    {
-        "search", "documents.get", "export", "indexes.get", "tasks.get", "settings.get",
-        "stats.get", "metrics.get", "version", "experimental.get", "network.get", "chats.get",
-        "chatsSettings.get", "webhooks.get", "fields.post", "dynamicSearchRules.get",
-    }
-)  # fmt: skip
+    {a for a in ACTIONS if a.endswith(".get") and a != "keys.get"}
+    | {"search", "version", "export", "fields.post"}
+)
 KEYS_ACTIONS = frozenset({"keys.create", "keys.get", "keys.update", "keys.delete"})
 # Routes guarded by a group action (`documents.*` for document edition) need the group.
 GROUP_ACTIONS = frozenset(a.split(".")[0] + ".*" for a in ACTIONS if "." in a)
