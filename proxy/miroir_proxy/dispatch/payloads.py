@@ -170,12 +170,16 @@ def _column(header: str) -> tuple[str, Cell]:
     return (header, _string_cell) if cell is None else (name, cell)
 
 
-def _from_csv(body: bytes, delimiter: str) -> list[Document]:
+def _csv_text(body: bytes) -> io.StringIO:
+    """The payload as text: UTF-8, a leading byte-order mark dropped."""
     try:
-        text = body.decode("utf-8-sig")
+        return io.StringIO(body.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise malformed(CSV, f"CSV error: invalid utf-8: {e}") from e
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+
+
+def _from_csv(body: bytes, delimiter: str) -> list[Document]:
+    reader = csv.reader(_csv_text(body), delimiter=delimiter)
     documents: list[Document] = []
     try:
         columns = [_column(header) for header in next(reader, [])]

@@ -272,11 +272,13 @@ def render(record: TaskRecord) -> dict[str, Any]:
     }
     if record.details is not None:
         out["details"] = record.details
-    out["error"] = record.error
-    out["duration"] = duration
-    out["enqueuedAt"] = record.enqueued_at
-    out["startedAt"] = record.started_at
-    out["finishedAt"] = record.finished_at
+    out.update(
+        error=record.error,
+        duration=duration,
+        enqueuedAt=record.enqueued_at,
+        startedAt=record.started_at,
+        finishedAt=record.finished_at,
+    )
     _add_extra(out, record)
     return out
 

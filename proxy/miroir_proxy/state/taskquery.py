@@ -14,24 +14,14 @@ from typing import Literal
 from miroir_proxy.core.errors import MiroirError
 
 STATUSES = ("enqueued", "processing", "succeeded", "failed", "canceled")
-TYPES = (
-    "documentAdditionOrUpdate",
-    "documentEdition",
-    "documentDeletion",
-    "settingsUpdate",
-    "indexCreation",
-    "indexDeletion",
-    "indexUpdate",
-    "indexSwap",
-    "taskCancelation",
-    "taskDeletion",
-    "dumpCreation",
-    "snapshotCreation",
-    "export",
-    "upgradeDatabase",
-    "indexCompaction",
-    "networkTopologyChange",
+# Every task type, in Meilisearch's order (its "expected one of" messages list them so).
+_TYPE_NAMES = (
+    "documentAdditionOrUpdate documentEdition documentDeletion settingsUpdate "
+    "indexCreation indexDeletion indexUpdate indexSwap taskCancelation taskDeletion "
+    "dumpCreation snapshotCreation export upgradeDatabase indexCompaction "
+    "networkTopologyChange"
 )
+TYPES = tuple(_TYPE_NAMES.split())
 DATE_FIELDS = (
     "afterEnqueuedAt",
     "beforeEnqueuedAt",
