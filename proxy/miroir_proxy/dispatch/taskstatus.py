@@ -256,20 +256,24 @@ def summary(record: TaskRecord) -> dict[str, Any]:
     return out
 
 
+_TASK_HEAD = ("uid", "batchUid", "indexUid", "status", "type", "canceledBy")
+
+
 def render(record: TaskRecord) -> dict[str, Any]:
     """The full task object of `GET /tasks/{uid}`, in Meilisearch's field order."""
     duration = None
     if record.started_at is not None and record.finished_at is not None:
         elapsed = parse_timestamp(record.finished_at) - parse_timestamp(record.started_at)
         duration = iso_duration(elapsed.total_seconds())
-    out: dict[str, Any] = {
-        "uid": record.uid,
-        "batchUid": record.batch_uid,
-        "indexUid": record.index_uid,
-        "status": record.status,
-        "type": record.type,
-        "canceledBy": record.canceled_by,
-    }
+    values = (
+        record.uid,
+        record.batch_uid,
+        record.index_uid,
+        record.status,
+        record.type,
+        record.canceled_by,
+    )
+    out: dict[str, Any] = dict(zip(_TASK_HEAD, values, strict=True))
     if record.details is not None:
         out["details"] = record.details
     out.update(

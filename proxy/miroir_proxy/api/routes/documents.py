@@ -72,14 +72,13 @@ async def _add(request: web.Request, *, merge: bool) -> web.Response:
     return _answer(request, result)
 
 
-@routes.post("/indexes/{index_uid}/documents")
-async def add_or_replace_documents(request: web.Request) -> web.Response:
-    return await _add(request, merge=False)
+async def add_documents(request: web.Request) -> web.Response:
+    """POST replaces whole documents; PUT merges the given fields into them."""
+    return await _add(request, merge=request.method == "PUT")
 
 
-@routes.put("/indexes/{index_uid}/documents")
-async def add_or_update_documents(request: web.Request) -> web.Response:
-    return await _add(request, merge=True)
+for _verb in ("POST", "PUT"):
+    routes.route(_verb, "/indexes/{index_uid}/documents")(add_documents)
 
 
 @routes.get("/indexes/{index_uid}/documents/{document_id}")
