@@ -36,19 +36,23 @@ LIST_PARAMS = ("limit", "from", "reverse", *FILTER_PARAMS)
 
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
-    uids: frozenset[int] | None = None
-    batch_uids: frozenset[int] | None = None
-    canceled_by: frozenset[int] | None = None
-    types: frozenset[str] | None = None
-    statuses: frozenset[str] | None = None
-    index_uids: frozenset[str] | None = None
-    # (field, operator, RFC 3339 text) with field in enqueuedAt/startedAt/finishedAt.
-    dates: tuple[tuple[str, str, str], ...] = ()
+    """A parsed task filter with its page; a None set means "any"."""
+
+    # The page: at most `limit` tasks from `from_uid` on, newest first unless `reverse`.
     limit: int = 20
     from_uid: int | None = None
     reverse: bool = False
     # A filter parameter was given, even `*`: cancel/delete require one (Meilisearch).
     has_filters: bool = False
+    # What kind of task, when, which uids.
+    statuses: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    index_uids: frozenset[str] | None = None
+    # (field, operator, RFC 3339 text) with field in enqueuedAt/startedAt/finishedAt.
+    dates: tuple[tuple[str, str, str], ...] = ()
+    uids: frozenset[int] | None = None
+    batch_uids: frozenset[int] | None = None
+    canceled_by: frozenset[int] | None = None
 
 
 def _snake(name: str) -> str:
