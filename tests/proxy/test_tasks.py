@@ -284,18 +284,45 @@ async def test_delete_removes_only_finished_tasks(tmp_path: Path, fleet: Any, pr
         for node in nodes.nodes:
             node.hold_tasks = True
         running = await add(client, [{"id": 2}])
-        response = await client.delete("/tasks?statuses=succeeded,processing,enqueued")
+        response = await client.delete("/tasks?statuses=processing,enqueued")
         assert response.status == 200
         summary = await response.json()
         assert summary["type"] == "taskDeletion"
         deletion = await wait_status(client, summary["taskUid"], "succeeded")
         assert deletion["details"] == {
-            "matchedTasks": 2,
-            "deletedTasks": 1,
-            "originalFilter": "?statuses=succeeded,processing,enqueued",
+            "matchedTasks": 1,
+            "deletedTasks": 0,
+            "originalFilter": "?statuses=processing,enqueued",
         }
-        assert (await client.get(f"/tasks/{done['uid']}")).status == 404
         assert (await get_task(client, running))["status"] in ("enqueued", "processing")
+        assert (await get_task(client, done["uid"]))["status"] == "succeeded"
+
+
+async def test_a_deletion_waits_for_the_tasks_already_running(
+    tmp_path: Path, fleet: Any, proxy: Any
+) -> None:
+    """As on a node, where a deletion runs after the task being processed: the running
+    task is deleted once it finishes."""
+    nodes = await fleet(groups=1, nodes_per_group=2)
+    async with proxy(nodes.config(tmp_path)) as client:
+        done = await wait_status(client, await add(client, [{"id": 1}]), "succeeded")
+        running, _ = await add_held(client, nodes)
+        deleting = asyncio.create_task(client.delete("/tasks?statuses=succeeded,processing"))
+        await polled_again(nodes.nodes[0])
+        assert not deleting.done()
+        for node in nodes.nodes:
+            node.release()
+        response = await deleting
+        assert response.status == 200
+        summary = await response.json()
+        deletion = await wait_status(client, summary["taskUid"], "succeeded")
+        assert deletion["details"] == {
+            "matchedTasks": 2,
+            "deletedTasks": 2,
+            "originalFilter": "?statuses=succeeded,processing",
+        }
+        for uid in (done["uid"], running):
+            assert (await client.get(f"/tasks/{uid}")).status == 404
 
 
 async def test_unfinished_tasks_resume_after_a_restart(

@@ -31,7 +31,20 @@ _DOC_SEPARATOR = array("I", (0xFFFFFFFF,)).tobytes()
 _MAX_PAIR_NEEDLES = 16
 
 
+class Derivation(NamedTuple):
+    """What a query term matches, cached per term key: nothing here may depend on the term's
+    position in the query (or on anything else outside the key)."""
+
+    docs: set[int]
+    by_typo: list[set[int]]  # disjoint: docs whose best derivation has exactly i typos
+    words: dict[int, int]  # word id -> typos
+    exact_id: int | None
+    phrases: list[tuple[int, ...]]  # word ids: the term's own phrase or multi-word synonyms
+
+
 class TermMatch(NamedTuple):
+    """One query term with its derivation; built per query, never cached."""
+
     key: tuple[Any, ...]
     data: TermData
     words: dict[int, int]  # word id -> typos

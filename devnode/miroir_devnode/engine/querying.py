@@ -1,7 +1,9 @@
 """One search over an Index: term derivations, candidates, rule pipeline, distinct, threshold.
 
 Derivations and their documents are cached on the index per (term, searchable fields) until
-the next write, so repeated queries skip the vocabulary scans. Without `distinct` or a
+the next write, so repeated queries skip the vocabulary scans. A cached value holds only what
+its key determines: the query term itself (its position in the query above all) is attached
+per query, or an answer would depend on which query cached the term first. Without `distinct` or a
 threshold only the first `want` hits are ranked; with either, every candidate is ranked
 because both change which documents count.
 """
@@ -14,7 +16,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .features import BUFFERS_KEY, Features, TermMatch, indices, position_of
+from .features import BUFFERS_KEY, Derivation, Features, TermMatch, indices, position_of
 from .matching import MatchInfo, QueryTerm, QueryTerms
 from .patterns import flatten, is_faceted_by
 from .ranking import QueryRanker, QueryResult, RankedHit, RuleFn, SortRule, TermData, bucket_sort
@@ -78,22 +80,21 @@ class Query:
             tuple(term.synonyms),
             self.allowed,
         )
-        cached: TermMatch | None = self.index.term_cache.get(key)
-        if cached is None:
-            cached = self.index.term_cache[key] = TermMatch(key, *self._derive(term))
-        return cached
+        found: Derivation | None = self.index.term_cache.get(key)
+        if found is None:
+            found = self.index.term_cache[key] = self._derive(term)
+        data = TermData(term, found.docs, found.by_typo)
+        return TermMatch(key, data, found.words, found.exact_id, found.phrases)
 
-    def _derive(
-        self, term: QueryTerm
-    ) -> tuple[TermData, dict[int, int], int | None, list[tuple[int, ...]]]:
+    def _derive(self, term: QueryTerm) -> Derivation:
         vocab = self.index.vocab
         if term.phrase is not None:
             ids = [vocab.ids.get(w) for w in term.phrase]
             if any(i is None for i in ids):
-                return TermData(term, set(), [set()]), {}, None, []
+                return Derivation(set(), [set()], {}, None, [])
             phrase = tuple(i for i in ids if i is not None)
             docs = self._phrase_docs(phrase)
-            return TermData(term, docs, [docs]), {}, None, [phrase]
+            return Derivation(docs, [docs], {}, None, [phrase])
         levels: dict[int, int] = {}
         exact_id = vocab.ids.get(term.word)
         if exact_id is not None:
@@ -123,7 +124,7 @@ class Query:
         by_typo[1] -= by_typo[0]
         by_typo[2] -= by_typo[0] | by_typo[1]
         docs = by_typo[0] | by_typo[1] | by_typo[2]
-        return TermData(term, docs, by_typo), levels, exact_id, phrases
+        return Derivation(docs, by_typo, levels, exact_id, phrases)
 
     def _phrase_docs(self, phrase: tuple[int, ...]) -> set[int]:
         docs: set[int] | None = None

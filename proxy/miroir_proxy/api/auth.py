@@ -36,53 +36,54 @@ PUBLIC = "public"
 MASTER_ONLY = "master"
 TENANT_TOKEN_ACTIONS = frozenset({"search", "chatCompletions"})
 
-_ROUTES: dict[tuple[str, str], str] = {
-    ("GET", "/health"): PUBLIC,
-    ("GET", "/indexes"): "indexes.get",
-    ("POST", "/indexes"): "indexes.create",
-    ("GET", "/indexes/{}"): "indexes.get",
-    ("PATCH", "/indexes/{}"): "indexes.update",
-    ("DELETE", "/indexes/{}"): "indexes.delete",
-    ("GET", "/indexes/{}/stats"): "stats.get",
-    ("POST", "/swap-indexes"): "indexes.swap",
-    ("GET", "/indexes/{}/documents"): "documents.get",
-    ("POST", "/indexes/{}/documents"): "documents.add",
-    ("PUT", "/indexes/{}/documents"): "documents.add",
-    ("DELETE", "/indexes/{}/documents"): "documents.delete",
-    ("POST", "/indexes/{}/documents/fetch"): "documents.get",
-    ("GET", "/indexes/{}/documents/{}"): "documents.get",
-    ("DELETE", "/indexes/{}/documents/{}"): "documents.delete",
-    ("POST", "/indexes/{}/documents/delete-batch"): "documents.delete",
-    ("POST", "/indexes/{}/documents/delete"): "documents.delete",
-    ("POST", "/indexes/{}/documents/edit"): "documents.*",
-    ("GET", "/indexes/{}/search"): "search",
-    ("POST", "/indexes/{}/search"): "search",
-    ("POST", "/indexes/{}/facet-search"): "search",
-    ("POST", "/multi-search"): "search",
-    ("GET", "/tasks"): "tasks.get",
-    ("GET", "/tasks/{}"): "tasks.get",
-    ("POST", "/tasks/cancel"): "tasks.cancel",
-    ("DELETE", "/tasks"): "tasks.delete",
-    ("GET", "/batches"): "tasks.get",
-    ("GET", "/batches/{}"): "tasks.get",
-    ("GET", "/keys"): "keys.get",
-    ("POST", "/keys"): "keys.create",
-    ("GET", "/keys/{}"): "keys.get",
-    ("PATCH", "/keys/{}"): "keys.update",
-    ("DELETE", "/keys/{}"): "keys.delete",
-    ("GET", "/stats"): "stats.get",
-    ("GET", "/version"): "version",
-    ("POST", "/dumps"): "dumps.create",
-    ("POST", "/snapshots"): "snapshots.create",
-    ("GET", "/experimental-features"): "experimental.get",
-    ("PATCH", "/experimental-features"): "experimental.update",
-    ("GET", "/webhooks"): "webhooks.get",
-    ("POST", "/webhooks"): "webhooks.create",
-    ("GET", "/webhooks/{}"): "webhooks.get",
-    ("PATCH", "/webhooks/{}"): "webhooks.update",
-    ("DELETE", "/webhooks/{}"): "webhooks.delete",
+# Meilisearch's action for each route Miroir serves, listed by action; `{}` stands for any
+# path parameter. Settings routes are handled apart; any other route needs the master key.
+_ROUTES_BY_ACTION: dict[str, tuple[str, ...]] = {
+    PUBLIC: ("GET /health",),
+    "search": (
+        "GET /indexes/{}/search POST /indexes/{}/search POST /indexes/{}/facet-search "
+        "POST /multi-search",
+    ),
+    "indexes.get": ("GET /indexes GET /indexes/{}",),
+    "indexes.create": ("POST /indexes",),
+    "indexes.update": ("PATCH /indexes/{}",),
+    "indexes.delete": ("DELETE /indexes/{}",),
+    "indexes.swap": ("POST /swap-indexes",),
+    "stats.get": ("GET /indexes/{}/stats GET /stats",),
+    "documents.get": (
+        "GET /indexes/{}/documents POST /indexes/{}/documents/fetch GET /indexes/{}/documents/{}",
+    ),
+    "documents.add": ("POST /indexes/{}/documents PUT /indexes/{}/documents",),
+    "documents.delete": (
+        "DELETE /indexes/{}/documents DELETE /indexes/{}/documents/{} "
+        "POST /indexes/{}/documents/delete-batch POST /indexes/{}/documents/delete",
+    ),
+    "documents.*": ("POST /indexes/{}/documents/edit",),
+    "tasks.get": ("GET /tasks GET /tasks/{} GET /batches GET /batches/{}",),
+    "tasks.cancel": ("POST /tasks/cancel",),
+    "tasks.delete": ("DELETE /tasks",),
+    "keys.get": ("GET /keys GET /keys/{}",),
+    "keys.create": ("POST /keys",),
+    "keys.update": ("PATCH /keys/{}",),
+    "keys.delete": ("DELETE /keys/{}",),
+    "version": ("GET /version",),
+    "dumps.create": ("POST /dumps",),
+    "snapshots.create": ("POST /snapshots",),
+    "experimental.get": ("GET /experimental-features",),
+    "experimental.update": ("PATCH /experimental-features",),
+    "webhooks.get": ("GET /webhooks GET /webhooks/{}",),
+    "webhooks.create": ("POST /webhooks",),
+    "webhooks.update": ("PATCH /webhooks/{}",),
+    "webhooks.delete": ("DELETE /webhooks/{}",),
 }
-_PLACEHOLDER = re.compile(r"\{[^}]*\}")
+_ACTIONS: dict[tuple[str, str], str] = {}
+for _action, _listed in _ROUTES_BY_ACTION.items():
+    _words = " ".join(_listed).split()
+    _ACTIONS.update(
+        ((method, path), _action) for method, path in zip(_words[::2], _words[1::2], strict=True)
+    )
+_PARAMETER = re.compile(r"\{[^}]*\}")
+_SETTINGS = "/indexes/{}/settings"
 
 
 @lru_cache(maxsize=512)
@@ -90,25 +91,25 @@ def required_action(method: str, canonical: str) -> str:
     """The action a route needs; `PUBLIC` for Miroir's own routes (admin checks its key)."""
     if canonical.startswith("/_miroir/"):
         return PUBLIC
-    method = "GET" if method == "HEAD" else method
-    template = _PLACEHOLDER.sub("{}", canonical).rstrip("/") or "/"
-    found = _ROUTES.get((method, template))
-    if found is not None:
-        return found
-    if template.startswith("/indexes/{}/settings"):
-        return "settings.get" if method == "GET" else "settings.update"
-    return MASTER_ONLY
+    verb = "GET" if method == "HEAD" else method
+    route = _PARAMETER.sub("{}", canonical).rstrip("/") or "/"
+    if route == _SETTINGS or route.startswith(_SETTINGS + "/"):
+        return "settings.get" if verb == "GET" else "settings.update"
+    return _ACTIONS.get((verb, route), MASTER_ONLY)
 
 
 def index_of(path: str) -> str | None:
-    if not path.startswith("/indexes/"):
-        return None
-    return path.split("/", 3)[2] or None
+    """The index uid a path names (`/indexes/{uid}/...`), if any."""
+    parts = path.split("/")
+    return parts[2] or None if len(parts) > 2 and parts[1] == "indexes" else None
 
 
 @dataclass(frozen=True, slots=True)
 class AuthContext:
-    """What a request may touch; handlers filter index lists and searches with it."""
+    """What a request may touch; handlers filter index lists and searches with it.
+
+    The default is the master key's: every index, no tenant rules.
+    """
 
     is_master: bool = True
     key_indexes: tuple[str, ...] = ("*",)
@@ -116,45 +117,45 @@ class AuthContext:
     can_create_indexes: bool = True
 
     def allows_index(self, uid: str) -> bool:
-        return patterns_allow(self.key_indexes, uid) and (
-            self.search_rules is None or self.search_rules.allows(uid)
-        )
+        """The key's `indexes` and, for a tenant token, its search rules both allow `uid`."""
+        by_rules = self.search_rules.allows(uid) if self.search_rules is not None else True
+        return by_rules and patterns_allow(self.key_indexes, uid)
 
     def allows_index_creation(self, uid: str) -> bool:
-        return self.can_create_indexes and self.allows_index(uid)
+        return self.allows_index(uid) if self.can_create_indexes else False
 
     def tenant_filter(self, uid: str) -> Any:
         """The tenant token's filter for `uid` (to AND into the search), else None."""
-        if self.search_rules is None:
-            return None
-        return self.search_rules.filter_for(uid)
+        rules = self.search_rules
+        return None if rules is None else rules.filter_for(uid)
 
 
 OPEN = AuthContext()
 AUTH = web.RequestKey("auth", AuthContext)
 
+_INVALID = "The provided API key is invalid."
+_NO_HEADER = "The Authorization header is missing. It must use the bearer authorization method."
+_NO_MASTER = (
+    "Meilisearch is running without a master key. To access this API endpoint, you must have "
+    "set a master key at launch."
+)
 
-def invalid_key(message: str = "The provided API key is invalid.") -> MiroirError:
+
+def invalid_key(message: str = _INVALID) -> MiroirError:
     return MiroirError("invalid_api_key", message)
 
 
 def missing_header() -> MiroirError:
-    return MiroirError(
-        "missing_authorization_header",
-        "The Authorization header is missing. It must use the bearer authorization method.",
-    )
+    return MiroirError("missing_authorization_header", _NO_HEADER)
 
 
 def missing_master_key() -> MiroirError:
-    return MiroirError(
-        "missing_master_key",
-        "Meilisearch is running without a master key. To access this API endpoint, you must "
-        "have set a master key at launch.",
-    )
+    return MiroirError("missing_master_key", _NO_MASTER)
 
 
-def _quoted(items: list[str]) -> str:
-    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+def _rust_list(items: list[str]) -> str:
+    """How Rust's `{:?}` prints a list of strings (Meilisearch's messages use it)."""
+    return "[{}]".format(", ".join(map('"{}"'.format, items)))
 
 
 class KeyLookup(Protocol):
@@ -163,67 +164,80 @@ class KeyLookup(Protocol):
     async def by_uid(self, uid: str) -> ApiKey | None: ...
 
 
-async def authenticate(
-    keys: KeyLookup, master: str | None, action: str, index: str | None, header: str | None
-) -> AuthContext:
-    if master is None:
-        if action in KEYS_ACTIONS:
-            raise missing_master_key()
-        return OPEN
-    if header is None or not header.startswith("Bearer "):
-        raise missing_header()
-    token = header.removeprefix("Bearer ").strip()
-    if hmac.compare_digest(token.encode(), master.encode()):
-        return OPEN
-    if action == MASTER_ONLY:
-        raise invalid_key()
-    rules: SearchRules | None = None
-    now_s = time.time()
-    if action in TENANT_TOKEN_ACTIONS and looks_like_token(token):
-        try:
-            tenant = _decode(token)
-            key = await keys.by_uid(tenant.api_key_uid)
-            if key is None:
-                raise invalid_key()
-            tenant.verify(key.key, int(now_s))
-        except TokenError as e:
-            raise invalid_key(e.message) from e
-        rules = tenant.search_rules
-    else:
-        found = await keys.by_value(token)
-        if found is None:
-            raise invalid_key()
-        key = found
-    if index is not None:
-        _check_index(key, rules, index)
-    if not key.permits(action, now_s):
-        raise invalid_key()
-    return AuthContext(
-        is_master=False,
-        key_indexes=key.indexes,
-        search_rules=rules,
-        can_create_indexes=key.permits("indexes.create", now_s),
-    )
-
-
 # SDKs reuse one token for many searches; decoding is pure, verification is not cached.
 _decode = lru_cache(maxsize=4096)(decode)
 
 
-def _check_index(key: ApiKey, rules: SearchRules | None, index: str) -> None:
-    if rules is not None and not rules.allows(index):
-        raise invalid_key(
-            f"The provided tenant token cannot acces the index `{index}`, allowed indexes "
-            f"are {_quoted(rules.patterns())}."
+async def _tenant_key(keys: KeyLookup, token: str, now_s: float) -> tuple[ApiKey, SearchRules]:
+    """The API key that signed a tenant token, and the token's search rules."""
+    try:
+        tenant = _decode(token)
+        signer = await keys.by_uid(tenant.api_key_uid)
+        if signer is None:
+            raise invalid_key()
+        tenant.verify(signer.key, int(now_s))
+    except TokenError as e:
+        raise invalid_key(e.message) from e
+    return signer, tenant.search_rules
+
+
+async def authenticate(
+    keys: KeyLookup, master: str | None, action: str, index: str | None, header: str | None
+) -> AuthContext:
+    """Meilisearch's rules: with no master key only `/keys` is closed; else the bearer token
+    is the master key, an API key's value, or (search routes only) a tenant token."""
+    if master is None:
+        if action not in KEYS_ACTIONS:
+            return OPEN
+        raise missing_master_key()
+    scheme, _, rest = (header or "").partition(" ")
+    if header is None or scheme != "Bearer":
+        raise missing_header()
+    token = rest.strip()
+    if hmac.compare_digest(token.encode(), master.encode()):
+        return OPEN
+    if action == MASTER_ONLY:
+        raise invalid_key()
+    now_s = time.time()
+    rules: SearchRules | None = None
+    if action in TENANT_TOKEN_ACTIONS and looks_like_token(token):
+        key, rules = await _tenant_key(keys, token, now_s)
+    else:
+        by_value = await keys.by_value(token)
+        if by_value is None:
+            raise invalid_key()
+        key = by_value
+    if index is not None:
+        _check_index(key, rules, index)
+    if key.permits(action, now_s):
+        return AuthContext(
+            is_master=False,
+            key_indexes=key.indexes,
+            search_rules=rules,
+            can_create_indexes=key.permits("indexes.create", now_s),
         )
-    if not patterns_allow(key.indexes, index):
-        if rules is not None:
+    raise invalid_key()
+
+
+def _check_index(key: ApiKey, rules: SearchRules | None, index: str) -> None:
+    """Meilisearch's refusals (and their `acces` spelling) for an index out of reach."""
+    by_key = patterns_allow(key.indexes, index)
+    if rules is None:
+        if not by_key:
+            allowed = _rust_list(sorted(key.indexes))
             raise invalid_key(
-                f"The API key used to generate this tenant token cannot acces the index `{index}`."
+                f"The API key cannot acces the index `{index}`, authorized indexes are {allowed}."
             )
+        return
+    if not rules.allows(index):
+        allowed = _rust_list(rules.patterns())
         raise invalid_key(
-            f"The API key cannot acces the index `{index}`, authorized indexes are "
-            f"{_quoted(sorted(key.indexes))}."
+            f"The provided tenant token cannot acces the index `{index}`, allowed indexes are "
+            f"{allowed}."
+        )
+    if not by_key:
+        raise invalid_key(
+            f"The API key used to generate this tenant token cannot acces the index `{index}`."
         )
 
 
@@ -233,13 +247,14 @@ async def authorize(request: web.Request) -> None:
     if resource is None:
         return
     action = required_action(request.method, resource.canonical)
-    if action == PUBLIC:
-        request[AUTH] = OPEN
-    else:
-        request[AUTH] = await authenticate(
+    request[AUTH] = (
+        OPEN
+        if action == PUBLIC
+        else await authenticate(
             request.app[KEYS],
             request.app[CONFIG].master_key,
             action,
             index_of(request.path),
             request.headers.get("Authorization"),
         )
+    )

@@ -32,33 +32,31 @@ def error_response(error: MiroirError, headers: dict[str, str] | None = None) ->
     return json_response(error.to_dict(), status=error.status, headers=extra)
 
 
+_ACCEPTS_JSON = "Accepted values for the Content-Type header are: `application/json`"
+
+
 def check_json_content_type(request: web.Request) -> None:
-    raw = request.headers.get("Content-Type")
-    if raw is None:
-        raise MiroirError(
-            "missing_content_type",
-            "A Content-Type header is missing. Accepted values for the Content-Type header are: "
-            "`application/json`",
-        )
+    """Meilisearch's 415s for a JSON route: no Content-Type, or another type than JSON."""
+    given = request.headers.get("Content-Type")
+    if given is None:
+        message = f"A Content-Type header is missing. {_ACCEPTS_JSON}"
+        raise MiroirError("missing_content_type", message)
     if request.content_type != JSON:
-        raise MiroirError(
-            "invalid_content_type",
-            f"The Content-Type `{raw}` is invalid. Accepted values for the Content-Type header "
-            "are: `application/json`",
-        )
+        message = f"The Content-Type `{given}` is invalid. {_ACCEPTS_JSON}"
+        raise MiroirError("invalid_content_type", message)
 
 
 async def read_json(request: web.Request, *, allow_empty: bool = False) -> Any:
-    """The JSON body after Meilisearch's content-type and payload checks."""
+    """The JSON body after Meilisearch's content-type and payload checks (an empty body is
+    None when `allow_empty`)."""
     check_json_content_type(request)
     raw = await request.read()
-    if not raw.strip():
-        if allow_empty:
-            return None
-        raise MiroirError("missing_payload", "A json payload is missing.")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise MiroirError(
-            "malformed_payload", f"The json payload provided is malformed. `{e}`."
-        ) from e
+    if raw.strip():
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            message = f"The json payload provided is malformed. `{e}`."
+            raise MiroirError("malformed_payload", message) from e
+    if allow_empty:
+        return None
+    raise MiroirError("missing_payload", "A json payload is missing.")

@@ -56,18 +56,17 @@ def _filter(raw: str) -> Any:
 
 
 def sort_rules(raw: str) -> list[str]:
-    """Split a sort parameter on commas, keeping `_geoPoint(lat, lng):dir` whole."""
+    """Split a sort parameter on commas, keeping `_geoPoint(lat, lng):dir` whole: after a
+    `_geoPoint(` part, parts join it until one ends the direction."""
     rules: list[str] = []
-    merging = False
-    for item in (part.strip() for part in raw.strip('"').split(",")):
-        if item.startswith("_geoPoint("):
-            rules.append(item)
-            merging = not item.endswith(("):asc", "):desc"))
-        elif merging and rules:
-            rules[-1] = f"{rules[-1]},{item}"
-            merging = not item.endswith(("):asc", "):desc"))
+    inside_geo = False
+    for part in [piece.strip() for piece in raw.strip('"').split(",")]:
+        if inside_geo and not part.startswith("_geoPoint("):
+            rules[-1] += "," + part
         else:
-            rules.append(item)
+            rules.append(part)
+        ends = part.endswith(("):asc", "):desc"))
+        inside_geo = rules[-1].startswith("_geoPoint(") and not ends
     return rules
 
 

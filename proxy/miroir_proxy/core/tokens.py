@@ -23,27 +23,36 @@ import orjson
 
 HASHES = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 
+# Meilisearch's concrete actions, by resource: `resource.verb` for each verb listed, and
+# the resource-less ones (`search`, `version`, `export`, `chatCompletions`) as they are.
+_VERBS = {
+    "documents": "add get delete",
+    "indexes": "create get update delete swap compact",
+    "tasks": "cancel delete get compact",
+    "settings": "get update",
+    "stats": "get",
+    "metrics": "get",
+    "dumps": "create",
+    "snapshots": "create",
+    "keys": "create get update delete",
+    "experimental": "get update",
+    "network": "get update",
+    "chats": "get delete",
+    "chatsSettings": "get update",
+    "webhooks": "get create update delete",
+    "fields": "post",
+    "dynamicSearchRules": "get create update delete",
+}
 ACTIONS = frozenset(
-    {
-        "search", "documents.add", "documents.get", "documents.delete", "indexes.create",
-        "indexes.get", "indexes.update", "indexes.delete", "indexes.swap", "indexes.compact",
-        "tasks.cancel", "tasks.delete", "tasks.get", "tasks.compact", "settings.get",
-        "settings.update", "stats.get", "metrics.get", "dumps.create", "snapshots.create",
-        "version", "keys.create", "keys.get", "keys.update", "keys.delete", "experimental.get",
-        "experimental.update", "export", "network.get", "network.update", "chatCompletions",
-        "chats.get", "chats.delete", "chatsSettings.get", "chatsSettings.update", "webhooks.get",
-        "webhooks.create", "webhooks.update", "webhooks.delete", "fields.post",
-        "dynamicSearchRules.get", "dynamicSearchRules.create", "dynamicSearchRules.update",
-        "dynamicSearchRules.delete",
-    }
-)  # fmt: skip
+    [f"{resource}.{verb}" for resource, verbs in _VERBS.items() for verb in verbs.split()]
+    + ["search", "version", "export", "chatCompletions"]
+)
+# What `*.get` grants: every `.get` action but `keys.get`, and the read-only actions
+# without the suffix.
 READ_ACTIONS = frozenset(
-    {
-        "search", "documents.get", "export", "indexes.get", "tasks.get", "settings.get",
-        "stats.get", "metrics.get", "version", "experimental.get", "network.get", "chats.get",
-        "chatsSettings.get", "webhooks.get", "fields.post", "dynamicSearchRules.get",
-    }
-)  # fmt: skip
+    {a for a in ACTIONS if a.endswith(".get") and a != "keys.get"}
+    | {"search", "version", "export", "fields.post"}
+)
 KEYS_ACTIONS = frozenset({"keys.create", "keys.get", "keys.update", "keys.delete"})
 # Routes guarded by a group action (`documents.*` for document edition) need the group.
 GROUP_ACTIONS = frozenset(a.split(".")[0] + ".*" for a in ACTIONS if "." in a)
@@ -77,15 +86,16 @@ def patterns_allow(patterns: Iterable[str], uid: str) -> bool:
 
 
 class TokenError(Exception):
-    """A tenant token Meilisearch would refuse (403 `invalid_api_key`) with this message."""
+    """A tenant token Meilisearch would refuse (403 `invalid_api_key`); the one argument is
+    Meilisearch's exact message."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
 
 
 def _undecodable(reason: str) -> TokenError:
-    return TokenError(f"Could not decode tenant token, {reason}.")
+    return TokenError("Could not decode tenant token, " + reason + ".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +104,16 @@ class SearchRules:
 
     filters: Mapping[str, Any]
 
+    def filter_for(self, uid: str) -> Any:
+        """The filter of the most specific matching pattern: the uid itself, else the
+        longest matching `prefix*` (the first listed among equally long ones)."""
+        if uid in self.filters:
+            return self.filters[uid]
+        matching = [pattern for pattern in self.filters if pattern_matches(pattern, uid)]
+        return self.filters[max(matching, key=len)] if matching else None
+
     def allows(self, uid: str) -> bool:
         return patterns_allow(self.filters, uid)
-
-    def filter_for(self, uid: str) -> Any:
-        """The filter of the most specific matching pattern: exact uid, then the longest."""
-        best: tuple[bool, int] | None = None
-        chosen: Any = None
-        for pattern, rule_filter in self.filters.items():
-            if pattern_matches(pattern, uid):
-                rank = (not pattern.endswith("*"), len(pattern))
-                if best is None or rank > best:
-                    best, chosen = rank, rule_filter
-        return chosen
 
     def patterns(self) -> list[str]:
         return sorted(self.filters)
@@ -114,12 +121,14 @@ class SearchRules:
 
 @dataclass(frozen=True, slots=True)
 class TenantToken:
-    api_key_uid: str
-    search_rules: SearchRules
-    exp: int | None
+    """A decoded token: what it was signed over and with, whose key, until when, what for."""
+
     alg: str
-    signing_input: bytes
+    signing_input: bytes  # `header.payload`, as sent
     signature: bytes
+    api_key_uid: str
+    exp: int | None  # Unix seconds; None: never expires
+    search_rules: SearchRules
 
     def verify(self, secret: str, now_s: int) -> None:
         """Raise `TokenError` unless signed with `secret` and not expired at `now_s`."""

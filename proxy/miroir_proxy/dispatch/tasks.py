@@ -154,9 +154,16 @@ class TaskRegistry:
         return await self._finish_admin_task(record, details)
 
     async def delete(self, query: TaskQuery, original_filter: str) -> TaskRecord:
-        """Delete the finished tasks matching `query`; returns the `taskDeletion` task."""
+        """Delete the finished tasks matching `query`; returns the `taskDeletion` task.
+
+        A node runs a deletion after the tasks it is already processing, so those are
+        deleted too once they finish. Miroir's tasks run on nodes from the moment they are
+        registered: the deletion waits (at most half the request budget) for the matching
+        unfinished ones, then deletes every matching task that has finished by then.
+        """
         record = await self._new(None, "taskDeletion", None, None)
         matched = (await self._store.list_tasks(_count_only(query))).total
+        await self._wait_finished(query)
         deleted = await self._store.delete_tasks(query)
         details = {
             "matchedTasks": matched,
@@ -164,6 +171,23 @@ class TaskRegistry:
             "originalFilter": original_filter,
         }
         return await self._finish_admin_task(record, details)
+
+    async def _wait_finished(self, query: TaskQuery) -> None:
+        if query.statuses is not None and not query.statuses - PENDING:
+            return
+        unfinished = dataclasses.replace(
+            query, statuses=PENDING, limit=_EVERYTHING, from_uid=None, reverse=False
+        )
+        waiting = {r.uid for r in (await self._store.list_tasks(unfinished)).results}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._cluster.config.timeouts.request_ms / 2000
+        while waiting and loop.time() < deadline:
+            self._wake.set()
+            await asyncio.sleep(self._interval_s)
+            for uid in list(waiting):
+                live = await self.get(uid)
+                if live is None or live.finished:
+                    waiting.discard(uid)
 
     async def poll_once(self) -> bool:
         """One aggregation round over every unfinished task; whether any task changed."""
@@ -260,9 +284,11 @@ class TaskRegistry:
             status = str(task.get("status"))
             if status != ref["status"]:
                 ref["status"] = status
+                ref["startedAt"] = task.get("startedAt")
                 if status not in PENDING:
                     ref["error"] = task.get("error")
                     ref["details"] = task.get("details")
+                    ref["finishedAt"] = task.get("finishedAt")
                 changed = True
         return changed
 

@@ -57,6 +57,28 @@ def iso_duration(seconds: float) -> str:
     return f"P{days}DT{secs}S" if days else f"PT{secs}S"
 
 
+def _node_time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def node_times(
+    refs: Iterable[NodeTaskRef], field: Literal["startedAt", "finishedAt"]
+) -> list[datetime]:
+    """The `field` times the node tasks reported (Meilisearch's nanoseconds are cut)."""
+    return [t for t in (_node_time(ref.get(field)) for ref in refs) if t is not None]
+
+
+def _within(moment: datetime, low: datetime, high: datetime) -> datetime:
+    """`moment` moved into `[low, high]`: node clocks may disagree with the proxy's."""
+    return max(low, min(moment, high))
+
+
 def node_error(code: str, message: str) -> dict[str, Any]:
     return MiroirError(code, message).to_dict()
 
@@ -141,12 +163,39 @@ def settle(record: TaskRecord, active_groups: Collection[str], now: datetime) ->
         started = len(pending) < len(refs) or any(r["status"] == "processing" for r in pending)
         if started and record.status == "enqueued":
             record.status = "processing"
-            record.started_at = timestamp(now)
+            record.started_at = timestamp(_started(record, now))
             record.batch_uid = record.uid
             return True
         return False
     _finish(record, active_groups, now)
     return True
+
+
+def _started(record: TaskRecord, now: datetime) -> datetime:
+    """When the first node task started (never before `enqueuedAt` nor after `now`)."""
+    enqueued = parse_timestamp(record.enqueued_at)
+    reported = node_times(record.node_tasks, "startedAt")
+    if reported:
+        return _within(min(reported), enqueued, max(enqueued, now))
+    if record.started_at is not None:
+        return parse_timestamp(record.started_at)
+    return max(enqueued, now)
+
+
+def _finished(record: TaskRecord, started: datetime, now: datetime) -> datetime:
+    """When the last node task finished, keeping the nodes' span from `started` (a task is
+    registered after its node tasks were sent, so fast nodes may have started before
+    `enqueuedAt`, where `_started` moves the start); `now` if no node said, or one was
+    lost (the task waited for it until now)."""
+    refs = record.node_tasks
+    reported = node_times(refs, "finishedAt")
+    if not reported or any(ref["status"] == LOST for ref in refs):
+        return max(started, now)
+    end = max(reported)
+    starts = node_times(refs, "startedAt")
+    if starts:
+        end = max(end, started + (end - min(starts)))
+    return _within(end, started, max(started, now))
 
 
 def _finish(record: TaskRecord, active_groups: Collection[str], now: datetime) -> None:
@@ -162,8 +211,9 @@ def _finish(record: TaskRecord, active_groups: Collection[str], now: datetime) -
     else:
         status = "failed"
     record.status = status
-    record.started_at = record.started_at or timestamp(now)
-    record.finished_at = timestamp(now)
+    started = _started(record, now)
+    record.started_at = timestamp(started)
+    record.finished_at = timestamp(_finished(record, started, now))
     record.batch_uid = record.uid
     if status == "failed":
         failing = [ref for ref in refs if ref["status"] != "succeeded"]
@@ -206,27 +256,33 @@ def summary(record: TaskRecord) -> dict[str, Any]:
     return out
 
 
+_TASK_HEAD = ("uid", "batchUid", "indexUid", "status", "type", "canceledBy")
+
+
 def render(record: TaskRecord) -> dict[str, Any]:
     """The full task object of `GET /tasks/{uid}`, in Meilisearch's field order."""
     duration = None
     if record.started_at is not None and record.finished_at is not None:
         elapsed = parse_timestamp(record.finished_at) - parse_timestamp(record.started_at)
         duration = iso_duration(elapsed.total_seconds())
-    out: dict[str, Any] = {
-        "uid": record.uid,
-        "batchUid": record.batch_uid,
-        "indexUid": record.index_uid,
-        "status": record.status,
-        "type": record.type,
-        "canceledBy": record.canceled_by,
-    }
+    values = (
+        record.uid,
+        record.batch_uid,
+        record.index_uid,
+        record.status,
+        record.type,
+        record.canceled_by,
+    )
+    out: dict[str, Any] = dict(zip(_TASK_HEAD, values, strict=True))
     if record.details is not None:
         out["details"] = record.details
-    out["error"] = record.error
-    out["duration"] = duration
-    out["enqueuedAt"] = record.enqueued_at
-    out["startedAt"] = record.started_at
-    out["finishedAt"] = record.finished_at
+    out.update(
+        error=record.error,
+        duration=duration,
+        enqueuedAt=record.enqueued_at,
+        startedAt=record.started_at,
+        finishedAt=record.finished_at,
+    )
     _add_extra(out, record)
     return out
 

@@ -33,6 +33,9 @@ class NodeTaskRef(TypedDict):
     error: dict[str, Any] | None
     # The node task's own `details` once it finished (counts are aggregated from them).
     details: NotRequired[dict[str, Any] | None]
+    # The node task's own times, as the node reported them (the Miroir task's come from them).
+    startedAt: NotRequired[str | None]
+    finishedAt: NotRequired[str | None]
 
 
 @dataclass(slots=True)

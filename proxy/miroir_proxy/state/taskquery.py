@@ -14,24 +14,14 @@ from typing import Literal
 from miroir_proxy.core.errors import MiroirError
 
 STATUSES = ("enqueued", "processing", "succeeded", "failed", "canceled")
-TYPES = (
-    "documentAdditionOrUpdate",
-    "documentEdition",
-    "documentDeletion",
-    "settingsUpdate",
-    "indexCreation",
-    "indexDeletion",
-    "indexUpdate",
-    "indexSwap",
-    "taskCancelation",
-    "taskDeletion",
-    "dumpCreation",
-    "snapshotCreation",
-    "export",
-    "upgradeDatabase",
-    "indexCompaction",
-    "networkTopologyChange",
+# Every task type, in Meilisearch's order (its "expected one of" messages list them so).
+_TYPE_NAMES = (
+    "documentAdditionOrUpdate documentEdition documentDeletion settingsUpdate "
+    "indexCreation indexDeletion indexUpdate indexSwap taskCancelation taskDeletion "
+    "dumpCreation snapshotCreation export upgradeDatabase indexCompaction "
+    "networkTopologyChange"
 )
+TYPES = tuple(_TYPE_NAMES.split())
 DATE_FIELDS = (
     "afterEnqueuedAt",
     "beforeEnqueuedAt",
@@ -46,19 +36,23 @@ LIST_PARAMS = ("limit", "from", "reverse", *FILTER_PARAMS)
 
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
-    uids: frozenset[int] | None = None
-    batch_uids: frozenset[int] | None = None
-    canceled_by: frozenset[int] | None = None
-    types: frozenset[str] | None = None
-    statuses: frozenset[str] | None = None
-    index_uids: frozenset[str] | None = None
-    # (field, operator, RFC 3339 text) with field in enqueuedAt/startedAt/finishedAt.
-    dates: tuple[tuple[str, str, str], ...] = ()
+    """A parsed task filter with its page; a None set means "any"."""
+
+    # The page: at most `limit` tasks from `from_uid` on, newest first unless `reverse`.
     limit: int = 20
     from_uid: int | None = None
     reverse: bool = False
     # A filter parameter was given, even `*`: cancel/delete require one (Meilisearch).
     has_filters: bool = False
+    # What kind of task, when, which uids.
+    statuses: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    index_uids: frozenset[str] | None = None
+    # (field, operator, RFC 3339 text) with field in enqueuedAt/startedAt/finishedAt.
+    dates: tuple[tuple[str, str, str], ...] = ()
+    uids: frozenset[int] | None = None
+    batch_uids: frozenset[int] | None = None
+    canceled_by: frozenset[int] | None = None
 
 
 def _snake(name: str) -> str:

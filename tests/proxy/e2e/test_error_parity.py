@@ -103,6 +103,30 @@ CASES = {
         "PATCH", f"/indexes/{UID}/settings", json={"filterableAttributes": "color"},
         expected=(400, "invalid_settings_filterable_attributes"),
     ),
+    "malformed_payload-settings-subroute": Case(
+        "PUT", f"/indexes/{UID}/settings/ranking-rules", data=b"nul", headers=JSON,
+        expected=(400, "malformed_payload"),
+    ),
+    "missing_content_type-settings-null": Case(
+        "PUT", f"/indexes/{UID}/settings/ranking-rules", data=b"null",
+        expected=(415, "missing_content_type"),
+    ),
+    "invalid_settings_ranking_rules-subroute": Case(
+        "PUT", f"/indexes/{UID}/settings/ranking-rules", json=["nope"],
+        expected=(400, "invalid_settings_ranking_rules"),
+    ),
+    "invalid_api_key-bearer-without-token": Case(
+        "GET", "/indexes", key=None, headers={"Authorization": "Bearer"},
+        expected=(403, "invalid_api_key"),
+    ),
+    "missing_authorization_header-other-scheme": Case(
+        "GET", "/indexes", key=None, headers={"Authorization": "Basic abc"},
+        expected=(401, "missing_authorization_header"),
+    ),
+    "missing_task_filters-delete": Case("DELETE", "/tasks", expected=(400, "missing_task_filters")),
+    "invalid_task_uids-delete": Case(
+        "DELETE", "/tasks?uids=x", expected=(400, "invalid_task_uids")
+    ),
 }  # fmt: skip
 
 # Meilisearch accepts these (202) and fails the task with the code.

@@ -133,3 +133,16 @@ def test_query_parameter_checks() -> None:
     assert not bool_parameter({}, "skipCreation", "invalid_skip_creation")
     bad = error_of(bool_parameter, {"skipCreation": "yes"}, "skipCreation", "invalid_skip_creation")
     assert bad.code == "invalid_skip_creation"
+
+
+def test_csv_numbers_follow_rusts_grammar() -> None:
+    """An `i64` when the cell is one, else an `f64`; `_` separators, NaN and infinities are
+    not numbers (Rust's parsers refuse the first, JSON cannot carry the others)."""
+    body = b"id,n:number\n1,99999999999999999999\n2,+7\n3,.5\n4,1e3\n"
+    assert [d["n"] for d in parse_documents(body, CSV)] == [1e20, 7, 0.5, 1000.0]
+    for cell in ("1_0", "nan", "inf", "0x10"):
+        error = error_of(parse_documents, f"id,n:number\n1,{cell}\n".encode(), CSV)
+        assert error.message == (
+            "The `csv` payload provided is malformed. "
+            f'`Error parsing number "{cell}" at line 2: invalid float literal`.'
+        )

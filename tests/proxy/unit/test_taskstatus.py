@@ -123,3 +123,55 @@ def test_rendering_and_durations() -> None:
     assert shown["finishedAt"] == "2026-01-02T03:04:05.678901Z"
     assert POLICY_KEY not in shown
     assert shown["customMetadata"] == "batch-1"
+
+
+def timed(node: str, started: str, finished: str | None, status: str = "succeeded") -> NodeTaskRef:
+    found = ref(node, "g0", [0], status)
+    found["startedAt"], found["finishedAt"] = started, finished
+    return found
+
+
+def test_times_come_from_the_node_tasks() -> None:
+    # enqueuedAt 03:04:05.000000, NOW 03:04:05.678901; nodes print nanoseconds.
+    task = record(
+        [
+            timed("a", "2026-01-02T03:04:05.100000123Z", "2026-01-02T03:04:05.300000Z"),
+            timed("b", "2026-01-02T03:04:05.200000Z", "2026-01-02T03:04:05.400000456Z"),
+        ]
+    )
+    assert settle(task, {"g0"}, NOW)
+    shown = render(task)
+    assert (shown["startedAt"], shown["finishedAt"], shown["duration"]) == (
+        "2026-01-02T03:04:05.100000Z",
+        "2026-01-02T03:04:05.400000Z",
+        "PT0.300000S",
+    )
+
+
+def test_node_times_before_enqueued_keep_their_span_from_enqueued() -> None:
+    # The node tasks ran before the Miroir task was registered (fast nodes).
+    task = record(
+        [
+            timed("a", "2026-01-02T03:04:04.900000Z", "2026-01-02T03:04:04.950000Z"),
+            timed("b", "2026-01-02T03:04:04.910000Z", "2026-01-02T03:04:04.990000Z"),
+        ]
+    )
+    assert settle(task, {"g0"}, NOW)
+    assert (task.started_at, task.finished_at) == (
+        "2026-01-02T03:04:05.000000Z",
+        "2026-01-02T03:04:05.090000Z",
+    )
+
+
+def test_a_lost_node_task_ends_the_task_when_it_is_given_up() -> None:
+    task = record(
+        [
+            timed("a", "2026-01-02T03:04:05.100000Z", "2026-01-02T03:04:05.200000Z"),
+            timed("b", "2026-01-02T03:04:05.100000Z", None, status="lost"),
+        ]
+    )
+    assert settle(task, {"g0"}, NOW)
+    assert (task.started_at, task.finished_at) == (
+        "2026-01-02T03:04:05.100000Z",
+        "2026-01-02T03:04:05.678901Z",
+    )

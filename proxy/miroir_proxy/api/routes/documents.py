@@ -28,8 +28,9 @@ from ..responses import json_response, raw_json_response, read_json
 
 routes = web.RouteTableDef()
 
-_ADD_PARAMS = ("primaryKey", "csvDelimiter", "customMetadata", "skipCreation")
 _DELETE_PARAMS = ("customMetadata",)
+# In Meilisearch's order, which its "expected one of" message follows.
+_ADD_PARAMS = ("primaryKey", "csvDelimiter", *_DELETE_PARAMS, "skipCreation")
 
 
 def _writer(request: web.Request) -> DocumentWriter:
@@ -71,14 +72,13 @@ async def _add(request: web.Request, *, merge: bool) -> web.Response:
     return _answer(request, result)
 
 
-@routes.post("/indexes/{index_uid}/documents")
-async def add_or_replace_documents(request: web.Request) -> web.Response:
-    return await _add(request, merge=False)
+async def add_documents(request: web.Request) -> web.Response:
+    """POST replaces whole documents; PUT merges the given fields into them."""
+    return await _add(request, merge=request.method == "PUT")
 
 
-@routes.put("/indexes/{index_uid}/documents")
-async def add_or_update_documents(request: web.Request) -> web.Response:
-    return await _add(request, merge=True)
+for _verb in ("POST", "PUT"):
+    routes.route(_verb, "/indexes/{index_uid}/documents")(add_documents)
 
 
 @routes.get("/indexes/{index_uid}/documents/{document_id}")
@@ -159,18 +159,14 @@ def _is_empty(filter_: Any) -> bool:
     return False
 
 
-_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-
-
 def _kind(value: Any) -> str:
+    """How deserr names a JSON value in its messages, followed by the value itself."""
     if value is None:
         return "null"
-    if isinstance(value, list):
-        noun = "an array"
-    elif isinstance(value, dict):
-        noun = "an object"
-    else:
-        noun = _KINDS.get(type(value), "a value")
-        if type(value) is int:
-            noun = "a positive integer" if value >= 0 else "a negative integer"
-    return f"{noun}: `{orjson.dumps(value).decode()}`"
+    shown = orjson.dumps(value).decode()
+    if type(value) is int:
+        sign = "negative" if value < 0 else "positive"
+        return f"a {sign} integer: `{shown}`"
+    nouns = {bool: "a boolean", float: "a number", str: "a string", list: "an array"}
+    noun = nouns.get(type(value), "an object" if isinstance(value, dict) else "a value")
+    return f"{noun}: `{shown}`"

@@ -68,18 +68,33 @@ def request_uid() -> str:
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
-def respond(request: web.Request, result: ReadResult, started: float, kind: str) -> web.Response:
-    """The answer of a search-like read; `requestUid` on every search answer in it."""
+def wants_performance(query: Any) -> bool:
+    return isinstance(query, dict) and query.get("showPerformanceDetails") is True
+
+
+def respond(
+    request: web.Request,
+    result: ReadResult,
+    started: float,
+    kind: str,
+    performance: Sequence[bool] = (),
+) -> web.Response:
+    """The answer of a search-like read; `requestUid` on every search answer in it, and
+    `performanceDetails` (the proxy's whole time, as a node reports its own) on the
+    answers whose query asked for them (`performance`, one flag per answer)."""
     headers = reads.enforce_policy(request.app[CLUSTER], result.degraded)
     metrics = request.app[METRICS]
     metrics.observe_fanout(kind, result.fanout)
     if headers:
         metrics.partial_responses.labels(kind).inc()
     body = result.body
-    elapsed_ms = int((time.perf_counter() - started) * 1000)
-    for answer in body["results"] if kind == "multi-search" else (body,):
-        answer["processingTimeMs"] = elapsed_ms
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    answers = body["results"] if kind == "multi-search" else (body,)
+    for position, answer in enumerate(answers):
+        answer["processingTimeMs"] = int(elapsed_ms)
         answer["requestUid"] = request_uid()
+        if position < len(performance) and performance[position]:
+            answer["performanceDetails"] = {"search": f"{elapsed_ms:.2f}ms"}
     return json_response(body, headers=headers)
 
 
@@ -105,7 +120,7 @@ async def _search(request: web.Request, body: Any) -> web.Response:
         shared = await request.app[COALESCER].run(key, lambda: reads.search(cluster, view, body))
         # `respond` writes into the body: every subscriber gets its own top level.
         result = ReadResult(dict(shared.body), shared.degraded, shared.fanout)
-    return respond(request, result, started, "search")
+    return respond(request, result, started, "search", [wants_performance(body)])
 
 
 @routes.post("/indexes/{uid}/search")
@@ -196,6 +211,7 @@ async def multi_search(request: web.Request) -> web.Response:
         return await judged_by_a_node(request, "POST", "/multi-search", json_body=body)
     except multisearch.QueryFailed as failure:
         return _prefixed(failure)
-    return respond(
-        request, result, started, "multi-search" if federation is None else "federated-search"
-    )
+    if federation is None:
+        flags = [wants_performance(query) for query in queries]
+        return respond(request, result, started, "multi-search", flags)
+    return respond(request, result, started, "federated-search")

@@ -12,6 +12,7 @@ undone too. Task details are the settings the client submitted.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -36,33 +37,27 @@ routes = web.RouteTableDef()
 
 FILTERABLE = "filterableAttributes"
 DISPLAYED = "displayedAttributes"
+# Every setting, in `GET /settings` order, then the two that listing leaves out. Each has
+# the subroute of its name in kebab case; the object-valued ones are updated with PATCH.
+_SETTING_KEYS = (  # noqa: SIM905 - one line per key would be 22 lines
+    "displayedAttributes searchableAttributes filterableAttributes sortableAttributes "
+    "distinctAttribute rankingRules stopWords separatorTokens nonSeparatorTokens dictionary "
+    "synonyms typoTolerance faceting pagination proximityPrecision searchCutoffMs "
+    "localizedAttributes facetSearch prefixSearch embedders chat foreignKeys"
+).split()
+_PATCHED = frozenset({"typoTolerance", "faceting", "pagination", "embedders", "chat"})
+
+
+def _kebab(key: str) -> str:
+    return re.sub("([A-Z])", lambda m: "-" + m.group(1).lower(), key)
+
+
 # subroute -> (settings key, update verb)
 SUBROUTES: dict[str, tuple[str, str]] = {
-    "displayed-attributes": ("displayedAttributes", "PUT"),
-    "searchable-attributes": ("searchableAttributes", "PUT"),
-    "filterable-attributes": (FILTERABLE, "PUT"),
-    "sortable-attributes": ("sortableAttributes", "PUT"),
-    "distinct-attribute": ("distinctAttribute", "PUT"),
-    "ranking-rules": ("rankingRules", "PUT"),
-    "stop-words": ("stopWords", "PUT"),
-    "separator-tokens": ("separatorTokens", "PUT"),
-    "non-separator-tokens": ("nonSeparatorTokens", "PUT"),
-    "dictionary": ("dictionary", "PUT"),
-    "synonyms": ("synonyms", "PUT"),
-    "typo-tolerance": ("typoTolerance", "PATCH"),
-    "faceting": ("faceting", "PATCH"),
-    "pagination": ("pagination", "PATCH"),
-    "proximity-precision": ("proximityPrecision", "PUT"),
-    "search-cutoff-ms": ("searchCutoffMs", "PUT"),
-    "localized-attributes": ("localizedAttributes", "PUT"),
-    "facet-search": ("facetSearch", "PUT"),
-    "prefix-search": ("prefixSearch", "PUT"),
-    "embedders": ("embedders", "PATCH"),
-    "chat": ("chat", "PATCH"),
-    "foreign-keys": ("foreignKeys", "PUT"),
+    _kebab(key): (key, "PATCH" if key in _PATCHED else "PUT") for key in _SETTING_KEYS
 }
 # What `GET /settings` lists, hence what a reset of everything resets.
-ALL_KEYS = tuple(k for k, _ in SUBROUTES.values() if k not in ("chat", "foreignKeys"))
+ALL_KEYS = tuple(_SETTING_KEYS[:-2])
 
 
 def visible(settings: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +166,9 @@ def _subroute_handlers(name: str, key: str, verb: str) -> None:
 
     async def update_one(request: web.Request) -> web.Response:
         value = await read_json(request, allow_empty=True)
+        if value is None and (await request.read()).strip():
+            # The JSON body `null` (what SDKs send to reset one setting) resets it.
+            return await reset_one(request)
         path = f"{_settings_path(request)}/{name}"
         node_value = (
             with_shard_field(value) if key == FILTERABLE and isinstance(value, list) else value

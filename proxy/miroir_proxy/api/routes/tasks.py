@@ -28,12 +28,12 @@ _BATCHED = frozenset(STATUSES) - {"enqueued"}
 
 
 def _uid(request: web.Request, name: str, code: str, what: str) -> int:
+    """A task or batch uid from the path: a u32 written in decimal digits."""
     raw = request.match_info[name]
-    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**32:
-        raise MiroirError(
-            code, f"{what} uid `{raw}` is invalid. It should only contain numeric characters."
-        )
-    return int(raw)
+    if raw.isascii() and raw.isdigit() and int(raw) < 2**32:
+        return int(raw)
+    message = f"{what} uid `{raw}` is invalid. It should only contain numeric characters."
+    raise MiroirError(code, message)
 
 
 async def _visible_query(request: web.Request, query: TaskQuery) -> TaskQuery:
