@@ -217,9 +217,11 @@ def semantic_query(
     everything = index.all_internal() if universe is None else universe
     close = semantic.ranked(
         index, plan.vector, plan.embedder, everything, threshold=threshold, details=details
-    )[:want]
-    merged, count = semantic.mix(close, top, plan.ratio, (window.offset, window.limit))
-    candidates = set(everything) | set(keyword.candidates)
+    )
+    merged, count = semantic.mix(close[:want], top, plan.ratio, (window.offset, window.limit))
+    # The threshold drops documents from the candidates of both halves.
+    kept = everything if threshold is None else {hit.internal_id for hit in close}
+    candidates = set(kept) | set(keyword.candidates)
     return QueryResult(merged, candidates, len(candidates), keyword.query_terms), count
 
 

@@ -1,0 +1,169 @@
+"""Vector search through Miroir answers like one node: a userProvided embedder set through
+the proxy, documents with `_vectors`, semantic and hybrid searches at several semantic
+ratios (both the keyword-only shortcut and the weighted mix), `retrieveVectors` and
+`/similar`, each merged across 16 shards on 6 nodes and compared with one devnode holding
+the same corpus.
+
+Ties would be broken by insertion order on the node and by shard through the proxy, so the
+corpus avoids them: random 4-dimension embeddings (no two similarities equal), and keyword
+queries made of words only one document has.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import requests
+
+from miroir_proxy.cli.devcluster import DevCluster
+from miroir_proxy.cli.processes import NodeProcess
+
+from .conftest import MASTER_KEY, sdk, wait_done
+from .parity_data import COLORS, Targets, both, unique_word
+
+UID = "e2e_vectors"
+COUNT = 240
+DIMENSIONS = 4
+EMBEDDERS = {"manual": {"source": "userProvided", "dimensions": DIMENSIONS}}
+VOLATILE = frozenset({"processingTimeMs", "requestUid"})
+
+
+def _vector(rng: random.Random) -> list[float]:
+    return [round(rng.uniform(-1, 1), 4) for _ in range(DIMENSIONS)]
+
+
+def make_documents() -> list[dict[str, Any]]:
+    rng = random.Random(12)
+    documents = []
+    for i in range(COUNT):
+        vectors: Any = _vector(rng)
+        if i % 5 == 0:  # several embeddings: the best one counts
+            vectors = [vectors, _vector(rng)]
+        elif i % 7 == 0:
+            vectors = {"regenerate": False, "embeddings": vectors}
+        documents.append(
+            {
+                "id": i,
+                "title": f"{unique_word(i)} amber" if i < 60 else "amber birch",
+                "color": COLORS[i % 3],
+                "_vectors": {"manual": vectors},
+            }
+        )
+    return documents
+
+
+QUERY_VECTORS = [_vector(random.Random(seed)) for seed in (1, 2, 3)]
+
+
+def stable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: stable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [stable(v) for v in value]
+    return value
+
+
+def post(client: Any, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    answer = requests.post(
+        client.config.url + path,
+        json=body,
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=10,
+    )
+    return answer.status_code, stable(answer.json())
+
+
+@pytest.fixture(scope="module")
+def targets(e2e_cluster: DevCluster, devnode: NodeProcess, master_key: str) -> Targets:
+    pair = {"proxy": sdk(e2e_cluster.url, master_key), "node": sdk(devnode.url, master_key)}
+    documents = make_documents()
+
+    def load(client: Any) -> None:
+        created = client.create_index(UID, {"primaryKey": "id"})
+        index = client.index(UID)
+        settings = index.update_settings({"filterableAttributes": ["color"]})
+        embedders = index.update_embedders(EMBEDDERS)
+        added = index.add_documents(documents)
+        for task in (created, settings, embedders, added):
+            done = wait_done(client, task.task_uid)
+            assert done.status == "succeeded", done
+
+    both(pair, load)
+    return pair
+
+
+def same(targets: Targets, path: str, body: dict[str, Any]) -> Any:
+    proxy, node = both(targets, lambda client: post(client, path, body))
+    assert proxy == node, body
+    return node[1]
+
+
+def test_embedders_setting_reads_back_through_the_proxy(targets: Targets) -> None:
+    proxy, node = both(targets, lambda c: c.http.get(f"indexes/{UID}/settings/embedders"))
+    assert proxy == node == EMBEDDERS
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.5, 0.8, 1.0])
+@pytest.mark.parametrize("q", ["", "qabc", "qaab amber"])
+def test_semantic_and_hybrid_search(targets: Targets, ratio: float, q: str) -> None:
+    if not q and ratio <= 0.55:
+        pytest.skip("placeholder keyword hits all tie at 1.0: insertion order decides")
+    for vector in QUERY_VECTORS:
+        for window in ({"limit": 7}, {"offset": 5, "limit": 4}, {"hitsPerPage": 6, "page": 2}):
+            body = {
+                "q": q,
+                "vector": vector,
+                "hybrid": {"embedder": "manual", "semanticRatio": ratio},
+                "showRankingScore": True,
+                **window,
+            }
+            answer = same(targets, f"/indexes/{UID}/search", body)
+            assert answer["hits"], body
+            assert "semanticHitCount" in answer
+
+
+def test_keyword_shortcut_and_mix_both_happen(targets: Targets) -> None:
+    base = {"q": "qabc", "vector": QUERY_VECTORS[0], "limit": 1, "showRankingScore": True}
+    alone = same(
+        targets,
+        f"/indexes/{UID}/search",
+        {**base, "hybrid": {"embedder": "manual", "semanticRatio": 0.3}},
+    )
+    assert alone["semanticHitCount"] == 0 and alone["hits"][0]["id"] == 28
+    mixed = same(
+        targets,
+        f"/indexes/{UID}/search",
+        {**base, "hybrid": {"embedder": "manual", "semanticRatio": 0.9}},
+    )
+    assert mixed["semanticHitCount"] == 1
+
+
+def test_filters_facets_details_and_retrieved_vectors(targets: Targets) -> None:
+    body = {
+        "q": "qaab",
+        "vector": QUERY_VECTORS[1],
+        "hybrid": {"embedder": "manual", "semanticRatio": 0.6},
+        "filter": "color = red",
+        "facets": ["color"],
+        "showRankingScoreDetails": True,
+        "retrieveVectors": True,
+        "attributesToRetrieve": ["title"],
+        "limit": 5,
+    }
+    answer = same(targets, f"/indexes/{UID}/search", body)
+    assert all("_vectors" in hit and "id" not in hit for hit in answer["hits"])
+    plain = same(targets, f"/indexes/{UID}/search", {**body, "retrieveVectors": False})
+    assert all("_vectors" not in hit for hit in plain["hits"])
+
+
+def test_semantic_errors_are_a_nodes(targets: Targets) -> None:
+    for body in (
+        {"vector": [1, 2], "hybrid": {"embedder": "manual"}},
+        {"vector": [1, 2, 3, 4], "hybrid": {"embedder": "nope", "semanticRatio": 0.4}},
+        {"vector": [1, 2, 3, 4]},
+        {"q": "amber", "hybrid": {"embedder": "manual", "semanticRatio": 1.0}},
+    ):
+        proxy, node = both(targets, lambda c, b=body: post(c, f"/indexes/{UID}/search", b))
+        assert proxy == node and node[0] == 400, body
