@@ -147,12 +147,14 @@ def similar_documents(
     embedder: str,
     universe: Set[int] | None,
     *,
+    page: tuple[int, int],
     threshold: float | None,
     details: bool,
 ) -> tuple[list[RankedHit], int]:
-    """milli's `Similar`: documents with an embedding, closest to any of the target's
-    embeddings first, never the target; and the candidate count (the filtered documents
-    but the target, cut at the first hit under the threshold)."""
+    """milli's `Similar`: the page (offset, limit) of the documents with an embedding,
+    closest to any of the target's embeddings first, never the target; and the candidate
+    count: the filtered documents but the target, or, when a hit of the page scores under
+    the threshold, the documents before it."""
     candidates = set(index.all_internal() if universe is None else universe)
     candidates.discard(target)
     own = index.vectors.get(embedder, {}).get(target) or []
@@ -164,9 +166,10 @@ def similar_documents(
         ):  # fmt: skip
             best[hit.internal_id] = max(best.get(hit.internal_id, 0.0), hit.score)
     order = sorted(best.items(), key=lambda item: (-item[1], item[0]))
+    offset, limit = page
     hits: list[RankedHit] = []
-    for position, (doc, score) in enumerate(order):
+    for position, (doc, score) in enumerate(order[offset : offset + limit]):
         if threshold is not None and score < threshold:
-            return hits, position
+            return hits, offset + position
         hits.append(RankedHit(doc, score, _details(score) if details else None))
     return hits, len(candidates)

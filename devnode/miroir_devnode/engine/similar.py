@@ -109,16 +109,17 @@ def similar(
         features=features,
     )
     details = bool(query.get("showRankingScoreDetails"))
+    offset = int(query.get("offset") or 0)
+    limit = 20 if query.get("limit") is None else int(query["limit"])
     hits, candidates = semantic.similar_documents(
         index,
         target,
         name,
         universe,
+        page=(offset, limit),
         threshold=query.get("rankingScoreThreshold"),
         details=details,
     )
-    offset = int(query.get("offset") or 0)
-    limit = 20 if query.get("limit") is None else int(query["limit"])
     formatter = HitFormatter(
         index.settings,
         query.get("attributesToRetrieve"),
@@ -128,7 +129,7 @@ def similar(
         retrieve_vectors=bool(query.get("retrieveVectors")),
     )
     shown = []
-    for ranked in hits[offset : offset + limit]:
+    for ranked in hits:
         hit = formatter.make_hit(index.document(ranked.internal_id))
         if query.get("showRankingScore"):
             hit["_rankingScore"] = ranked.score
