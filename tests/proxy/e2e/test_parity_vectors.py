@@ -191,3 +191,32 @@ def test_similar_documents(targets: Targets) -> None:
     for body in ({"id": 9999, "embedder": "manual"}, {"id": 3, "embedder": "nope"}, {"id": 3}):
         proxy, node = both(targets, lambda c, b=body: post(c, f"/indexes/{UID}/similar", b))
         assert proxy == node and node[0] == 400, body
+
+
+def test_documents_show_vectors_only_when_asked(targets: Targets) -> None:
+    def read(client: Any) -> list[Any]:
+        one = client.http.get(f"indexes/{UID}/documents/10?retrieveVectors=true")
+        plain = client.http.get(f"indexes/{UID}/documents/10")
+        fetched = client.http.post(
+            f"indexes/{UID}/documents/fetch", {"ids": [3, 5], "retrieveVectors": True}
+        )
+        listed = client.http.get(f"indexes/{UID}/documents?ids=7&retrieveVectors=true")
+        return [one, plain, sorted(fetched["results"], key=lambda d: d["id"]), listed]
+
+    proxy, node = both(targets, read)
+    assert proxy == node
+    assert node[0]["_vectors"]["manual"]["regenerate"] is False
+    assert "_vectors" not in node[1]
+
+
+def test_hybrid_in_multi_search(targets: Targets) -> None:
+    query = {
+        "indexUid": UID,
+        "q": "qabc",
+        "vector": QUERY_VECTORS[2],
+        "hybrid": {"embedder": "manual", "semanticRatio": 0.7},
+        "limit": 6,
+        "showRankingScore": True,
+    }
+    proxy, node = both(targets, lambda c: post(c, "/multi-search", {"queries": [query]}))
+    assert proxy == node and node[1]["results"][0]["semanticHitCount"] > 0
