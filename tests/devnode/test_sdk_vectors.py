@@ -305,3 +305,28 @@ def test_similar_documents(doggos: Index, api: ApiCall) -> None:
     assert missing.json()["message"] == "Document `42` not found."
     unknown = api("POST", "/indexes/doggo/similar", json={**body, "embedder": "nope"})
     assert unknown.json()["code"] == "invalid_similar_embedder"
+
+
+def test_stats_count_embeddings_and_format_sizes(doggos: Index, client: meilisearch.Client) -> None:
+    stats = client.http.get("indexes/doggo/stats")
+    # Five documents, seven embeddings (billou and max have two each).
+    assert (stats["numberOfEmbeddedDocuments"], stats["numberOfEmbeddings"]) == (5, 7)
+    human = doggos.get_stats(size_format="human", show_internal_database_sizes=True)
+    assert human.number_of_documents == 5
+    assert set(human.internal_database_sizes or {}) == {"documents"}
+    shown = client.http.get("indexes/doggo/stats?sizeFormat=human")
+    assert shown["rawDocumentDbSize"].endswith((" B", " KiB", " MiB"))
+    raw = client.http.get("indexes/doggo/stats?showInternalDatabaseSizes=true")
+    assert set(raw["internalDatabaseSizes"]) == {"documents"}
+    assert "internalDatabaseSizes" not in client.http.get("indexes/doggo/stats")
+    everything = client.get_all_stats(size_format="human", show_internal_database_sizes=True)
+    assert isinstance(everything["databaseSize"], str)
+    assert "internalDatabaseSizes" in everything["indexes"]["doggo"]
+
+
+def test_stats_parameters_are_checked(doggos: Index, api: ApiCall) -> None:
+    for path in ("/stats", "/indexes/doggo/stats"):
+        answer = api("GET", path + "?sizeFormat=big").json()
+        assert answer["code"] == "invalid_stats_size_format"
+        answer = api("GET", path + "?showInternalDatabaseSizes=yes").json()
+        assert answer["code"] == "invalid_stats_show_internal_database_sizes"

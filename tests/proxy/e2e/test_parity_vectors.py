@@ -220,3 +220,28 @@ def test_hybrid_in_multi_search(targets: Targets) -> None:
     }
     proxy, node = both(targets, lambda c: post(c, "/multi-search", {"queries": [query]}))
     assert proxy == node and node[1]["results"][0]["semanticHitCount"] > 0
+
+
+def test_stats_count_embeddings_once_and_format_sizes(targets: Targets) -> None:
+    def read(client: Any) -> list[Any]:
+        index = client.http.get(f"indexes/{UID}/stats?sizeFormat=human")
+        internal = client.http.get(f"indexes/{UID}/stats?showInternalDatabaseSizes=true")
+        instance = client.http.get("stats?sizeFormat=human&showInternalDatabaseSizes=true")
+        return [index, internal, instance["indexes"][UID], instance["databaseSize"]]
+
+    proxy, node = both(targets, read)
+    for key in ("numberOfDocuments", "numberOfEmbeddings", "numberOfEmbeddedDocuments"):
+        assert proxy[0][key] == node[0][key] == proxy[2][key]
+    assert node[0]["numberOfEmbeddings"] == COUNT + COUNT // 5 + (COUNT % 5 > 0)
+    assert isinstance(proxy[0]["rawDocumentDbSize"], str) and isinstance(proxy[3], str)
+    assert set(proxy[1]["internalDatabaseSizes"]) == set(node[1]["internalDatabaseSizes"])
+    assert isinstance(proxy[2]["internalDatabaseSizes"]["documents"], str)
+    bad = both(targets, lambda c: post_status(c, f"/indexes/{UID}/stats?sizeFormat=big"))
+    assert bad[0] == bad[1] and bad[1][0] == 400
+
+
+def post_status(client: Any, path: str) -> tuple[int, Any]:
+    answer = requests.get(
+        client.config.url + path, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10
+    )
+    return answer.status_code, answer.json()
