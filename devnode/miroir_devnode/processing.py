@@ -20,6 +20,7 @@ from .engine.search import filtered_universe
 from .engine.vectors import VECTORS, missing_vectors, parse_document
 from .errors import MeiliError
 from .node import IndexEntry, Node, index_not_found
+from .sizes import render_bytes
 from .tasks import Task
 from .timeutil import now
 
@@ -284,6 +285,13 @@ def _delete_tasks(node: Node, task: Task, payload: Payload) -> None:
         task.details["deletedTasks"] = deleted
 
 
+def _compact_index(node: Node, task: Task, payload: Payload) -> None:
+    """Nothing to defragment in SQLite rows: the sizes before and after are the same."""
+    entry = node.get_entry(_index_uid(task))
+    size = render_bytes(node.storage.raw_documents_size(entry.index.uid), True)
+    task.details = {"preCompactionSize": size, "postCompactionSize": size}
+
+
 def _nothing(node: Node, task: Task, payload: Payload) -> None:
     """Dumps and snapshots succeed without writing a file."""
 
@@ -299,4 +307,5 @@ _APPLIERS: dict[str, Callable[[Node, Task, Payload], None]] = {
     "taskDeletion": _delete_tasks,
     "dumpCreation": _nothing,
     "snapshotCreation": _nothing,
+    "indexCompaction": _compact_index,
 }

@@ -13,6 +13,8 @@ from meilisearch.errors import MeilisearchApiError
 from meilisearch.index import Index
 from meilisearch.models.task import Task, TaskInfo
 
+from tests.conftest import wait_for
+
 Wait = Callable[[TaskInfo | int], Task]
 MakeIndex = Callable[..., Index]
 
@@ -162,3 +164,13 @@ def test_swap_indexes(client: meilisearch.Client, make_index: MakeIndex) -> None
     assert done.details["swaps"][0]["indexes"] == ["live", "staging"]
     assert dict(client.index("live").get_document(1))["title"] == "new"
     assert client.index("staging").get_stats().number_of_documents == 1
+
+
+def test_compact_an_index(client: meilisearch.Client, make_index: Callable[..., Index]) -> None:
+    index = make_index("compacted", [{"id": 1, "title": "a"}])
+    task = wait_for(client, index.compact())
+    assert (task.status, task.type, task.index_uid) == ("succeeded", "indexCompaction", "compacted")
+    assert set(task.details or {}) == {"preCompactionSize", "postCompactionSize"}
+    missing = wait_for(client, client.index("nowhere").compact())
+    assert missing.status == "failed"
+    assert (missing.error or {})["code"] == "index_not_found"

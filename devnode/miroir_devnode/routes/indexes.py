@@ -26,19 +26,9 @@ from ..errors import MeiliError
 from ..http import json_response, read_json
 from ..node import NODE_KEY, IndexEntry, Node, check_index_uid
 from ..params import check_query, query_bool, query_uint
+from ..sizes import render_bytes
 
 routes = web.RouteTableDef()
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
-
-
-def render_bytes(size: int, human: bool) -> int | str:
-    if not human:
-        return size
-    value, unit = float(size), 0
-    while value >= 1024 and unit < len(_UNITS) - 1:
-        value, unit = value / 1024, unit + 1
-    return f"{value:.2f} {_UNITS[unit]}"
 
 
 def size_format(raw: str) -> bool:
@@ -174,6 +164,13 @@ async def update_index(request: web.Request) -> web.Response:
 async def delete_index(request: web.Request) -> web.Response:
     uid = _uid_param(request)
     task = request.app[NODE_KEY].queue.enqueue("indexDeletion", uid, {"deletedDocuments": None}, {})
+    return json_response(task.summary(), 202)
+
+
+@routes.post("/indexes/{index_uid}/compact")
+async def compact_index(request: web.Request) -> web.Response:
+    uid = _uid_param(request)
+    task = request.app[NODE_KEY].queue.enqueue("indexCompaction", uid, {}, {})
     return json_response(task.summary(), 202)
 
 

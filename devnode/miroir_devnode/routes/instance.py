@@ -13,8 +13,9 @@ from ..engine.validation import check_bool, check_object, unknown_field
 from ..errors import MeiliError
 from ..http import json_response, read_json
 from ..node import EXPERIMENTAL_FEATURES, NODE_KEY
+from ..sizes import render_bytes
 from ..timeutil import now, rfc3339
-from .indexes import index_stats, render_bytes, stats_options
+from .indexes import index_stats, stats_options
 
 routes = web.RouteTableDef()
 

@@ -245,3 +245,13 @@ def post_status(client: Any, path: str) -> tuple[int, Any]:
         client.config.url + path, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10
     )
     return answer.status_code, answer.json()
+
+
+def test_compact_an_index(targets: Targets) -> None:
+    def compact(client: Any) -> list[Any]:
+        done = wait_done(client, client.index(UID).compact().task_uid)
+        missing = wait_done(client, client.index("e2e_nowhere").compact().task_uid)
+        return [done.status, done.type, done.index_uid, missing.status, missing.error["code"]]
+
+    proxy, node = both(targets, compact)
+    assert proxy == node == ["succeeded", "indexCompaction", UID, "failed", "index_not_found"]

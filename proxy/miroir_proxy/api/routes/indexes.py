@@ -134,6 +134,16 @@ async def delete_index(request: web.Request) -> web.Response:
     return json_response(tasks.summary(record), status=202)
 
 
+@routes.post("/indexes/{index_uid}/compact")
+async def compact_index(request: web.Request) -> web.Response:
+    """Every node compacts its copy; the sizes before and after stay on the node tasks."""
+    uid = request.match_info["index_uid"]
+    refs = task_refs(await broadcast(request.app[CLUSTER], "POST", f"/indexes/{uid}/compact"))
+    tasks = request.app[TASKS]
+    record = await tasks.enqueue(uid, "indexCompaction", refs, details={}, policy="all")
+    return json_response(tasks.summary(record), status=202)
+
+
 @routes.post("/swap-indexes")
 async def swap_indexes(request: web.Request) -> web.Response:
     body = await read_json(request)
