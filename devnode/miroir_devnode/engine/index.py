@@ -208,6 +208,10 @@ class Index:
     def __len__(self) -> int:
         return len(self._docs)
 
+    def field_names(self) -> list[str]:
+        """Every top-level field any document had, in the order the index first saw them."""
+        return list(self._field_counts)
+
     def field_distribution(self) -> dict[str, int]:
         return {field: count for field, count in sorted(self._field_counts.items()) if count}
 

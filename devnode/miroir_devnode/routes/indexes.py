@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 
 from ..auth import AUTH
+from ..engine.fields import list_fields, parse_fields_request
 from ..engine.validation import (
     check_bool,
     check_object,
@@ -165,6 +166,13 @@ async def delete_index(request: web.Request) -> web.Response:
     uid = _uid_param(request)
     task = request.app[NODE_KEY].queue.enqueue("indexDeletion", uid, {"deletedDocuments": None}, {})
     return json_response(task.summary(), 202)
+
+
+@routes.post("/indexes/{index_uid}/fields")
+async def list_index_fields(request: web.Request) -> web.Response:
+    parsed = parse_fields_request(await read_json(request))
+    index = request.app[NODE_KEY].get_index(_uid_param(request))
+    return json_response(list_fields(index.field_names(), index.settings, parsed))
 
 
 @routes.post("/indexes/{index_uid}/compact")

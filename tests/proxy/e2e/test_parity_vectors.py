@@ -255,3 +255,25 @@ def test_compact_an_index(targets: Targets) -> None:
 
     proxy, node = both(targets, compact)
     assert proxy == node == ["succeeded", "indexCompaction", UID, "failed", "index_not_found"]
+
+
+def test_list_index_fields(targets: Targets) -> None:
+    def read(client: Any) -> list[Any]:
+        every = client.index(UID).get_fields(limit=100)
+        filterable = client.index(UID).get_fields(filter={"filterable": True})
+        page = client.index(UID).get_fields(offset=1, limit=2)
+        bad = post(client, f"/indexes/{UID}/fields", {"limit": -1})
+        missing = post(client, "/indexes/e2e_nowhere/fields", {})
+        return [
+            sorted(every.results, key=lambda f: f["name"]),
+            every.total,
+            filterable.results,
+            (len(page.results), page.total),
+            bad,
+            missing,
+        ]
+
+    proxy, node = both(targets, read)
+    assert proxy == node
+    assert [f["name"] for f in node[0]] == ["_vectors", "color", "id", "title"]
+    assert [f["name"] for f in node[2]] == ["color"]

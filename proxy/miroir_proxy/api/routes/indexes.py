@@ -16,6 +16,7 @@ from aiohttp import web
 
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.dispatch.broadcast import NodeRefused, broadcast, read_any, task_refs
+from miroir_proxy.dispatch.fields import list_fields
 from miroir_proxy.dispatch.payloads import check_parameters
 from miroir_proxy.dispatch.reads import enforce_policy
 from miroir_proxy.dispatch.stats import count_documents, human_sizes, index_stats, instance_stats
@@ -132,6 +133,16 @@ async def delete_index(request: web.Request) -> web.Response:
         uid, "indexDeletion", refs, details={"deletedDocuments": None}, policy="all"
     )
     return json_response(tasks.summary(record), status=202)
+
+
+@routes.post("/indexes/{index_uid}/fields")
+async def list_index_fields(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    try:
+        answer = await list_fields(request.app[CLUSTER], request.match_info["index_uid"], body)
+    except NodeRefused as e:
+        return raw_json_response(e.response.body, e.response.status)
+    return json_response(answer)
 
 
 @routes.post("/indexes/{index_uid}/compact")
