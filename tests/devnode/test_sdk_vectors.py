@@ -330,3 +330,16 @@ def test_stats_parameters_are_checked(doggos: Index, api: ApiCall) -> None:
         assert answer["code"] == "invalid_stats_size_format"
         answer = api("GET", path + "?showInternalDatabaseSizes=yes").json()
         assert answer["code"] == "invalid_stats_show_internal_database_sizes"
+
+
+def test_federated_search_merges_a_hybrid_list_in_its_own_order(
+    doggos: Index, client: meilisearch.Client
+) -> None:
+    hybrid = {"embedder": "manual", "semanticRatio": 0.2}
+    query = {"indexUid": "doggo", "q": "kefir zzz", "vector": [0, 0, 1], "hybrid": hybrid}
+    alone = client.multi_search([{**query, "showRankingScore": True}])["results"][0]["hits"]
+    scores = [hit["_rankingScore"] for hit in alone]
+    assert scores != sorted(scores, reverse=True)  # the weak keyword hit leads the mix
+    federated = client.multi_search([query], federation={})["hits"]
+    # milli merges the queries' lists head by head: one list keeps its own order.
+    assert [hit["id"] for hit in federated] == [hit["id"] for hit in alone]

@@ -234,14 +234,14 @@ async def search(
     when given."""
     if request is None:
         request = merge_request(body, view.settings)
-        ratio = hybrid.mixing_ratio(body)
-        if ratio is not None:
+    ratio = hybrid.mixing_ratio(body)
+    if ratio is not None:
 
-            async def half(half_body: dict[str, Any], half_request: MergeRequest) -> ReadResult:
-                return await search(cluster, view, half_body, half_request, first_group=first_group)
+        async def half(half_body: dict[str, Any], half_request: MergeRequest) -> ReadResult:
+            return await search(cluster, view, half_body, half_request, first_group=first_group)
 
-            mixed = await hybrid.search(body, request, view.primary_key, ratio, half)
-            return ReadResult(*mixed)
+        mixed = await hybrid.search(body, request, view.primary_key, ratio, half)
+        return ReadResult(*mixed)
     bodies = NodeBodies(_search_base(body, request), view)
     gathered = await gather(
         cluster,

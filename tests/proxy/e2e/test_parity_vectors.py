@@ -277,3 +277,22 @@ def test_list_index_fields(targets: Targets) -> None:
     assert proxy == node
     assert [f["name"] for f in node[0]] == ["_vectors", "color", "id", "title"]
     assert [f["name"] for f in node[2]] == ["color"]
+
+
+def test_hybrid_in_federated_search(targets: Targets) -> None:
+    # At 0.2 the nodes' own hybrid answers, merged by score, would give other hits.
+    hybrid = {"embedder": "manual", "semanticRatio": 0.2}
+    body = {
+        "federation": {"limit": 8},
+        "queries": [
+            {"indexUid": UID, "q": "qaab", "vector": QUERY_VECTORS[0], "hybrid": hybrid},
+            {"indexUid": UID, "q": "qabc", "federationOptions": {"weight": 0.9}},
+        ],
+    }
+    proxy, node = both(targets, lambda c: post(c, "/multi-search", body))
+    # Both queries find document 28: one node counts it once in estimatedTotalHits, the
+    # fleet once per query (it only has the queries' counts; true of keyword queries too).
+    proxy[1].pop("estimatedTotalHits")
+    node[1].pop("estimatedTotalHits")
+    assert proxy == node and node[0] == 200
+    assert len(node[1]["hits"]) == 8
