@@ -53,24 +53,6 @@ def check_unsupported(params: SearchParams, features: Mapping[str, bool]) -> Non
         raise feature_error("passing `useNetwork` in a search query", "network")
 
 
-def check_keyword_only(params: SearchParams, features: Mapping[str, bool], code: str) -> None:
-    """Refuse semantic search where the devnode only runs keyword search (facet search,
-    federated multi-search) the way Meilisearch refuses an unknown embedder."""
-    check_unsupported(params, features)
-    nothing_to_embed = params.vector is None and params.media is None
-    if params.hybrid is None:
-        if nothing_to_embed:
-            return
-        raise MeiliError(
-            "missing_search_hybrid",
-            "Invalid request: missing `hybrid` parameter when `vector` is present.",
-        )
-    # Meilisearch falls back to a keyword search when there is nothing to embed at all.
-    if nothing_to_embed and (params.q is None or not params.q.strip()):
-        return
-    raise MeiliError(code, f"Cannot find embedder with name `{params.hybrid['embedder']}`.")
-
-
 def filtered_universe(
     index: Index,
     raw_filter: Any,

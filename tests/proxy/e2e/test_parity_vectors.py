@@ -296,3 +296,16 @@ def test_hybrid_in_federated_search(targets: Targets) -> None:
     node[1].pop("estimatedTotalHits")
     assert proxy == node and node[0] == 200
     assert len(node[1]["hits"]) == 8
+
+
+def test_facet_search_with_a_hybrid_query(targets: Targets) -> None:
+    for ratio in (0.2, 1.0):
+        body = {
+            "facetName": "color",
+            "q": "qaab",
+            "vector": QUERY_VECTORS[0],
+            "hybrid": {"embedder": "manual", "semanticRatio": ratio},
+        }
+        proxy, node = both(targets, lambda c, b=body: post(c, f"/indexes/{UID}/facet-search", b))
+        assert proxy == node and node[0] == 200
+        assert sum(hit["count"] for hit in node[1]["facetHits"]) == COUNT
