@@ -182,6 +182,7 @@ def test_similar_documents(targets: Targets) -> None:
         {"id": 10, "embedder": "manual", "limit": 5, "offset": 3, "filter": "color = green"},
         {"id": 11, "embedder": "manual", "rankingScoreThreshold": 0.8, "limit": 50},
         {"id": 12, "embedder": "manual", "retrieveVectors": True, "showRankingScoreDetails": True},
+        {"id": 4, "embedder": "manual", "attributesToRetrieve": ["title"], "limit": 6},
     ):
         answer = same(targets, f"/indexes/{UID}/similar", body)
         assert answer["hits"], body
