@@ -21,14 +21,11 @@ from urllib.parse import quote
 import orjson
 
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.core.hashing import shard_of
 from miroir_proxy.core.merging import MergeRequest
-from miroir_proxy.nodes.client import NodeResponse
-from miroir_proxy.nodes.errors import NodeUnavailable
 
 from .broadcast import NodeRefused, read_any
 from .cluster import Cluster
-from .lookup import replicas_to_try
+from .lookup import ask_owner
 from .reads import IndexView, ReadResult, search
 
 _BOOLS = ("retrieveVectors", "showRankingScore", "showRankingScoreDetails")
@@ -50,41 +47,6 @@ def query_from_params(params: Mapping[str, str]) -> dict[str, Any]:
     if "rankingScoreThreshold" in params:
         body["rankingScoreThreshold"] = float(params["rankingScoreThreshold"])
     return body
-
-
-async def _ask_owner(
-    cluster: Cluster,
-    view: IndexView,
-    document_id: str,
-    method: str,
-    path: str,
-    *,
-    params: Mapping[str, str] | None = None,
-    json_body: Any = None,
-) -> NodeResponse:
-    shard = shard_of(document_id, view.shards)
-    last = "no replica is in an active group"
-    for node_id in replicas_to_try(cluster, shard, view.shards):
-        try:
-            response = await cluster.call(
-                node_id,
-                method,
-                path,
-                params=params,
-                json_body=json_body,
-                timeout_ms=cluster.config.timeouts.node_read_ms,
-            )
-        except NodeUnavailable as e:
-            last = e.reason
-            continue
-        if response.is_node_failure:
-            last = f"HTTP {response.status}"
-            continue
-        return response
-    raise MiroirError(
-        "miroir_shard_unavailable",
-        f"No replica of shard {shard} of index `{view.uid}` answered: {last}.",
-    )
 
 
 def _with_tenant(body: Mapping[str, Any], tenant: Any) -> dict[str, Any]:
@@ -113,12 +75,13 @@ async def check_with_owner(
             raise MiroirError("bad_request", "Miroir cannot distribute this request.")
         raise NodeRefused(response)
     document_id = str(target)
+    owner = (cluster, view.uid, view.shards, document_id)
     if method == "GET":
         small = {**(params or {}), "limit": "0", "offset": "0"}
-        response = await _ask_owner(cluster, view, document_id, "GET", path, params=small)
+        response = await ask_owner(*owner, "GET", path, params=small)
     else:
         small_body = _with_tenant({**body, "limit": 0, "offset": 0}, view.tenant_filter)
-        response = await _ask_owner(cluster, view, document_id, "POST", path, json_body=small_body)
+        response = await ask_owner(*owner, "POST", path, json_body=small_body)
     if not response.ok:
         raise NodeRefused(response)
     return document_id
@@ -128,8 +91,8 @@ async def _target_embeddings(
     cluster: Cluster, view: IndexView, document_id: str, embedder: str
 ) -> list[list[float]]:
     path = f"/indexes/{view.uid}/documents/{quote(document_id, safe='')}"
-    response = await _ask_owner(
-        cluster, view, document_id, "GET", path, params={"retrieveVectors": "true"}
+    response = await ask_owner(
+        cluster, view.uid, view.shards, document_id, "GET", path, params={"retrieveVectors": "true"}
     )
     if not response.ok:
         raise NodeRefused(response)
@@ -192,17 +155,11 @@ async def similar(
     page, total = _window(hits, offset, limit, query.get("rankingScoreThreshold"), total)
     shown = [_shown(hit, query, drop) for hit in page]
     degraded = tuple(sorted({shard for answer in answers for shard in answer.degraded}))
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    result: dict[str, Any] = {
-        "hits": shown,
-        "id": document_id,
-        "processingTimeMs": int(elapsed_ms),
-        "limit": limit,
-        "offset": offset,
-        "estimatedTotalHits": total,
-    }
+    took = time.perf_counter() - started
+    result = {"hits": shown, "id": document_id, "processingTimeMs": int(took * 1000)}
+    result |= {"limit": limit, "offset": offset, "estimatedTotalHits": total}
     if query.get("showPerformanceDetails"):
-        result["performanceDetails"] = {"similar": f"{elapsed_ms:.2f}ms"}
+        result["performanceDetails"] = {"similar": f"{took * 1000:.2f}ms"}
     return ReadResult(result, degraded, sum(a.fanout for a in answers) + 2)
 
 

@@ -22,12 +22,12 @@ from miroir_proxy.cli.processes import NodeProcess
 
 from .conftest import MASTER_KEY, sdk, wait_done
 from .parity_data import COLORS, Targets, both, unique_word
+from .test_parity_reads import stable
 
 UID = "e2e_vectors"
 COUNT = 240
 DIMENSIONS = 4
 EMBEDDERS = {"manual": {"source": "userProvided", "dimensions": DIMENSIONS}}
-VOLATILE = frozenset({"processingTimeMs", "requestUid"})
 
 
 def _vector(rng: random.Random) -> list[float]:
@@ -55,14 +55,6 @@ def make_documents() -> list[dict[str, Any]]:
 
 
 QUERY_VECTORS = [_vector(random.Random(seed)) for seed in (1, 2, 3)]
-
-
-def stable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: stable(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [stable(v) for v in value]
-    return value
 
 
 def post(client: Any, path: str, body: dict[str, Any]) -> tuple[int, Any]:
