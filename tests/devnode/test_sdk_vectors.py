@@ -343,3 +343,12 @@ def test_federated_search_merges_a_hybrid_list_in_its_own_order(
     federated = client.multi_search([query], federation={})["hits"]
     # milli merges the queries' lists head by head: one list keeps its own order.
     assert [hit["id"] for hit in federated] == [hit["id"] for hit in alone]
+
+
+def test_vectors_that_displayed_attributes_hide_stay_hidden(doggos: Index, wait_task: Wait) -> None:
+    wait_task(doggos.update_displayed_attributes(["name"]))
+    hit = doggos.search("kefir", {"retrieveVectors": True})["hits"][0]
+    assert hit == {"name": "kefir"}
+    wait_task(doggos.update_displayed_attributes(["name", "_vectors"]))
+    hit = doggos.search("kefir", {"retrieveVectors": True})["hits"][0]
+    assert set(hit) == {"name", "_vectors"}

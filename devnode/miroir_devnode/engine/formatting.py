@@ -113,7 +113,8 @@ class HitFormatter:
         self.config = TokenizerConfig.from_settings(dict(settings))
         self.displayed = list(settings.get("displayedAttributes") or ["*"])
         self.retrieve = retrieved_names(settings, retrieve)
-        self.retrieve_vectors = retrieve_vectors
+        # Meilisearch hides `_vectors` that displayedAttributes does not show.
+        self.retrieve_vectors = retrieve_vectors and self._shown(_VECTORS)
         self.embedders = settings.get("embedders") or {}
         self.options = self._options(known_field)
         named = [n for n in self.options if n != "*"]
