@@ -352,3 +352,34 @@ def test_vectors_that_displayed_attributes_hide_stay_hidden(doggos: Index, wait_
     wait_task(doggos.update_displayed_attributes(["name", "_vectors"]))
     hit = doggos.search("kefir", {"retrieveVectors": True})["hits"][0]
     assert set(hit) == {"name", "_vectors"}
+
+
+def test_semantic_search_follows_the_ranking_rules(
+    make_index: Callable[..., Index], wait_task: Wait
+) -> None:
+    twins = [
+        {"id": i, "price": price, "_vectors": {"manual": vector}}
+        for i, (price, vector) in enumerate([(30, [1, 0, 0]), (10, [1, 0, 0]), (20, [0, 1, 0])])
+    ]
+    index = make_index(
+        "twins", twins, settings={"embedders": MANUAL, "sortableAttributes": ["price"]}
+    )
+    body = {
+        "vector": [1, 0, 0],
+        "hybrid": {"embedder": "manual", "semanticRatio": 1.0},
+        "sort": ["price:asc"],
+        "showRankingScoreDetails": True,
+    }
+    # Default rules: the similarity first (words' place), the sort breaks its ties.
+    hits = index.search("", body)["hits"]
+    assert [hit["id"] for hit in hits] == [1, 0, 2]
+    assert hits[0]["_rankingScoreDetails"] == {
+        "vectorSort": {"order": 0, "similarity": 1.0},
+        "price:asc": {"order": 1, "value": 10},
+    }
+    # `sort` before every relevancy rule: the price decides first.
+    wait_task(index.update_ranking_rules(["sort", "words", "typo"]))
+    assert [hit["id"] for hit in index.search("", body)["hits"]] == [1, 2, 0]
+    # A custom rule after the relevancy rules breaks similarity ties.
+    wait_task(index.update_ranking_rules(["words", "price:desc"]))
+    assert [hit["id"] for hit in index.search("", {**body, "sort": None})["hits"]] == [0, 1, 2]

@@ -177,7 +177,7 @@ def semantic_query(
         assert plan.vector is not None
         hits = semantic.ranked(
             index, plan.vector, plan.embedder, found.candidates, threshold=threshold,
-            details=details,
+            details=details, sort=checks.parse_sort(params.sort or []),
         )  # fmt: skip
         candidates = found.candidates
         if threshold is not None:
@@ -198,8 +198,9 @@ def semantic_query(
     )
     everything = index.all_internal() if universe is None else universe
     close = semantic.ranked(
-        index, plan.vector, plan.embedder, everything, threshold=threshold, details=details
-    )
+        index, plan.vector, plan.embedder, everything, threshold=threshold, details=details,
+        sort=checks.parse_sort(params.sort or []),
+    )  # fmt: skip
     merged, count = semantic.mix(close[:want], top, plan.ratio, (window.offset, window.limit))
     # The threshold drops documents from the candidates of both halves.
     kept = everything if threshold is None else {hit.internal_id for hit in close}

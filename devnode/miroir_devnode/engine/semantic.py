@@ -13,7 +13,7 @@ semantic-only one fails as milli's embedding call does.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,10 @@ import orjson
 
 from miroir_devnode.engine import vectors
 from miroir_devnode.engine.index import Index
-from miroir_devnode.engine.ranking import RankedHit
+from miroir_devnode.engine.ranking import Bucket, RankedHit, RuleFn, SortRule, Split, bucket_sort
+from miroir_devnode.engine.scoring import Detail
 from miroir_devnode.engine.search_params import SearchParams
+from miroir_devnode.engine.sorting import column_groups, custom_rule_field, geo_split, sort_split
 from miroir_devnode.errors import MeiliError
 
 GOOD_ENOUGH_SCORE = 0.45
@@ -79,6 +81,67 @@ def _details(similarity: float | None) -> dict[str, Any]:
     return {"vectorSort": {"order": 0, "similarity": similarity}}
 
 
+_RELEVANCY_RULES = frozenset(
+    ("words", "typo", "proximity", "attribute", "attributeRank", "wordPosition", "exactness")
+)
+
+
+def _vector_rule(similarities: Mapping[int, float | None]) -> RuleFn:
+    """Documents by similarity, best first, then the ones without an embedding."""
+
+    def split(bucket: Bucket, kept: tuple[int, ...]) -> Split:
+        groups: dict[float | None, set[int]] = {}
+        for doc in bucket:
+            groups.setdefault(similarities.get(doc), set()).add(doc)
+        for similarity in sorted((s for s in groups if s is not None), reverse=True):
+            yield (Detail("vector", 0, 0, (similarity,)),), groups[similarity], kept
+        if None in groups:
+            yield (Detail("vector", 0, 0, (None,)),), groups[None], kept
+
+    return split
+
+
+def _sort_rule(index: Index, rule: SortRule) -> RuleFn:
+    if rule.geo_point is not None:
+        return geo_split(rule, index.geo_point)
+    column = index.column(rule.field)
+    return sort_split(rule, column, lambda: column_groups(column, rule.ascending))
+
+
+def vector_rules(
+    index: Index, similarities: Mapping[int, float | None], sort: Sequence[SortRule]
+) -> list[RuleFn]:
+    """milli's ranking rules for a semantic search: the similarity takes the place of the
+    first relevancy rule (or comes last without one); `sort` and custom rules keep theirs."""
+    rules: list[RuleFn] = []
+    vector = sorted_ = False
+    for name in index.settings.get("rankingRules") or ():
+        if name in _RELEVANCY_RULES and not vector:
+            vector = True
+            rules.append(_vector_rule(similarities))
+        elif name == "sort" and sort and not sorted_:
+            sorted_ = True
+            rules.extend(_sort_rule(index, rule) for rule in sort)
+        elif (custom := custom_rule_field(name)) is not None:
+            rules.append(_sort_rule(index, SortRule(*custom)))
+    if not vector:
+        rules.append(_vector_rule(similarities))
+    return rules
+
+
+def _details_json(details: Sequence[Detail]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for order, detail in enumerate(details):
+        if detail.kind == "vector":
+            out["vectorSort"] = {"order": order, "similarity": detail.info[0]}
+        elif detail.kind == "sort":
+            out[detail.info[0]] = {"order": order, "value": detail.info[1]}
+        else:
+            name, value, distance = detail.info
+            out[name] = {"order": order, "value": value, "distance": distance}
+    return out
+
+
 def ranked(
     index: Index,
     query: list[float],
@@ -87,17 +150,21 @@ def ranked(
     *,
     threshold: float | None,
     details: bool,
-    with_vectors_only: bool = False,
+    sort: Sequence[SortRule] = (),
 ) -> list[RankedHit]:
-    """Candidates by similarity to `query` (score 0 and no similarity without embedding)."""
+    """Candidates in milli's semantic order (`vector_rules`); the score is the similarity,
+    0 without an embedding."""
+    similarities: dict[int, float | None] = dict(
+        vectors.rank(query, index.vectors.get(embedder, {}), candidates)
+    )
+    rules = vector_rules(index, similarities, sort)
     hits = []
-    for doc, similarity in vectors.rank(query, index.vectors.get(embedder, {}), candidates):
-        if similarity is None and with_vectors_only:
-            break
+    for doc, verdicts in bucket_sort(set(similarities), rules, ()):
+        similarity = similarities[doc]
         score = 0.0 if similarity is None else similarity
         if threshold is not None and score < threshold:
             continue
-        hits.append(RankedHit(doc, score, _details(similarity) if details else None))
+        hits.append(RankedHit(doc, score, _details_json(verdicts) if details else None))
     return hits
 
 
@@ -158,13 +225,12 @@ def similar_documents(
     candidates = set(index.all_internal() if universe is None else universe)
     candidates.discard(target)
     own = index.vectors.get(embedder, {}).get(target) or []
+    store = index.vectors.get(embedder, {})
     best: dict[int, float] = {}
     for embedding in own:
-        for hit in ranked(
-            index, embedding, embedder, candidates, threshold=None, details=False,
-            with_vectors_only=True,
-        ):  # fmt: skip
-            best[hit.internal_id] = max(best.get(hit.internal_id, 0.0), hit.score)
+        for doc, similarity in vectors.rank(embedding, store, candidates):
+            if similarity is not None:
+                best[doc] = max(best.get(doc, 0.0), similarity)
     order = sorted(best.items(), key=lambda item: (-item[1], item[0]))
     offset, limit = page
     hits: list[RankedHit] = []

@@ -302,3 +302,34 @@ def test_facet_search_with_a_hybrid_query(targets: Targets) -> None:
         proxy, node = both(targets, lambda c, b=body: post(c, f"/indexes/{UID}/facet-search", b))
         assert proxy == node and node[0] == 200
         assert sum(hit["count"] for hit in node[1]["facetHits"]) == COUNT
+
+
+def test_semantic_search_with_sort_first_in_the_ranking_rules(targets: Targets) -> None:
+    uid = "e2e_vectors_sorted"
+    documents = make_documents()[:90]
+
+    def load(client: Any) -> None:
+        created = client.create_index(uid, {"primaryKey": "id"})
+        index = client.index(uid)
+        settings = index.update_settings(
+            {
+                "sortableAttributes": ["color"],
+                "rankingRules": ["sort", "words", "typo", "proximity", "attribute", "exactness"],
+                "embedders": EMBEDDERS,
+            }
+        )
+        added = index.add_documents(documents)
+        for task in (created, settings, added):
+            assert wait_done(client, task.task_uid).status == "succeeded"
+
+    both(targets, load)
+    body = {
+        "vector": QUERY_VECTORS[1],
+        "hybrid": {"embedder": "manual", "semanticRatio": 1.0},
+        "sort": ["color:desc"],
+        "showRankingScoreDetails": True,
+        "limit": 40,
+    }
+    answer = same(targets, f"/indexes/{uid}/search", body)
+    colors = [hit["color"] for hit in answer["hits"]]
+    assert colors == sorted(colors, reverse=True) and len(set(colors)) == 2
