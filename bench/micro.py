@@ -9,14 +9,11 @@ from typing import Any
 import orjson
 
 from miroir_proxy.config import from_mapping
-from miroir_proxy.core.hashing import shards_of
 from miroir_proxy.core.merging import MergeRequest, merge_search
-from miroir_proxy.core.placement import route_documents
-from miroir_proxy.core.topology import Node, ReplicaGroup, Topology
-from miroir_proxy.dispatch.cluster import Cluster, topology_from_config
+from miroir_proxy.core.placement import Layout
+from miroir_proxy.dispatch.cluster import topology_from_config
 from miroir_proxy.dispatch.payloads import JSON, parse_documents
 from miroir_proxy.dispatch.writes import document_ids, route_batch
-from miroir_proxy.nodes.client import NodeClient
 
 from .harness import proxy_config
 from .measure import cpu_ms_per_call, median
@@ -52,18 +49,24 @@ def merge_3x1000_ms(repeat: int = 7, number: int = 20, offset: int = 0) -> float
 
 
 def route_10k_ms(repeat: int = 7, number: int = 20) -> float:
-    """Shard and route 10,000 primary keys at S=64 over one group of three nodes."""
-    group = ReplicaGroup(
-        "g0", tuple(Node(f"n{i}", f"http://127.0.0.1:{7700 + i}") for i in range(3))
-    )
-    topology = Topology(epoch=1, shards=64, replication_factor=1, groups=(group,))
-    keys = [f"doc-{i}" for i in range(10_000)]
+    """Route 10,000 small documents at S=64 over one group of three nodes with the code the
+    write path runs (`dispatch.writes.route_batch`: ids, shards, tags, one body per node);
+    the documents are built once, outside the measurement."""
+    nodes = [[f"http://127.0.0.1:{7700 + i}" for i in range(3)]]
+    config = from_mapping(proxy_config(nodes, shards=64, rf=1), env={})
+    layout = Layout(topology_from_config(config))
+    docs = [{"id": f"doc-{i}", "n": i} for i in range(10_000)]
 
-    def route() -> dict[str, list[int]]:
-        return route_documents(shards_of(keys, 64), topology)
+    def route() -> int:
+        targets = route_batch(layout, docs, document_ids(docs, "id"), 64)
+        return sum(len(orjson.loads(t.body or b"[]")) for t in targets.values())
 
-    assert sum(len(v) for v in route().values()) == 10_000
-    return median(cpu_ms_per_call(route, repeat=repeat, number=number))
+    assert route() == 10_000
+
+    def route_only() -> None:
+        route_batch(layout, docs, document_ids(docs, "id"), 64)
+
+    return median(cpu_ms_per_call(route_only, repeat=repeat, number=number))
 
 
 def write_route_ratio(batch: int = 1_000, repeat: int = 7, number: int = 10) -> float:
@@ -73,13 +76,12 @@ def write_route_ratio(batch: int = 1_000, repeat: int = 7, number: int = 10) -> 
     the HTTP exchanges and task bookkeeping `write_cost_ratio` also charges."""
     nodes = [[f"http://127.0.0.1:{7700 + 2 * g + i}" for i in range(2)] for g in range(2)]
     config = from_mapping(proxy_config(nodes, shards=16, rf=2), env={})
-    # Never opened: routing builds bodies and makes no node call.
-    cluster = Cluster(config, topology_from_config(config), NodeClient.from_config(config))
+    layout = Layout(topology_from_config(config))
     raw = orjson.dumps(documents(batch))
 
     def route() -> None:
         docs = parse_documents(raw, JSON)
-        route_batch(cluster, docs, document_ids(docs, "id"), 16)
+        route_batch(layout, docs, document_ids(docs, "id"), 16)
 
     def bare() -> None:
         orjson.dumps(orjson.loads(raw))

@@ -26,10 +26,9 @@ class ProfiledProxy(ProxyProcess):
         self.profile_path = profile_path
 
     def command(self) -> list[str]:
-        proxy_args = ["--config", str(self.config_path), "--log-level", self.log_level]
         # Run as a script: the proxy starts in its data directory, where `bench` is not importable.
         script = str(Path(__file__).resolve())
-        return [sys.executable, script, str(self.profile_path), *proxy_args]
+        return [sys.executable, script, str(self.profile_path), *self.proxy_args()]
 
 
 def main() -> None:

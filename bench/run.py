@@ -24,7 +24,7 @@ import orjson
 
 from miroir_proxy.cli.processes import LocalNodes
 
-from . import micro, workloads
+from . import micro, placement, workloads
 from .harness import MASTER_KEY
 from .measure import median
 from .workloads import SMOKE, Sizes
@@ -43,8 +43,15 @@ TARGETS: dict[str, tuple[str, str, float, bool]] = {
     "route_10k_ms": ("route 10,000 keys at S=64", "ms", 2.0, False),
     "rg2_over_rg1": ("throughput RG=2 / RG=1 (capacity-limited)", "x", 1.9, True),
     "rg3_over_rg1": ("throughput RG=3 / RG=1 (capacity-limited)", "x", 2.8, True),
+    "group_sync_over_ingest": ("group sync rate / the nodes' own ingest", "x", 0.8, True),
+    "group_sync_docs_per_s": ("group sync, documents copied per second", "/s", float("nan"), True),
     "rss_idle_mb": ("proxy RSS idle", "MB", 150, False),
     "rss_500_concurrent_mb": ("proxy RSS, 500 concurrent searches", "MB", 400, False),
+    # The best any table can do on the simulator's shapes is 1.40625 (N=30, S=64, RF=1:
+    # some node holds 3 shards where the mean is 2.13); see bench/README.md.
+    "placement_max_over_mean": ("placement: busiest node / mean, worst shape", "x", 1.41, False),
+    "placement_moved_over_ideal": ("placement: moved / minimum over changes", "x", 1.0, False),
+    "placement_first_table_ms": ("plan() first table N=100 S=4096 RF=3", "ms", 1000, False),
 }
 
 
@@ -102,6 +109,8 @@ def measure_all(
             }
 
         raw["scaling"] = _repeat(sizes.runs, scaling)
+    log("group sync: RG=1 -> RG=2, two nodes each, RF=1, S=8")
+    raw["group_sync"] = _repeat(sizes.runs, lambda run: workloads.group_sync_run(base, sizes, run))
     log("micro-benchmarks: merge and routing")
     number = 2 if sizes is SMOKE else 20
     raw["micro"] = [
@@ -118,6 +127,9 @@ def measure_all(
             ),
         }
     ]
+    log("placement simulator: assignment planner against pure rendezvous")
+    shapes = placement.SMOKE_SHAPES if sizes is SMOKE else placement.SHAPES
+    raw["placement"] = [{**placement.simulate(shapes), **placement.plan_ms(max(3, sizes.runs))}]
     results: dict[str, Any] = {}
     for runs in raw.values():
         results.update(_medians(runs))

@@ -15,16 +15,18 @@ from typing import Any
 
 import orjson
 
-from miroir_proxy.cli.processes import ProxyProcess
+from miroir_proxy.cli.processes import LocalNodes, ProxyProcess, poll_until
 
 from .harness import (
     MASTER_KEY,
     LoadResult,
+    call,
     proxy_config,
     run_load,
     seed,
     set_faults,
     start_proxy,
+    wait_task,
 )
 from .measure import percentile, rss_mb
 
@@ -45,13 +47,14 @@ class Sizes:
     scaling_slots: int = 2
     rss_concurrency: int = 500
     rss_searches: int = 2_000
+    sync_documents: int = 10_000  # copied by the group sync benchmark
     runs: int = 3
 
 
 SMOKE = Sizes(
     documents=60, searches=40, search_concurrency=4, latency_searches=10, write_batches=2,
     write_batch=50, scaling_s=0.5, scaling_delay_ms=5, scaling_slots=2, rss_concurrency=20,
-    rss_searches=40, runs=1,
+    rss_searches=40, sync_documents=200, runs=1,
 )  # fmt: skip
 
 
@@ -276,3 +279,78 @@ def scaling_run(base: Path, node_urls: list[str], groups: int, sizes: Sizes, run
 def _no_errors(result: LoadResult, what: str) -> None:
     if result.errors:
         raise RuntimeError(f"{what}: {result.errors} requests failed: {result.error_samples}")
+
+
+def group_sync_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
+    """Add a replica group of two empty nodes to a group of two holding
+    `sizes.sync_documents` documents (RF=1, S=8) and time the operation from the request to
+    `succeeded`; then have the same destination nodes ingest the same documents sent to
+    them directly (into another index, in batches of the copy's page size, all enqueued
+    at once), which is what the nodes alone can do."""
+    with LocalNodes(4, base / f"sync-nodes-{run}", MASTER_KEY) as nodes:
+        sources, destinations = nodes.urls[:2], nodes.urls[2:]
+        config = proxy_config([sources], shards=8, rf=1)
+        config["operations"] = {"copy_page_size": SYNC_PAGE}
+        proxy = start_proxy(base / f"proxy-sync-{run}", config)
+        try:
+            seed(proxy.url, "sync", documents(sizes.sync_documents, seed_value=run))
+            body = {
+                "id": "g1",
+                "nodes": [{"id": f"d{i}", "url": u} for i, u in enumerate(destinations)],
+            }
+            started = time.monotonic()
+            operation = call(f"{proxy.url}/_miroir/groups", "POST", body)["operation"]
+
+            def finished() -> bool:
+                state = call(f"{proxy.url}/_miroir/operations/{operation}")["state"]
+                if state not in ("running", "succeeded"):
+                    raise RuntimeError(f"group sync {operation} {state}")
+                return bool(state == "succeeded")
+
+            poll_until(finished, 600, what="the group sync")
+            sync_s = time.monotonic() - started
+        finally:
+            proxy.stop()
+        held = [_all_documents(url, "sync") for url in destinations]
+        started = time.monotonic()
+        last = [
+            _enqueue_all(url, "direct", docs) for url, docs in zip(destinations, held, strict=True)
+        ]
+        for url, uid in zip(destinations, last, strict=True):
+            if uid is not None:
+                wait_task(url, uid)
+        ingest_s = time.monotonic() - started
+    copied = sum(len(docs) for docs in held)
+    return {
+        "group_sync_docs_per_s": copied / sync_s,
+        "group_ingest_docs_per_s": copied / ingest_s,
+        "group_sync_over_ingest": ingest_s / sync_s,
+    }
+
+
+SYNC_PAGE = 1_000
+
+
+def _all_documents(node_url: str, index: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while True:
+        page = call(
+            f"{node_url}/indexes/{index}/documents/fetch",
+            "POST",
+            {"offset": len(found), "limit": SYNC_PAGE},
+        )
+        found.extend(page["results"])
+        if len(page["results"]) < SYNC_PAGE:
+            return found
+
+
+def _enqueue_all(node_url: str, index: str, docs: list[dict[str, Any]]) -> int | None:
+    last = None
+    for start in range(0, len(docs), SYNC_PAGE):
+        answer = call(
+            f"{node_url}/indexes/{index}/documents?primaryKey=id",
+            "POST",
+            docs[start : start + SYNC_PAGE],
+        )
+        last = int(answer["taskUid"])
+    return last

@@ -25,6 +25,15 @@ REQUIRED = (
     "rg3_over_rg1",
     "rss_idle_mb",
     "rss_500_concurrent_mb",
+    "group_sync_docs_per_s",
+    "group_sync_over_ingest",
+    "placement_max_over_mean",
+    "placement_rendezvous_max_over_mean",
+    "placement_best_max_over_mean",
+    "placement_moved_over_ideal",
+    "placement_rendezvous_moved_over_ideal",
+    "placement_first_table_ms",
+    "placement_add_node_ms",
 )
 # Too few requests at smoke sizes for the 10 ms CPU tick to charge reliably.
 MAY_BE_UNMEASURED = {"search_per_cpu_s", "write_docs_per_cpu_s", "write_cost_ratio"}
@@ -54,6 +63,10 @@ def test_every_benchmark_runs_and_reports_its_keys(tmp_path: Path) -> None:
     for key in ("rss_idle_mb", "rss_500_concurrent_mb", "merge_3x1000_ms", "route_10k_ms"):
         assert results[key] > 0, key
     assert results["rg2_over_rg1"] > 0 and results["rg3_over_rg1"] > 0
+    # The placement figures are deterministic (no timing): the planner is as balanced as
+    # any table can be and moves exactly the minimum.
+    assert results["placement_max_over_mean"] == results["placement_best_max_over_mean"]
+    assert results["placement_moved_over_ideal"] == 1.0
     assert report["meta"]["sizes"]["runs"] == 1
     assert "searches per proxy CPU-second" in done.stdout
     assert str(out) in done.stdout

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NODE_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+from miroir_proxy.core.topology import MAX_SHARDS, check_group_id, check_node_id, check_node_url
 
 
 class _Strict(BaseModel):
@@ -29,21 +29,22 @@ class NodeConfig(_Strict):
     @field_validator("id")
     @classmethod
     def _valid_id(cls, value: str) -> str:
-        if not value or not set(value) <= NODE_ID_CHARS:
-            raise ValueError(f"node id {value!r} must be non-empty [A-Za-z0-9._-]")
-        return value
+        return check_node_id(value)
 
     @field_validator("url")
     @classmethod
     def _valid_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"node url {value!r} must start with http:// or https://")
-        return value.rstrip("/")
+        return check_node_url(value)
 
 
 class GroupConfig(_Strict):
     id: str
     nodes: tuple[NodeConfig, ...] = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        return check_group_id(value)
 
 
 class TimeoutsConfig(_Strict):
@@ -101,8 +102,24 @@ class FeaturesConfig(_Strict):
     )
 
 
+class OperationsConfig(_Strict):
+    ack_timeout_ms: int = Field(
+        60_000, gt=0, description="how long a topology change waits for every pod to adopt it"
+    )
+    copy_page_size: int = Field(1_000, ge=1, le=100_000, description="documents per copy page")
+    copy_docs_per_s: float = Field(
+        0, ge=0, description="throttle of one copying chunk, documents per second; 0: none"
+    )
+    verify_passes: int = Field(
+        5, ge=1, description="verification passes of a shard before its chunk is retried"
+    )
+    node_task_timeout_ms: int = Field(
+        300_000, gt=0, description="how long a copy waits for a node to apply one page"
+    )
+
+
 class MiroirConfig(_Strict):
-    shards: int = Field(16, ge=1, le=4096, description="shard count for new indexes")
+    shards: int = Field(16, ge=1, le=MAX_SHARDS, description="shard count for new indexes")
     replication_factor: int = Field(1, ge=1, description="copies of each shard inside a group")
     replica_groups: tuple[GroupConfig, ...] = Field(min_length=1)
     master_key: str | None = Field(None, description="clients' master key (env MIROIR_MASTER_KEY)")
@@ -124,6 +141,7 @@ class MiroirConfig(_Strict):
     )
     coordination: CoordinationConfig = CoordinationConfig()
     features: FeaturesConfig = FeaturesConfig()
+    operations: OperationsConfig = OperationsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> MiroirConfig:

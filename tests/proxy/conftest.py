@@ -26,8 +26,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from miroir_proxy.api.app import make_app
 from miroir_proxy.cli.processes import LocalNodes, NodeProcess
 from miroir_proxy.config import from_mapping
+from miroir_proxy.core.assignment import plan
 from miroir_proxy.core.hashing import shard_of
-from miroir_proxy.core.placement import place
 from miroir_proxy.state.store import IndexMeta
 
 ProxyClient = TestClient[web.Request, web.Application]
@@ -328,7 +328,7 @@ def sharded_devnodes(base_dir: Path) -> Iterator[ShardedIndex]:
         for document in documents:
             shard = shard_of(str(document["id"]), READ_SHARDS)
             for members in READ_GROUPS.values():
-                for node_id in place(members, 2, READ_SHARDS).replicas[shard]:
+                for node_id in plan(None, members, 2, READ_SHARDS)[shard]:
                     held[node_id].append({**document, "_miroir_shard": shard})
         with ThreadPoolExecutor(len(ids) + 1) as pool:
             loads = [pool.submit(_load, nodes[n], "books", held[n], True) for n in ids]

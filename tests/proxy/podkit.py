@@ -1,4 +1,5 @@
-"""Two proxy apps ("pods") in one process sharing one SQLite state file, no node needed."""
+"""Two proxy apps ("pods") in one process sharing one SQLite state file, no node needed, with
+the test scaffolding plugin (`scaffold/`) set up."""
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -9,6 +10,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from miroir_proxy.api.app import make_app
 from miroir_proxy.config import from_mapping
+
+from .scaffold import PLUGIN
 
 ADMIN = {"Authorization": "Bearer admin-key"}
 Client = TestClient[Any, Any]
@@ -29,6 +32,6 @@ async def two_pods(tmp_path: Path, coordination: dict[str, Any]) -> AsyncIterato
                 "state_path": str(tmp_path / "state.sqlite3"),
                 "coordination": {"pod_id": pod_id, **coordination},
             }
-            app = make_app(from_mapping(config, env={}))
+            app = make_app(from_mapping(config, env={}), plugins=[PLUGIN])
             clients.append(await stack.enter_async_context(TestClient(TestServer(app))))
         yield clients

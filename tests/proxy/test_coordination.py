@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import time
 import uuid
 from collections import Counter
@@ -22,19 +21,19 @@ from typing import Any
 import pytest
 
 from miroir_proxy.config import CoordinationConfig
-from miroir_proxy.coordination import demojobs
 from miroir_proxy.coordination.leasing import LeaseKeeper, LeaseLost, PhaseMachine, Step
 from miroir_proxy.coordination.ownership import Ownership, owner_of
 from miroir_proxy.coordination.peers import PeerSet
 from miroir_proxy.coordination.pruning import PAGE, TaskPruner, block_key
 from miroir_proxy.coordination.queueing import ChunkContext, JobQueue, Worker
-from miroir_proxy.coordination.runtime import Coordination, supervise
+from miroir_proxy.coordination.runtime import Coordination
 from miroir_proxy.state.redis import RedisStore
 from miroir_proxy.state.sqlite import SqliteStore
 from miroir_proxy.state.store import Store, TaskRecord
 from miroir_proxy.state.taskquery import TaskQuery
 
 from ..redis_server import RedisServer
+from .scaffold import jobs as sleep_chunks
 
 TTL_MS = 300
 RENEW_MS = 30
@@ -566,8 +565,10 @@ async def test_pods_run_the_demo_job_together(stores: list[Store]) -> None:
             await stack.enter_async_context(Coordination(store, config))
             for store, config in zip(stores, configs, strict=False)
         ]
-        chunks = demojobs.chunks(12, steps=3, step_ms=5)
-        assert await pods[0].queue.enqueue("demo-1", demojobs.KIND, chunks)
+        for pod, store in zip(pods, stores, strict=False):
+            pod.register(sleep_chunks.KIND, sleep_chunks.make_handler(store, pod.token))
+        chunks = sleep_chunks.chunks(12, steps=3, step_ms=5)
+        assert await pods[0].queue.enqueue("demo-1", sleep_chunks.KIND, chunks)
         busy: set[int] = set()
 
         async def done() -> bool:
@@ -576,28 +577,8 @@ async def test_pods_run_the_demo_job_together(stores: list[Store]) -> None:
 
         await eventually_async(done)
         await eventually(lambda: all(pod.queue_depth == 0 for pod in pods))
-    records = await demojobs.chunk_records(stores[3], "demo-1", 12)
+    records = await sleep_chunks.chunk_records(stores[3], "demo-1", 12)
     tokens = {pod.token for pod in pods}
     assert all(r is not None and r["next"] == 3 and set(r["done_by"]) <= tokens for r in records)
-    assert not await demojobs.duplicated(stores[3], "demo-1")
+    assert not await sleep_chunks.duplicated(stores[3], "demo-1")
     assert len(busy) >= 2
-
-
-async def test_a_dead_loop_is_logged_and_restarted(caplog: pytest.LogCaptureFixture) -> None:
-    runs = 0
-    restarted = asyncio.Event()
-
-    async def flaky() -> None:
-        nonlocal runs
-        runs += 1
-        if runs == 1:
-            raise RuntimeError("boom")
-        restarted.set()
-        await asyncio.Event().wait()
-
-    with caplog.at_level(logging.ERROR, logger="miroir_proxy.coordination.runtime"):
-        task = asyncio.create_task(supervise("flaky loop", flaky, 0.001))
-        await asyncio.wait_for(restarted.wait(), DEADLINE_S)
-        await kill(task)
-    assert runs == 2
-    assert "flaky loop died" in caplog.text

@@ -1,4 +1,5 @@
-"""The coordination admin routes, through two proxy apps ("pods") sharing one state file."""
+"""The coordination admin routes, through two proxy apps ("pods") sharing one state file;
+jobs are queued through the scaffold plugin's routes (`scaffold/jobs.py`)."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -32,19 +33,20 @@ async def test_a_demo_job_queued_on_one_pod_is_shared_and_reported_by_the_other(
         while (await get_json(second, "/_miroir/coordination"))["livePeers"] != ["pod-1", "pod-2"]:
             await asyncio.sleep(0.01)
     job = {"kind": "sleep-chunks", "jobId": "demo", "chunks": 8, "steps": 2, "stepMs": 5}
-    response = await first.post("/_miroir/jobs", json=job, headers=ADMIN)
+    response = await first.post("/_miroir/scaffold/jobs", json=job, headers=ADMIN)
     assert response.status == 202
     assert await response.json() == {"jobId": "demo", "created": True}
-    again = await first.post("/_miroir/jobs", json=job, headers=ADMIN)
+    again = await first.post("/_miroir/scaffold/jobs", json=job, headers=ADMIN)
     assert (await again.json())["created"] is False
 
     async with asyncio.timeout(DEADLINE_S):
-        while not (progress := await get_json(second, "/_miroir/jobs/demo?records=true"))[
-            "finished"
-        ]:
+        while not (progress := await get_json(second, "/_miroir/scaffold/jobs/demo"))["finished"]:
             await asyncio.sleep(0.01)
     assert (progress["total"], progress["done"], progress["claimed"]) == (8, 8, 0)
     assert progress["duplicated"] is False
+    assert await get_json(first, "/_miroir/jobs/demo") == {
+        key: progress[key] for key in ("jobId", "total", "done", "claimed", "finished")
+    }
     workers = {token for record in progress["chunks"] for token in record["done_by"]}
     assert {token.split("/")[0] for token in workers} <= {"pod-1", "pod-2"}
     assert all(record["next"] == 2 for record in progress["chunks"])
@@ -67,6 +69,6 @@ async def test_job_routes_validate_and_need_the_admin_key(pods: list[Client]) ->
         {"kind": "sleep-chunks", "jobId": "x", "chunks": 0, "steps": 1, "stepMs": 0},
         {"kind": "sleep-chunks", "jobId": "x", "chunks": 1, "steps": True, "stepMs": 0},
     ):
-        response = await client.post("/_miroir/jobs", json=body, headers=ADMIN)
+        response = await client.post("/_miroir/scaffold/jobs", json=body, headers=ADMIN)
         assert response.status == 400, body
         assert (await response.json())["code"] == "bad_request"

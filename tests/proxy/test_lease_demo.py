@@ -1,4 +1,5 @@
-"""The lease demo admin routes, through two proxy apps ("pods") sharing one state file.
+"""The lease demo of the scaffold plugin (`scaffold/leases.py`), through two proxy apps
+("pods") sharing one state file.
 
 The multi-process proof (kill -9 of the holder) is in `tests/proxy/multipod/`; this checks
 the hook itself: one holder, the phase machine run once, a clean hand-over on leave.
@@ -14,7 +15,7 @@ import pytest
 from .podkit import ADMIN, Client, two_pods
 
 DEADLINE_S = 5.0
-DEMO = "/_miroir/demo/leases/rebalance"
+DEMO = "/_miroir/scaffold/leases/rebalance"
 
 
 @pytest.fixture

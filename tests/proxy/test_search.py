@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from miroir_proxy.api.appkeys import STORE
+from miroir_proxy.core.assignment import plan
 from miroir_proxy.core.hashing import shard_of
-from miroir_proxy.core.placement import place
 
 from .conftest import (
     READ_GROUPS,
@@ -236,14 +236,15 @@ async def test_dead_nodes_are_routed_around_and_only_then_reported(
             for _ in range(4):
                 answer = await search(strict, {"limit": 0})
                 assert answer["estimatedTotalHits"] == 150
-            lost = place(READ_GROUPS["g1"], 2, READ_SHARDS).replicas[0]
+            lost = plan(None, READ_GROUPS["g1"], 2, READ_SHARDS)[0]
             for node_id in lost:
                 index.nodes[node_id].kill()
             survivor = next(n for n in READ_GROUPS["g1"] if n not in lost)
-            missing = (
-                set(range(READ_SHARDS))
-                - place(READ_GROUPS["g1"], 2, READ_SHARDS).node_shards[survivor]
-            )
+            missing = set(range(READ_SHARDS)) - {
+                s
+                for s, row in enumerate(plan(None, READ_GROUPS["g1"], 2, READ_SHARDS))
+                if survivor in row
+            }
             response = await lenient.post("/indexes/books/search", json={"limit": 200})
             assert response.status == 200
             assert response.headers["X-Miroir-Degraded"] == "shards=" + ",".join(

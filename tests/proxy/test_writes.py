@@ -4,13 +4,14 @@ routing, validation before any node call, quorum, logical task details, one-docu
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from miroir_proxy.core.assignment import plan
 from miroir_proxy.core.hashing import shard_of
-from miroir_proxy.core.placement import place
 
 SHARDS = 8
 DEADLINE_S = 10.0
@@ -30,7 +31,7 @@ def replicas(fleet: Any, doc_id: str | int) -> set[str]:
     shard = shard_of(doc_id, SHARDS)
     out: set[str] = set()
     for group in fleet.groups:
-        out |= set(place([n.node_id for n in group], 2, SHARDS).replicas[shard])
+        out |= set(plan(None, [n.node_id for n in group], 2, SHARDS)[shard])
     return out
 
 
@@ -100,13 +101,19 @@ async def test_csv_payload_reaches_nodes_as_typed_json(
 ) -> None:
     nodes = await fleet(groups=1, nodes_per_group=2)
     async with proxy(nodes.config(tmp_path)) as client:
+        before = time.time_ns() // 1_000_000
         response = await client.post(
             "/indexes/items/documents?csvDelimiter=;",
             data=b"id:number;price:number;ok:boolean;name\n1;2.5;true;a\n",
             headers={"Content-Type": "text/csv"},
         )
+        after = time.time_ns() // 1_000_000
         assert response.status == 202
     (batch,) = document_writes(nodes.nodes[0])
+    # Every stored version carries the moment the proxy accepted it (copies and repairs
+    # never put an older version over a newer one).
+    stamp = batch.body[0].pop("_miroir_updated_at")
+    assert before <= stamp <= after
     assert batch.body == [
         {"id": 1, "price": 2.5, "ok": True, "name": "a", "_miroir_shard": shard_of(1, SHARDS)}
     ]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
 from miroir_proxy.config import MiroirConfig
-from miroir_proxy.coordination.demoleases import LeaseDemos
 from miroir_proxy.coordination.runtime import Coordination
 from miroir_proxy.core.topology import Topology, from_document, to_document
 from miroir_proxy.dispatch.catalog import Catalog
@@ -23,6 +22,14 @@ from miroir_proxy.dispatch.topowatch import TopologyWatcher
 from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
+from miroir_proxy.operations.engine import Operations
+from miroir_proxy.operations.epochs import Epochs
+from miroir_proxy.operations.groups import (
+    SYNC_JOB,
+    AddGroupOperation,
+    RemoveGroupOperation,
+    sync_handler,
+)
 from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
@@ -33,9 +40,10 @@ from .appkeys import (
     COALESCER,
     CONFIG,
     COORDINATION,
+    EPOCHS,
     KEYS,
-    LEASE_DEMOS,
     METRICS,
+    OPERATIONS,
     SESSIONS,
     STORE,
     TASKS,
@@ -43,6 +51,7 @@ from .appkeys import (
 )
 from .metrics import Metrics
 from .middlewares import observe
+from .plugins import install as install_plugins
 from .routes import (
     admin,
     documents,
@@ -52,6 +61,7 @@ from .routes import (
     jobs,
     keys,
     maintenance,
+    operations,
     search,
     settings,
     tasks,
@@ -93,6 +103,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
             ),
         )
         cluster.health = prober
+        metrics.count_group_reads(lambda: cluster.reads_by_group)
         app[STORE] = store
         app[CLUSTER] = cluster
         app[CATALOG] = Catalog(store, cluster)
@@ -108,22 +119,28 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
             ack_ttl_ms=coordination.peer_ttl_ms,
         )
         app[TOPOLOGY] = watcher
+        epochs = app[EPOCHS] = Epochs(store, watcher, poll_ms=coordination.topology_poll_ms)
         app[SESSIONS] = Sessions(store, cluster, wait_ms=features.session_wait_ms)
         app[COALESCER] = Coalescer(features.coalesce_window_ms, features.coalesce_max_subscribers)
         pod = Coordination(store, coordination, pod_id=pod_identity(config))
         app[COORDINATION] = pod
-        demos = app[LEASE_DEMOS] = LeaseDemos(store, pod)
+        engine = app[OPERATIONS] = Operations(store, cluster, app[CATALOG], epochs, pod, config)
+        engine.register(AddGroupOperation())
+        engine.register(RemoveGroupOperation())
+        pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry, watcher, pod, demos:
+            async with prober, registry, watcher, pod, engine:
                 yield
         finally:
             await store.close()
 
 
-def make_app(config: MiroirConfig) -> web.Application:
+def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Application:
+    """The app of one pod; `plugins` name modules whose `setup(app)` extends it
+    (`api/plugins.py`)."""
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[observe],
@@ -134,7 +151,8 @@ def make_app(config: MiroirConfig) -> web.Application:
     app.cleanup_ctx.append(_components)
     for module in (
         *(instance, admin, search, documents_read, documents, tasks),
-        *(indexes, settings, keys, maintenance, webhooks, jobs),
+        *(indexes, settings, keys, maintenance, webhooks, jobs, operations),
     ):
         app.add_routes(module.routes)
+    install_plugins(app, plugins)
     return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from miroir_proxy.config import MiroirConfig
-from miroir_proxy.coordination.demoleases import LeaseDemos
 from miroir_proxy.coordination.runtime import Coordination
 from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster
@@ -15,6 +14,8 @@ from miroir_proxy.dispatch.reads import ReadResult
 from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.topowatch import TopologyWatcher
+from miroir_proxy.operations.engine import Operations
+from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.state.store import Store
 
 from .metrics import Metrics
@@ -28,7 +29,8 @@ CATALOG = web.AppKey("catalog", Catalog)
 KEYS = web.AppKey("keys", KeyCache)
 TASKS = web.AppKey("tasks", TaskRegistry)
 TOPOLOGY = web.AppKey("topology", TopologyWatcher)
+EPOCHS = web.AppKey("epochs", Epochs)
+OPERATIONS = web.AppKey("operations", Operations)
 SESSIONS = web.AppKey("sessions", Sessions)
 COALESCER = web.AppKey("coalescer", Coalescer[ReadResult])
 COORDINATION = web.AppKey("coordination", Coordination)
-LEASE_DEMOS = web.AppKey("lease_demos", LeaseDemos)

@@ -1,4 +1,5 @@
-"""`miroir-proxy --config miroir.yaml`: the client API and the metrics endpoint.
+"""`miroir-proxy --config miroir.yaml [--plugin MODULE ...]`: the client API and the metrics
+endpoint.
 
 SIGTERM stops accepting connections, lets in-flight requests finish within
 `timeouts.shutdown_grace_ms` (keep it below the pod's termination grace period), then exits.
@@ -21,6 +22,7 @@ from miroir_proxy.config import MiroirConfig
 from . import logs
 from .app import make_app
 from .appkeys import METRICS
+from .plugins import PluginError
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,7 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-async def serve(config: MiroirConfig) -> None:
-    app = make_app(config)
+async def serve(app: web.Application, config: MiroirConfig) -> None:
     grace_s = config.timeouts.shutdown_grace_ms / 1000
     runner = web.AppRunner(app, shutdown_timeout=grace_s, access_log=None)
     metrics_runner = web.AppRunner(_metrics_app(app), access_log=None)
@@ -74,9 +75,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="miroir-proxy", description=__doc__)
     parser.add_argument("--config", required=True, help="YAML configuration file")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE (from PYTHONPATH) and call its setup(app) before the pod starts, "
+        "to add routes, job kinds or leaders; repeatable, set up in order",
+    )
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
     config = config_module.load(args.config)
+    try:
+        app = make_app(config, args.plugin)
+    except PluginError as e:
+        parser.error(str(e))
     runner: asyncio.Runner
     try:
         import uvloop
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         runner = asyncio.Runner()
     with runner, contextlib.suppress(KeyboardInterrupt):
-        runner.run(serve(config))
+        runner.run(serve(app, config))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@ at `/_miroir/metrics`. One registry per app so in-process test apps stay indepen
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from miroir_proxy.histogram import HistogramChild, LabeledHistogram
 
@@ -57,6 +60,10 @@ class Metrics:
             "miroir_jobs_in_progress", "Job chunks this pod is processing", registry=r
         )
 
+    def count_group_reads(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Export `counts` (reads served per replica group) as `miroir_group_reads_total`."""
+        self.registry.register(_GroupReads(counts))
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # `labels()` locks and builds a key each call; routes x methods x statuses are few.
         key = (method, route, status)
@@ -77,3 +84,18 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _GroupReads(Collector):
+    """Reads (covering sets) each replica group served, read from the cluster when scraped."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "miroir_group_reads", "Searches and reads served per replica group", labels=["group"]
+        )
+        for group_id, count in sorted(self._counts().items()):
+            family.add_metric([group_id], count)
+        yield family

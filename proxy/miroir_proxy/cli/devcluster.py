@@ -76,6 +76,10 @@ class ClusterSpec:
     # None: each proxy's own SQLite file; "redis": a redis-server of the cluster's own;
     # any other value: the store URL the proxies share.
     store: str | None = None
+    # Modules every proxy sets up (`miroir-proxy --plugin`), and directories put first on the
+    # proxies' PYTHONPATH to find them (`ProxyProcess`).
+    plugins: tuple[str, ...] = ()
+    python_path: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.proxies < 1:
@@ -174,6 +178,8 @@ class DevCluster:
                 pod_config(base, spec, i, store),
                 port=spec.port + i if spec.port else None,
                 metrics_port=spec.metrics_port if i == 0 else None,
+                plugins=spec.plugins,
+                python_path=spec.python_path,
             )
             for i in range(spec.proxies)
         ]

@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--admin-key", default=None, help="default: the master key")
     up.add_argument("--node-master-key", default=None, help="default: the master key")
     up.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR))
+    up.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="passed to every proxy as `miroir-proxy --plugin MODULE` (found on PYTHONPATH)",
+    )
     up.add_argument("--detach", action="store_true", help="leave it running and exit")
     stop = dev.add_parser("down", help="stop a cluster started with --detach")
     stop.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR))
@@ -82,6 +89,7 @@ def _up(args: argparse.Namespace) -> int:
             else None,
             proxies=args.proxies,
             store=None if args.store == "sqlite" else args.store,
+            plugins=tuple(args.plugin),
         )
     except ValueError as e:
         print(f"miroir dev up: {e}", file=sys.stderr)

@@ -218,6 +218,12 @@ class NodeProcess:
             args += ["--no-analytics", "--env", "development"]
         return args + list(self.extra_args)
 
+    def environment(self) -> dict[str, str]:
+        """The child's environment: ours without the variables that would change its settings."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(self.dropped_env_prefixes)}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
     def start(self) -> None:
         if self.is_running:
             raise RuntimeError(f"node on port {self.port} is already running")
@@ -227,12 +233,10 @@ class NodeProcess:
         self._log = self.log_path.open("ab")
         # The flags are the whole configuration: inherited MEILI_* or devnode variables would
         # silently change what a test runs against.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(self.dropped_env_prefixes)}
-        env["PYTHONUNBUFFERED"] = "1"
         self._process = subprocess.Popen(
             self.command(),
             cwd=self.data_dir,
-            env=env,
+            env=self.environment(),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -438,6 +442,10 @@ class ProxyProcess(NodeProcess):
     `config` is the proxy's settings tree without `listen` (the ports are ours to choose);
     `state_path` defaults to a file under `data_dir`, so a restart keeps the task registry.
     Edit `config` and call `restart()` to run the same state under new settings.
+
+    `plugins` are passed as `--plugin MODULE` (`miroir_proxy/api/plugins.py`); the directories
+    of `python_path` go first on the child's `PYTHONPATH`, so it can import a module that is not
+    installed (the tests' scaffolding: the child runs in `data_dir`, not in the repository).
     """
 
     # MIROIR_* variables override the file's secrets: inheriting them would change the keys.
@@ -451,6 +459,8 @@ class ProxyProcess(NodeProcess):
         port: int | None = None,
         metrics_port: int | None = None,
         log_level: str = "INFO",
+        plugins: Sequence[str] = (),
+        python_path: Sequence[Path] = (),
     ) -> None:
         spare = free_ports(2)
         super().__init__(
@@ -461,6 +471,8 @@ class ProxyProcess(NodeProcess):
         self.metrics_port = metrics_port or spare[1]
         self.config = config
         self.log_level = log_level
+        self.plugins = tuple(plugins)
+        self.python_path = tuple(Path(p).resolve() for p in python_path)
 
     @property
     def config_path(self) -> Path:
@@ -475,7 +487,21 @@ class ProxyProcess(NodeProcess):
         return f"http://{LOOPBACK}:{self.metrics_port}"
 
     def command(self) -> list[str]:
-        return [self.binary.path, "--config", str(self.config_path), "--log-level", self.log_level]
+        return [self.binary.path, *self.proxy_args()]
+
+    def proxy_args(self) -> list[str]:
+        """`miroir-proxy`'s arguments."""
+        args = ["--config", str(self.config_path), "--log-level", self.log_level]
+        for plugin in self.plugins:
+            args += ["--plugin", plugin]
+        return args
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        inherited = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
+        if self.python_path:
+            env["PYTHONPATH"] = os.pathsep.join([*map(str, self.python_path), *inherited])
+        return env
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

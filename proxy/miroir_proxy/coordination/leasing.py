@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
 
+from miroir_proxy.background import BackgroundTasks
 from miroir_proxy.state.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class LeaseKeeper:
         self._validity_s = (ttl_ms - ttl_ms // 10) / 1000
         self._valid_until = 0.0
         self._granted = asyncio.Condition()
-        self._runner: asyncio.Task[NoReturn] | None = None
+        self._background = BackgroundTasks(log)
 
     @property
     def held(self) -> bool:
@@ -141,9 +142,9 @@ class LeaseKeeper:
             log.warning("lease %s: could not release (it expires by itself): %s", self.scope, e)
 
     async def __aenter__(self) -> Self:
-        if self._runner is not None:
+        if self._background.running:
             raise RuntimeError(f"lease keeper {self.scope} is already running")
-        self._runner = asyncio.create_task(self.run(), name=f"miroir-lease-{self.scope}")
+        self._background.start(f"lease keeper {self.scope}", self.run)
         return self
 
     async def __aexit__(
@@ -152,10 +153,7 @@ class LeaseKeeper:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.cancel()
-            await asyncio.wait({runner})
+        await self._background.stop()
         # Shielded: a successor should not wait out the TTL because our shutdown was cancelled.
         await asyncio.shield(self.release())
 

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
+from miroir_proxy.background import BackgroundTasks
 from miroir_proxy.config import CoordinationConfig
 from miroir_proxy.state.store import Store, StoreUnavailable
 
-from . import demojobs
 from .leasing import LeaseKeeper
 from .ownership import Ownership
 from .peers import PeerSet
@@ -29,22 +29,9 @@ from .queueing import Handler, JobQueue, Worker
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT_S = 5.0
-
 
 def default_pod_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-async def supervise(name: str, loop: Callable[[], Awaitable[Any]], restart_s: float) -> NoReturn:
-    """Run `loop` forever: when it dies, log why and restart it after `restart_s`."""
-    while True:
-        try:
-            await loop()
-            log.error("%s returned; restarting in %.3f s", name, restart_s)
-        except Exception:
-            log.exception("%s died; restarting in %.3f s", name, restart_s)
-        await asyncio.sleep(restart_s)
 
 
 class Coordination:
@@ -74,14 +61,13 @@ class Coordination:
             poll_ms=config.peer_heartbeat_ms,
             concurrency=config.job_concurrency,
         )
-        self.worker.register(demojobs.KIND, demojobs.make_handler(store, self.token))
         self.pruner = TaskPruner(
             store,
             self.ownership,
             retention_s=config.task_retention_s,
             interval_ms=config.task_prune_interval_ms,
         )
-        self._loops: list[asyncio.Task[NoReturn]] = []
+        self._background = BackgroundTasks(log)
 
     @property
     def in_progress(self) -> int:
@@ -131,10 +117,8 @@ class Coordination:
         ]
         if self._config.job_concurrency:
             loops.append(("job worker", self.worker.run))
-        self._loops = [
-            asyncio.create_task(supervise(name, loop, restart_s), name=f"miroir-{name}")
-            for name, loop in loops
-        ]
+        for name, loop in loops:
+            self._background.start(name, loop, restart_s=restart_s)
         return self
 
     async def __aexit__(
@@ -143,11 +127,5 @@ class Coordination:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        loops, self._loops = self._loops, []
-        for task in loops:
-            task.cancel()
-        if loops:
-            _, stuck = await asyncio.wait(loops, timeout=STOP_TIMEOUT_S)
-            for task in stuck:
-                log.error("%s did not stop within %.1f s", task.get_name(), STOP_TIMEOUT_S)
+        await self._background.stop()
         await self.peers.leave()

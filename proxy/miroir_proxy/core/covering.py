@@ -32,6 +32,11 @@ class Covering:
     uncovered: tuple[int, ...]
 
     @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups that serve some shard, in preference order."""
+        return tuple(dict.fromkeys(a.group_id for a in self.assignments))
+
+    @property
     def complete(self) -> bool:
         return not self.uncovered
 

@@ -80,6 +80,12 @@ CODES: dict[str, tuple[int, str]] = {
     "miroir_route_not_found": (404, "invalid_request"),
     "miroir_method_not_allowed": (405, "invalid_request"),
     "miroir_job_not_found": (404, "invalid_request"),
+    "miroir_group_not_found": (404, "invalid_request"),
+    "miroir_invalid_node": (400, "invalid_request"),
+    "miroir_node_not_found": (404, "invalid_request"),
+    "miroir_node_not_drained": (409, "invalid_request"),
+    "miroir_operation_not_found": (404, "invalid_request"),
+    "miroir_operation_in_progress": (409, "invalid_request"),
 }
 
 

@@ -14,8 +14,7 @@ import dataclasses
 from collections.abc import Collection, Iterable
 
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.core.placement import group_placement
-from miroir_proxy.core.topology import Topology
+from miroir_proxy.core.placement import Layout
 
 
 def quorum_size(replicas: int) -> int:
@@ -51,7 +50,7 @@ class WriteVerdict:
 
 
 def judge_write(
-    topology: Topology,
+    layout: Layout,
     shards: Iterable[int],
     acked: Collection[str],
     *,
@@ -62,16 +61,12 @@ def judge_write(
     A node acknowledges its whole batch or nothing, so acknowledgements are per node.
     Quorum is counted over a shard's actual replicas, which differ from RF only while a
     group has fewer nodes than RF. ``index_shards`` is the index's own shard count
-    (``topology.shards`` is only the default for new indexes).
+    (``topology.shards`` is only the default for new indexes). ``layout`` must be the one
+    the write was routed with.
     """
     acked_set = acked if isinstance(acked, frozenset | set) else frozenset(acked)
-    placements = [
-        (
-            group,
-            group_placement(group, index_shards or topology.shards, topology.replication_factor),
-        )
-        for group in topology.groups
-    ]
+    count = index_shards or layout.topology.shards
+    placements = [(group, layout.placement(group, count)) for group in layout.topology.groups]
     no_quorum: list[int] = []
     degraded: list[MissedReplica] = []
     for shard in sorted(set(shards)):

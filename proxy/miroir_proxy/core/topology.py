@@ -1,7 +1,12 @@
-"""Topology values: nodes, replica groups and the versioned cluster layout.
+"""Topology values: nodes, replica groups, their assignment tables and the versioned layout.
 
-Values are frozen; a topology change builds a new ``Topology`` with a higher epoch and the
-holder swaps the reference atomically, so a request always sees one consistent layout.
+Values are frozen; a topology change builds a new ``Topology`` with a higher epoch (see
+``core.changes``) and the holder swaps the reference atomically, so a request always sees
+one consistent layout.
+
+Every check of what a valid layout is lives here (node ids and URLs, unique ids, tables
+that only name the group's nodes), so the configuration file, the stored document and
+the admin API reject the same things with the same words.
 """
 
 from __future__ import annotations
@@ -11,6 +16,11 @@ import enum
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from miroir_proxy.core.assignment import Table, rendezvous_table
+
+NODE_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+MAX_SHARDS = 4096
+
 
 class GroupState(enum.StrEnum):
     ACTIVE = "active"
@@ -19,26 +29,77 @@ class GroupState(enum.StrEnum):
     DRAINING = "draining"
 
 
+def check_node_id(value: object) -> str:
+    if not isinstance(value, str) or not value or not set(value) <= NODE_ID_CHARS:
+        raise ValueError(f"node id {value!r} must be non-empty [A-Za-z0-9._-]")
+    return value
+
+
+def check_node_url(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError(f"node url {value!r} must start with http:// or https://")
+    return value.rstrip("/")
+
+
+def check_group_id(value: object) -> str:
+    if not isinstance(value, str) or not value or not set(value) <= NODE_ID_CHARS:
+        raise ValueError(f"group id {value!r} must be non-empty [A-Za-z0-9._-]")
+    return value
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Node:
     id: str
     url: str
+    # A draining node keeps serving what its group's tables still give it, but the
+    # planner gives it nothing new and moves its replicas away.
+    draining: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReplicaGroup:
+    """A group of nodes that together hold every shard once per replica.
+
+    ``tables`` maps a shard count S to the group's assignment table for indexes with S
+    shards; ``table[s]`` lists the nodes holding shard ``s``. An S without a table gets
+    the planner's first table for the group's nodes (``Layout`` computes it), so the
+    same inputs give every pod the same placement.
+    """
+
     id: str
     nodes: tuple[Node, ...]
     state: GroupState = GroupState.ACTIVE
+    tables: Mapping[int, Table] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ids = [node.id for node in self.nodes]
         if len(set(ids)) != len(ids):
             raise ValueError(f"group {self.id!r} lists a node twice")
+        members = set(ids)
+        for shards, table in self.tables.items():
+            if len(table) != shards:
+                raise ValueError(
+                    f"group {self.id!r}: the table for S={shards} has {len(table)} rows"
+                )
+            for replicas in table:
+                if (
+                    not replicas
+                    or len(set(replicas)) != len(replicas)
+                    or not members >= set(replicas)
+                ):
+                    raise ValueError(
+                        f"group {self.id!r}: the table for S={shards} names a node twice, "
+                        "none, or one outside the group"
+                    )
 
     @property
     def node_ids(self) -> tuple[str, ...]:
         return tuple(node.id for node in self.nodes)
+
+    @property
+    def placeable_ids(self) -> tuple[str, ...]:
+        """The nodes the planner may give replicas to (all but the draining ones)."""
+        return tuple(node.id for node in self.nodes if not node.draining)
 
     @property
     def serves_searches(self) -> bool:
@@ -51,7 +112,12 @@ class ReplicaGroup:
         return dataclasses.replace(self, nodes=(*self.nodes, node))
 
     def without_node(self, node_id: str) -> ReplicaGroup:
-        return dataclasses.replace(self, nodes=tuple(n for n in self.nodes if n.id != node_id))
+        """The group without the node, and without tables (they named it: replan them)."""
+        nodes = tuple(n for n in self.nodes if n.id != node_id)
+        return dataclasses.replace(self, nodes=nodes, tables={})
+
+    def with_tables(self, tables: Mapping[int, Table]) -> ReplicaGroup:
+        return dataclasses.replace(self, tables=dict(tables))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,8 +128,8 @@ class Topology:
     groups: tuple[ReplicaGroup, ...]
 
     def __post_init__(self) -> None:
-        if self.shards < 1:
-            raise ValueError("an index needs at least one shard")
+        if not 1 <= self.shards <= MAX_SHARDS:
+            raise ValueError(f"an index needs from 1 to {MAX_SHARDS} shards")
         if self.replication_factor < 1:
             raise ValueError("the replication factor must be at least 1")
         group_ids = [group.id for group in self.groups]
@@ -81,6 +147,9 @@ class Topology:
                 return group
         raise KeyError(group_id)
 
+    def has_group(self, group_id: str) -> bool:
+        return any(group.id == group_id for group in self.groups)
+
     def nodes(self) -> Iterator[Node]:
         for group in self.groups:
             yield from group.nodes
@@ -93,6 +162,10 @@ class Topology:
 
     def search_groups(self) -> tuple[ReplicaGroup, ...]:
         return tuple(group for group in self.groups if group.serves_searches)
+
+    def shard_counts(self) -> frozenset[int]:
+        """Every S some group keeps a table for, and the default S for new indexes."""
+        return frozenset({self.shards, *(s for g in self.groups for s in g.tables)})
 
     def with_group(self, group: ReplicaGroup) -> Topology:
         """Add ``group`` or replace the group with its id, in a new epoch."""
@@ -108,7 +181,7 @@ class Topology:
         return dataclasses.replace(self, epoch=self.epoch + 1, groups=groups)
 
 
-def to_document(topology: Topology) -> dict[str, Any]:
+def to_document(topology: Topology, *, tables: bool = True) -> dict[str, Any]:
     """The JSON form kept in the state store (the epoch is stored beside it)."""
     return {
         "shards": topology.shards,
@@ -117,24 +190,84 @@ def to_document(topology: Topology) -> dict[str, Any]:
             {
                 "id": group.id,
                 "state": group.state.value,
-                "nodes": [{"id": node.id, "url": node.url} for node in group.nodes],
+                "nodes": [
+                    {
+                        "id": node.id,
+                        "url": node.url,
+                        **({"draining": True} if node.draining else {}),
+                    }
+                    for node in group.nodes
+                ],
+                **(
+                    {
+                        "tables": {
+                            str(s): [list(r) for r in table] for s, table in group.tables.items()
+                        }
+                    }
+                    if tables
+                    else {}
+                ),
             }
             for group in topology.groups
         ],
     }
 
 
+def _node_document(node: Node) -> dict[str, Any]:
+    document: dict[str, Any] = {"id": node.id, "url": node.url}
+    if node.draining:
+        document["draining"] = True
+    return document
+
+
 def from_document(epoch: int, document: Mapping[str, Any]) -> Topology:
-    return Topology(
-        epoch=epoch,
-        shards=int(document["shards"]),
-        replication_factor=int(document["replicationFactor"]),
-        groups=tuple(
-            ReplicaGroup(
-                str(group["id"]),
-                tuple(Node(str(n["id"]), str(n["url"])) for n in group["nodes"]),
-                GroupState(group["state"]),
-            )
-            for group in document["groups"]
-        ),
+    """A validated topology from its JSON form; raises ValueError naming what is wrong.
+
+    A group stored before assignment tables existed keeps the rendezvous placement it was
+    routed with, as its table for the default S: upgrading moves no data.
+    """
+    try:
+        shards = document["shards"]
+        replication_factor = document["replicationFactor"]
+        groups = document["groups"]
+        if type(shards) is not int or type(replication_factor) is not int:
+            raise ValueError("`shards` and `replicationFactor` must be integers")
+        if not isinstance(groups, list):
+            raise ValueError("`groups` must be an array")
+        return Topology(
+            epoch=epoch,
+            shards=shards,
+            replication_factor=replication_factor,
+            groups=tuple(_group(g, shards, replication_factor) for g in groups),
+        )
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"the topology document is malformed: {e!r}") from e
+
+
+def _group(document: Any, shards: int, rf: int) -> ReplicaGroup:
+    if not isinstance(document, Mapping):
+        raise ValueError("every group is an object with `id` and `nodes`")
+    group_id = check_group_id(document.get("id"))
+    nodes = document.get("nodes")
+    if not isinstance(nodes, list):
+        raise ValueError(f"group {group_id!r}: `nodes` must be an array")
+    members = tuple(
+        Node(check_node_id(n.get("id")), check_node_url(n.get("url")), n.get("draining") is True)
+        if isinstance(n, Mapping)
+        else _not_a_node(group_id)
+        for n in nodes
     )
+    state = document.get("state", GroupState.ACTIVE.value)
+    if state not in {s.value for s in GroupState}:
+        states = ", ".join(f"`{s.value}`" for s in GroupState)
+        raise ValueError(f"group {group_id!r}: `state` must be one of {states}")
+    stored = document.get("tables")
+    if stored is None:
+        tables = {shards: rendezvous_table([n.id for n in members], rf, shards)} if members else {}
+    else:
+        tables = {int(s): tuple(tuple(r) for r in rows) for s, rows in stored.items()}
+    return ReplicaGroup(group_id, members, GroupState(state), tables)
+
+
+def _not_a_node(group_id: str) -> Node:
+    raise ValueError(f"group {group_id!r}: every node is an object with `id` and `url`")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from miroir_proxy.config import MiroirConfig
+from miroir_proxy.core.assignment import plan
 from miroir_proxy.core.covering import Covering, covering_set
-from miroir_proxy.core.placement import Placement, group_placement
+from miroir_proxy.core.placement import Layout, Placement
 from miroir_proxy.core.topology import Node, ReplicaGroup, Topology
 from miroir_proxy.nodes.client import NodeClient, NodeResponse, QueryParams
 from miroir_proxy.nodes.errors import NodeUnavailable
@@ -27,12 +29,18 @@ _MAX_COVERINGS = 1024
 
 
 def topology_from_config(config: MiroirConfig, epoch: int = 1) -> Topology:
+    """The first topology of a new cluster: the configured groups with balanced tables."""
+    rf, shards = config.replication_factor, config.shards
     return Topology(
         epoch=epoch,
-        shards=config.shards,
-        replication_factor=config.replication_factor,
+        shards=shards,
+        replication_factor=rf,
         groups=tuple(
-            ReplicaGroup(g.id, tuple(Node(n.id, n.url) for n in g.nodes))
+            ReplicaGroup(
+                g.id,
+                tuple(Node(n.id, n.url) for n in g.nodes),
+                tables={shards: plan(None, [n.id for n in g.nodes], rf, shards)},
+            )
             for g in config.replica_groups
         ),
     )
@@ -49,38 +57,47 @@ class Cluster:
         self.config = config
         self.nodes = nodes
         self.health = health
-        self._topology = topology
+        self._layout = Layout(topology)
         self._urls = {n.id: n.url for n in topology.nodes()}
         self._rotation = itertools.count()
-        self._coverings: dict[Hashable, Covering] = {}
+        self._coverings: dict[Hashable, tuple[Covering, tuple[str, ...]]] = {}
+        # Covering sets handed out per replica group (`miroir_group_reads_total`).
+        self.reads_by_group: Counter[str] = Counter()
+
+    @property
+    def layout(self) -> Layout:
+        """The current epoch's layout: a request takes it once and routes with it to the end."""
+        return self._layout
 
     @property
     def topology(self) -> Topology:
-        return self._topology
+        return self._layout.topology
 
     def replace_topology(self, topology: Topology) -> None:
         """Swap in a newer layout; requests already running keep the one they started with."""
-        if topology.epoch <= self._topology.epoch:
+        if topology.epoch <= self._layout.epoch:
             return
-        self._topology = topology
-        self._urls = {n.id: n.url for n in topology.nodes()}
+        # URLs of nodes leaving the topology stay known: a request of the previous epoch
+        # may still be calling them.
+        self._urls = {**self._urls, **{n.id: n.url for n in topology.nodes()}}
+        self._layout = Layout(topology)
         self._coverings = {}
 
     def all_nodes(self) -> list[Node]:
-        return list(self._topology.nodes())
+        return list(self._layout.topology.nodes())
 
     def is_healthy(self, node_id: str) -> bool:
         return self.health is None or self.health.is_healthy(node_id)
 
     def placement(self, group: ReplicaGroup, shards: int) -> Placement:
-        return group_placement(group, shards, self._topology.replication_factor)
+        return self._layout.placement(group, shards)
 
     def search_groups(self) -> list[ReplicaGroup]:
         """Active groups, starting with this request's round-robin pick."""
         return self._groups_from(next(self._rotation))
 
     def _groups_from(self, turn: int) -> list[ReplicaGroup]:
-        groups = list(self._topology.search_groups())
+        groups = list(self._layout.topology.search_groups())
         if not groups:
             return []
         start = turn % len(groups)
@@ -96,6 +113,7 @@ class Cluster:
         # One draw per search picks both the first group and the replica rotation inside
         # it: two draws per search would always land on the same group when there are two.
         turn = next(self._rotation)
+        layout = self._layout
         groups = self._groups_from(turn)
         group_turn, rotation = turn, turn // max(1, len(groups))
         health = tuple(map(self.is_healthy, self._urls))
@@ -106,21 +124,25 @@ class Cluster:
             rotation % self._rotation_period(),
             health,
         )
-        covering = self._coverings.get(key)
-        if covering is None:
+        cached = self._coverings.get(key)
+        if cached is None:
             if len(self._coverings) >= _MAX_COVERINGS:
                 self._coverings.clear()
-            covering = self._coverings[key] = covering_set(
-                [(g.id, self.placement(g, shards)) for g in groups],
+            covering = covering_set(
+                [(g.id, layout.placement(g, shards)) for g in groups],
                 self.is_healthy,
                 rotation=rotation,
                 shards=only,
             )
+            cached = self._coverings[key] = (covering, covering.groups)
+        covering, serving = cached
+        for group_id in serving:
+            self.reads_by_group[group_id] += 1
         return covering
 
     def _rotation_period(self) -> int:
         # Replica choice depends on the rotation modulo each shard's replica count (1..RF).
-        return math.lcm(*range(1, self._topology.replication_factor + 1))
+        return math.lcm(*range(1, self._layout.topology.replication_factor + 1))
 
     async def call(
         self,

@@ -12,7 +12,6 @@ never hang). The status rules live in `taskstatus`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from miroir_proxy.background import BackgroundTasks
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.nodes.errors import NodeError
 from miroir_proxy.state.store import NodeTaskRef, Store, TaskRecord
@@ -60,7 +60,7 @@ class TaskRegistry:
         self._deadline = timedelta(milliseconds=cluster.config.timeouts.task_node_deadline_ms)
         self._pending: dict[int, TaskRecord] = {}
         self._wake = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
+        self._background = BackgroundTasks(log)
 
     summary = staticmethod(taskstatus.summary)
     render = staticmethod(taskstatus.render)
@@ -68,7 +68,7 @@ class TaskRegistry:
     async def __aenter__(self) -> Self:
         for record in await self._store.unfinished_tasks():
             self._pending[record.uid] = record
-        self._runner = asyncio.create_task(self._run(), name="miroir-task-aggregator")
+        self._background.start("task aggregator", self._run)
         self._wake.set()
         return self
 
@@ -78,11 +78,7 @@ class TaskRegistry:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+        await self._background.stop()
 
     async def enqueue(
         self,

@@ -15,7 +15,6 @@ poll marks it up again, so the pod recovers by itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Collection, Mapping
 from types import TracebackType
@@ -23,6 +22,7 @@ from typing import Any, Self
 
 import orjson
 
+from miroir_proxy.background import BackgroundTasks
 from miroir_proxy.core.topology import Topology, from_document, to_document
 from miroir_proxy.state import kvkeys
 from miroir_proxy.state.store import Store, StoreUnavailable
@@ -53,7 +53,7 @@ class TopologyWatcher:
         self._poll_s = poll_ms / 1000
         self._ack_ttl_s = max(ack_ttl_ms, 3 * poll_ms) / 1000
         self._store_down = False
-        self._runner: asyncio.Task[None] | None = None
+        self._background = BackgroundTasks(log)
 
     @property
     def store_down(self) -> bool:
@@ -64,7 +64,7 @@ class TopologyWatcher:
         self._store_down = True
 
     async def __aenter__(self) -> Self:
-        self._runner = asyncio.create_task(self._run(), name="miroir-topology-watch")
+        self._background.start("topology watch", self._run)
         return self
 
     async def __aexit__(
@@ -73,11 +73,7 @@ class TopologyWatcher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+        await self._background.stop()
 
     async def poll_once(self) -> None:
         """Adopt the stored epoch if it is newer, then acknowledge the epoch in use."""
@@ -95,22 +91,31 @@ class TopologyWatcher:
             log.info("the state store is reachable again")
         self._store_down = False
 
-    async def publish(self, expected_epoch: int, document: Mapping[str, Any]) -> Topology:
-        """Store `document` as the epoch after `expected_epoch` and route with it at once;
-        `StaleEpoch` when another change got there first. Other pods follow within a poll."""
-        topology = from_document(expected_epoch + 1, document)
-        epoch = await self._store.put_topology(expected_epoch, to_document(topology))
+    async def stored(self) -> Topology:
+        """The store's current topology (this pod adopts it if it is newer)."""
+        stored = await self._store.get_topology()
+        if stored is None:
+            raise RuntimeError("the state store holds no topology")
+        topology = from_document(*stored)
+        self._cluster.replace_topology(topology)
+        return topology
+
+    async def publish(self, topology: Topology) -> None:
+        """Store `topology` as the epoch after `topology.epoch - 1` and route with it at
+        once; `StaleEpoch` when another change got there first. Other pods follow within a
+        poll."""
+        expected = topology.epoch - 1
+        epoch = await self._store.put_topology(expected, to_document(topology))
         if epoch is None:
             stored = await self._store.get_topology()
-            raise StaleEpoch(expected_epoch, None if stored is None else stored[0])
+            raise StaleEpoch(expected, None if stored is None else stored[0])
         self._cluster.replace_topology(topology)
         await self._acknowledge()
-        return topology
 
     def _adopt(self, epoch: int, document: Mapping[str, Any]) -> None:
         try:
             topology = from_document(epoch, document)
-        except (KeyError, TypeError, ValueError):
+        except ValueError:
             log.exception("ignoring unreadable topology epoch %d", epoch)
             return
         previous = self._cluster.topology.epoch

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import chain
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ from miroir_proxy.core.pk import (
     validate_document_id,
 )
 from miroir_proxy.core.pk import document_id as extract_id
+from miroir_proxy.core.placement import Layout
 from miroir_proxy.core.quorum import judge_write
 from miroir_proxy.nodes.client import NodeResponse
 from miroir_proxy.nodes.errors import NodeError
@@ -48,6 +50,9 @@ from .tasks import TaskRegistry
 from .taskstatus import node_error
 
 SHARD_FIELD = "_miroir_shard"
+# When the proxy accepted the document's current version, in milliseconds of the pod's
+# clock: a copy or repair never puts an older version over a newer one.
+UPDATED_FIELD = "_miroir_updated_at"
 ADDITION = "documentAdditionOrUpdate"
 DELETION = "documentDeletion"
 JSON = "application/json"
@@ -147,13 +152,14 @@ class DocumentWriter:
             return WriteResult(
                 await self._registry.enqueue(index_uid, ADDITION, [], details=details, extra=extra)
             )
-        targets = route_batch(self._cluster, documents, ids, meta.shards)
+        layout = self._cluster.layout
+        targets = route_batch(layout, documents, ids, meta.shards)
         params = {"primaryKey": pk}
         if skip_creation:
             params["skipCreation"] = "true"
         method = "PUT" if merge else "POST"
         path = f"/indexes/{index_uid}/documents"
-        result = await self._write(job, method, path, params, targets, meta.shards)
+        result = await self._write(job, method, path, params, targets, layout, meta.shards)
         if result.task is not None and meta.primary_key != pk:
             await self._catalog.set_primary_key(index_uid, pk)
         return result
@@ -169,9 +175,10 @@ class DocumentWriter:
         by_shard: dict[int, list[Any]] = {}
         for doc_id, shard in zip(ids, shards_of(ids, meta.shards), strict=True):
             by_shard.setdefault(shard, []).append(doc_id)
-        targets = shard_targets(self._cluster, meta.shards, by_shard)
+        layout = self._cluster.layout
+        targets = shard_targets(layout, meta.shards, by_shard)
         path = f"/indexes/{index_uid}/documents/delete-batch"
-        return await self._write(job, "POST", path, {}, targets, meta.shards)
+        return await self._write(job, "POST", path, {}, targets, layout, meta.shards)
 
     async def delete_by_filter(
         self, index_uid: str, filter_: Any, extra: Mapping[str, Any] | None = None
@@ -198,12 +205,13 @@ class DocumentWriter:
         meta = await self._catalog.get(job.index_uid)
         if meta is None:
             return await self._failed(job, index_not_found(job.index_uid))
+        layout = self._cluster.layout
         targets: dict[str, _Target] = {}
-        for group in self._cluster.topology.groups:
-            held = self._cluster.placement(group, meta.shards).node_shards
+        for group in layout.topology.groups:
+            held = layout.placement(group, meta.shards).node_shards
             for node in group.nodes:
                 targets[node.id] = _Target(group.id, sorted(held.get(node.id, ())), body)
-        return await self._write(job, method, path, {}, targets, meta.shards)
+        return await self._write(job, method, path, {}, targets, layout, meta.shards)
 
     async def _write(
         self,
@@ -212,12 +220,13 @@ class DocumentWriter:
         path: str,
         params: Mapping[str, str],
         targets: Mapping[str, _Target],
+        layout: Layout,
         shards: int,
     ) -> WriteResult:
         # Once node batches are on their way the outcome must be registered even if the
         # client goes away, or the nodes would hold writes no task describes.
         return await asyncio.shield(
-            self._write_unshielded(job, method, path, params, targets, shards)
+            self._write_unshielded(job, method, path, params, targets, layout, shards)
         )
 
     async def _write_unshielded(
@@ -227,6 +236,7 @@ class DocumentWriter:
         path: str,
         params: Mapping[str, str],
         targets: Mapping[str, _Target],
+        layout: Layout,
         shards: int,
     ) -> WriteResult:
         nodes = list(targets)
@@ -241,7 +251,7 @@ class DocumentWriter:
         if not acked and refusals:
             raise NodeRefused(refusals[0])
         touched = {shard for t in targets.values() for shard in t.shards}
-        verdict = judge_write(self._cluster.topology, touched, acked, index_shards=shards)
+        verdict = judge_write(layout, touched, acked, index_shards=shards)
         if not verdict.succeeded:
             raise verdict.no_quorum_error()
         refs = [
@@ -294,20 +304,21 @@ class DocumentWriter:
 
 
 def route_batch(
-    cluster: Cluster, documents: list[dict[str, Any]], ids: list[DocumentId], shards: int
+    layout: Layout, documents: list[dict[str, Any]], ids: list[DocumentId], shards: int
 ) -> dict[str, _Target]:
-    """Each document tagged with its shard (by `ids`, already validated) and serialized
-    into the body of every node that replicates the shard, in every group."""
-    return shard_targets(cluster, shards, _by_shard(documents, ids, shards))
+    """Each document tagged with its shard (by `ids`, already validated) and its write
+    time, and serialized into the body of every node that replicates the shard, in every
+    group."""
+    return shard_targets(layout, shards, _by_shard(documents, ids, shards))
 
 
 def shard_targets(
-    cluster: Cluster, shards: int, by_shard: Mapping[int, list[Any]]
+    layout: Layout, shards: int, by_shard: Mapping[int, list[Any]]
 ) -> dict[str, _Target]:
     """One JSON array per node, holding the items of every shard it replicates."""
     targets: dict[str, _Target] = {}
-    for group in cluster.topology.groups:
-        replicas = cluster.placement(group, shards).replicas
+    for group in layout.topology.groups:
+        replicas = layout.placement(group, shards).replicas
         for shard in by_shard:
             for node_id in replicas[shard]:
                 target = targets.get(node_id)
@@ -328,6 +339,10 @@ def shard_targets(
             body = bodies[key] = orjson.dumps(items)
         target.body = body
     return targets
+
+
+def write_stamp() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def document_ids(documents: list[dict[str, Any]], pk: str) -> list[DocumentId]:
@@ -363,10 +378,12 @@ def _plain(value: str) -> bool:
 def _by_shard(
     documents: list[dict[str, Any]], ids: list[DocumentId], shards: int
 ) -> dict[int, list[dict[str, Any]]]:
-    """Each document tagged with its shard, grouped by shard."""
+    """Each document tagged with its shard and write time, grouped by shard."""
     by_shard: dict[int, list[dict[str, Any]]] = {}
+    stamp = write_stamp()
     for document, shard in zip(documents, shards_of(ids, shards), strict=True):
         document[SHARD_FIELD] = shard
+        document[UPDATED_FIELD] = stamp
         bucket = by_shard.get(shard)
         if bucket is None:
             by_shard[shard] = [document]

@@ -219,7 +219,7 @@ class _Pool:
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self.release(None)  # the slot was handed to us just as we gave up
-            else:
+            elif waiter in self._waiters:  # `release` drops cancelled waiters itself
                 self._waiters.remove(waiter)
             raise
 

@@ -12,9 +12,9 @@ Two decisions a newcomer would otherwise get wrong:
   `unhealthy_after` is 1). Recovery comes from probes, since an unhealthy node gets no
   traffic to report on.
 
-The probe loop runs as one supervised task: if a round fails unexpectedly (a bug, a
-topology callable raising) it is logged and the loop restarts after one interval;
-`stop()` cancels it and waits for it to finish. Give the prober its own small
+The probe loop runs as one supervised task (`miroir_proxy.background`): if a round fails
+unexpectedly (a bug, a topology callable raising) it is logged and the loop restarts after
+one interval; `stop()` cancels it and waits for it to finish. Give the prober its own small
 `NodeClient`: probes sharing the request pool would queue behind a busy node's traffic and
 time out, and a node would be judged on our queue rather than on its health.
 """
@@ -29,6 +29,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import NoReturn, Self
 
+from miroir_proxy.background import BackgroundTasks
 from miroir_proxy.config import HealthConfig
 from miroir_proxy.core.topology import Node
 from miroir_proxy.nodes.client import NodeClient, excerpt
@@ -83,7 +84,7 @@ class HealthProber:
         self._config = config
         self._on_change = on_change
         self._trackers: dict[str, _Tracker] = {}
-        self._task: asyncio.Task[NoReturn] | None = None
+        self._background = BackgroundTasks(logger)
 
     def is_healthy(self, node_id: str) -> bool:
         tracker = self._trackers.get(node_id)
@@ -128,17 +129,14 @@ class HealthProber:
                 group.create_task(self._probe(node))
 
     def start(self) -> None:
-        if self._task is not None:
+        if self._background.running:
             raise RuntimeError("the health prober is already running")
-        self._task = asyncio.create_task(self._supervise(), name="miroir-health-prober")
+        self._background.start(
+            "health prober", self._run, restart_s=self._config.interval_ms / 1000
+        )
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            # wait() does not re-raise the task's CancelledError, so a cancellation of
-            # stop() itself is the only one that propagates from here.
-            await asyncio.wait([task])
+        await self._background.stop()
 
     async def __aenter__(self) -> Self:
         self.start()
@@ -151,15 +149,6 @@ class HealthProber:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-    async def _supervise(self) -> NoReturn:
-        restart_delay_s = self._config.interval_ms / 1000
-        while True:
-            try:
-                await self._run()
-            except Exception:
-                logger.exception("health prober died; restarting in %.3f s", restart_delay_s)
-                await asyncio.sleep(restart_delay_s)
 
     async def _run(self) -> NoReturn:
         loop = asyncio.get_running_loop()

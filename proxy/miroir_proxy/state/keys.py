@@ -26,6 +26,8 @@ class Keys:
         "indexes",
         "job_turn",
         "namespace",
+        "operation_seq",
+        "operations",
         "peer_expiry",
         "peers",
         "queue_depth",
@@ -57,6 +59,10 @@ class Keys:
         self.job_turn = f"{ns}jobs:turn"
         # Chunks not done over all jobs, maintained by the enqueue and complete scripts.
         self.queue_depth = f"{ns}jobs:depth"
+        # Sorted set operation id -> creation number (INCR of `operation_seq`): the order of
+        # the operations listing.
+        self.operations = f"{ns}operations"
+        self.operation_seq = f"{ns}operations:seq"
 
     @property
     def task_prefix(self) -> str:
@@ -85,6 +91,24 @@ class Keys:
 
     def phase(self, scope: str) -> str:
         return f"{self.namespace}phase:{scope}"
+
+    @property
+    def operation_prefix(self) -> str:
+        return f"{self.namespace}operation:"
+
+    def operation(self, op_id: str) -> str:
+        """Hash: the `OperationRecord` fields, text as is, dicts and `finished_at` as JSON,
+        `cancel_requested` as 0/1."""
+        return f"{self.operation_prefix}{op_id}"
+
+    @property
+    def running_prefix(self) -> str:
+        """Prefix of the per-scope keys; the save script derives one from a stored scope."""
+        return f"{self.namespace}operations:running:"
+
+    def running(self, scope: str) -> str:
+        """String: the id of the running operation holding `scope`; absent when none."""
+        return f"{self.running_prefix}{scope}"
 
     @property
     def job_prefix(self) -> str:

@@ -9,7 +9,7 @@ by itself once Redis answers again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,9 +26,11 @@ from .store import (
     ClaimedChunk,
     IndexMeta,
     JobProgress,
+    OperationRecord,
     StoreUnavailable,
     TaskPage,
     TaskRecord,
+    check_operation_state,
 )
 from .taskquery import TaskQuery
 
@@ -70,6 +72,42 @@ def _text(value: bytes | str) -> str:
 
 def _decode_task(body: bytes | str) -> TaskRecord:
     return TaskRecord(**orjson.loads(body))
+
+
+# How an operation hash stores the record: these as text, the rest as JSON, and the cancel
+# flag as 0/1. A save writes `state` plus `_OP_SAVED`.
+_OP_TEXT = ("id", "kind", "scope", "state", "phase", "started_at")
+_OP_JSON = ("params", "progress", "finished_at", "error")
+_OP_SAVED = ("phase", *_OP_JSON)
+
+
+def _op_fields(record: OperationRecord, names: tuple[str, ...]) -> list[str | bytes]:
+    flat: list[str | bytes] = []
+    for name in names:
+        value = getattr(record, name)
+        flat += [name, value if name in _OP_TEXT else orjson.dumps(value)]
+    return flat
+
+
+def _decode_operation(fields: Mapping[bytes | str, bytes | str]) -> OperationRecord:
+    f = {_text(k): v for k, v in fields.items()}
+    return OperationRecord(
+        id=_text(f["id"]),
+        kind=_text(f["kind"]),
+        scope=_text(f["scope"]),
+        state=_text(f["state"]),
+        phase=_text(f["phase"]),
+        started_at=_text(f["started_at"]),
+        params=orjson.loads(f["params"]),
+        progress=orjson.loads(f["progress"]),
+        finished_at=orjson.loads(f["finished_at"]),
+        error=orjson.loads(f["error"]),
+        cancel_requested=_text(f["cancel_requested"]) == "1",
+    )
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes | str, bytes | str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class RedisStore:
@@ -114,6 +152,10 @@ class RedisStore:
         self._heartbeat_chunk = register(scripts.HEARTBEAT_CHUNK)
         self._complete_chunk = register(scripts.COMPLETE_CHUNK)
         self._job_progress = register(scripts.JOB_PROGRESS)
+        self._create_operation = register(scripts.CREATE_OPERATION)
+        self._save_operation = register(scripts.SAVE_OPERATION)
+        self._request_cancel = register(scripts.REQUEST_CANCEL)
+        self._list_operations = register(scripts.LIST_OPERATIONS)
 
     @asynccontextmanager
     async def _reachable(self) -> AsyncIterator[None]:
@@ -376,6 +418,45 @@ class RedisStore:
         async with self._reachable():
             got = await self._job_progress(keys=keys)
         return None if got is None else JobProgress(*(int(v) for v in got))
+
+    # -- operation records --------------------------------------------------------------
+
+    async def create_operation(self, record: OperationRecord) -> str | None:
+        check_operation_state(record.state, new=True)
+        k = self._keys
+        keys = [k.operation(record.id), k.running(record.scope), k.operations, k.operation_seq]
+        args: list[str | bytes] = [record.id, *_op_fields(record, _OP_TEXT + _OP_JSON)]
+        args += ["cancel_requested", "1" if record.cancel_requested else "0"]
+        async with self._reachable():
+            holder = await self._create_operation(keys=keys, args=args)
+        return None if holder is None else _text(holder)
+
+    async def get_operation(self, op_id: str) -> OperationRecord | None:
+        async with self._reachable():
+            fields = await self._redis.hgetall(self._keys.operation(op_id))
+        return _decode_operation(fields) if fields else None
+
+    async def list_operations(self, limit: int = 100) -> list[OperationRecord]:
+        if limit <= 0:
+            return []
+        args: list[str | int] = [self._keys.operation_prefix, min(limit, _MAX_LIMIT)]
+        async with self._reachable():
+            found = await self._list_operations(keys=[self._keys.operations], args=args)
+        return [_decode_operation(_pairs(flat)) for flat in found]
+
+    async def save_operation(self, record: OperationRecord) -> bool:
+        check_operation_state(record.state)
+        args: list[str | bytes] = [record.id, self._keys.running_prefix, record.state]
+        args += _op_fields(record, _OP_SAVED)
+        async with self._reachable():
+            return bool(
+                await self._save_operation(keys=[self._keys.operation(record.id)], args=args)
+            )
+
+    async def request_cancel(self, op_id: str) -> OperationRecord | None:
+        async with self._reachable():
+            flat = await self._request_cancel(keys=[self._keys.operation(op_id)])
+        return None if flat is None else _decode_operation(_pairs(flat))
 
     async def ping(self) -> None:
         async with self._reachable():

@@ -321,3 +321,47 @@ if not f[1] then return false end
 return {tonumber(f[1]), tonumber(f[2]), redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf')}
 """
 )
+
+# KEYS: operation hash, running key of its scope, operations order, creation counter. ARGV:
+# id, then the record's field/value pairs. Returns nil when created, else the id that is in
+# the way: the same id (never overwritten) or the running holder of the scope.
+CREATE_OPERATION = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return ARGV[1] end
+local holder = redis.call('GET', KEYS[2])
+if holder then return holder end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
+return false
+"""
+
+# KEYS: operation hash. ARGV: id, running-key prefix, new state, then field/value pairs.
+# Only a running operation changes; leaving 'running' frees the stored scope.
+SAVE_OPERATION = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'scope')
+if f[1] ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], unpack(ARGV, 4))
+if ARGV[3] ~= 'running' then
+  local running = ARGV[2] .. f[2]
+  if redis.call('GET', running) == ARGV[1] then redis.call('DEL', running) end
+end
+return 1
+"""
+
+# KEYS: operation hash. Returns the flat HGETALL after the request, or nil if unknown.
+REQUEST_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+if state == 'running' then redis.call('HSET', KEYS[1], 'cancel_requested', '1') end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: operations order. ARGV: operation prefix, limit (>= 1). Returns one flat HGETALL
+# per operation, newest first.
+LIST_OPERATIONS = """
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1, 'REV')) do
+  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. id)
+end
+return out
+"""

@@ -15,6 +15,7 @@ from typing import Any, NotRequired, Protocol, TypedDict
 from .taskquery import TaskQuery
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+OPERATION_STATES = ("running", "succeeded", "failed", "canceled")
 
 
 class StoreUnavailable(Exception):
@@ -107,6 +108,40 @@ class JobProgress:
     @property
     def finished(self) -> bool:
         return self.done == self.total
+
+
+@dataclass(slots=True)
+class OperationRecord:
+    """One long cluster change (ARCHITECTURE §6), as `GET /_miroir/operations` shows it.
+
+    At most one operation per `scope` runs at a time; `id`, `kind`, `scope` and `started_at`
+    never change after creation, and `cancel_requested` only ever goes from False to True.
+    """
+
+    id: str
+    kind: str
+    scope: str
+    state: str = "running"
+    phase: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    progress: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str | None = None
+    error: dict[str, Any] | None = None
+    cancel_requested: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+
+def check_operation_state(state: str, *, new: bool = False) -> None:
+    """Backends refuse a state outside `OPERATION_STATES`, and a new operation that is not
+    running (programming errors)."""
+    if new and state != "running":
+        raise ValueError(f"a new operation is running, not {state!r}")
+    if state not in OPERATION_STATES:
+        raise ValueError(f"operation state {state!r}: expected one of {OPERATION_STATES}")
 
 
 class Store(Protocol):
@@ -234,6 +269,33 @@ class Store(Protocol):
         ...
 
     async def job_progress(self, job_id: str) -> JobProgress | None: ...
+
+    # Operation records (the admin API's `/_miroir/operations`).
+
+    async def create_operation(self, record: OperationRecord) -> str | None:
+        """Store a new running operation unless another running operation holds the same
+        scope. Returns None when created, else the id of the running operation that holds
+        the scope (atomic: of concurrent creators on one scope exactly one wins). An existing
+        id is never overwritten (its id is returned). `record.state` must be "running"."""
+        ...
+
+    async def get_operation(self, op_id: str) -> OperationRecord | None: ...
+
+    async def list_operations(self, limit: int = 100) -> list[OperationRecord]:
+        """The `limit` newest operations, newest (last created) first."""
+        ...
+
+    async def save_operation(self, record: OperationRecord) -> bool:
+        """Overwrite state, phase, params, progress, finished_at and error of a running
+        operation; True if written. A finished (or unknown) operation is never changed
+        (False); finishing one frees its scope. `cancel_requested` is not written: only
+        `request_cancel` sets it, so a save racing a cancel request keeps the request."""
+        ...
+
+    async def request_cancel(self, op_id: str) -> OperationRecord | None:
+        """Set `cancel_requested` on a running operation and return the record (None if
+        unknown). A finished operation is returned unchanged."""
+        ...
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` when the backend cannot be reached."""

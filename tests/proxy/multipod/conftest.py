@@ -26,6 +26,8 @@ from miroir_proxy.cli.devcluster import ClusterSpec, DevCluster
 from miroir_proxy.cli.processes import NodeProcess, ProxyProcess
 from miroir_proxy.state.keys import Keys
 
+from ..scaffold import PLUGIN, REPO_ROOT
+
 MASTER_KEY = "miroir-multipod-master-key-0123"
 NODE_KEY = "multipod-node-master-key-0123"
 HTTP_TIMEOUT_S = 10
@@ -136,6 +138,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
         proxy_settings=SETTINGS,
         proxies=3,
         store="redis",
+        plugins=(PLUGIN,),
+        python_path=(REPO_ROOT,),
     )
     cluster = DevCluster(spec)
     cluster.start()

@@ -1,11 +1,12 @@
 """Leases and the job queue across three proxy processes on one Redis, with kill -9.
 
-Leases: every pod joins the demo scope (`/_miroir/demo/leases/{name}`), whose holder runs
-a persisted phase machine. "One holder at any instant" is checked on two clocks at once:
-each pod reports the intervals during which its own `LeaseKeeper.held` was true, sampled
-on the system-wide monotonic clock, and those intervals must never overlap across pods;
-meanwhile a thread samples the lease key in Redis, and whenever a sample falls entirely
-inside a pod's interval the key must name that pod's token.
+Leases: every pod joins the demo scope (`/_miroir/scaffold/leases/{name}`, a route of the test
+plugin `tests/proxy/scaffold/`), whose holder runs a persisted phase machine. "One holder at
+any instant" is checked on two clocks at once: each pod reports the intervals during which its
+own `LeaseKeeper.held` was true, sampled on the system-wide monotonic clock, and those
+intervals must never overlap across pods; meanwhile a thread samples the lease key in Redis,
+and whenever a sample falls entirely inside a pod's interval the key must name that pod's
+token.
 
 Queue: `sleep-chunks` jobs record, per chunk, which worker token committed each step; the
 queue-depth counter and the job hashes are read from Redis in one transaction, so "depth
@@ -47,7 +48,7 @@ Sample = tuple[float, float, str | None]
 
 
 def _demo(url: str, name: str) -> str:
-    return f"{url}/_miroir/demo/leases/{name}"
+    return f"{url}/_miroir/scaffold/leases/{name}"
 
 
 @contextmanager
@@ -237,11 +238,11 @@ def _enqueue(url: str, job: str, chunks: int, steps: int, step_ms: int) -> bool:
         "steps": steps,
         "stepMs": step_ms,
     }
-    return bool(ok(http("POST", f"{url}/_miroir/jobs", json=body), 202)["created"])
+    return bool(ok(http("POST", f"{url}/_miroir/scaffold/jobs", json=body), 202)["created"])
 
 
 def _job(url: str, job: str) -> dict[str, Any]:
-    return dict(ok(http("GET", f"{url}/_miroir/jobs/{job}", params={"records": "true"})))
+    return dict(ok(http("GET", f"{url}/_miroir/scaffold/jobs/{job}")))
 
 
 def _finished(url: str, job: str) -> dict[str, Any]:

@@ -4,12 +4,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from miroir_proxy.core.assignment import plan
 from miroir_proxy.core.covering import covering_set, needs_shard_filter
-from miroir_proxy.core.placement import group_placement, place
+from miroir_proxy.core.placement import Layout, Placement
 from miroir_proxy.core.quorum import MissedReplica, judge_write, quorum_size
 from miroir_proxy.core.topology import GroupState, Node, ReplicaGroup, Topology
 
 NODES = ["node-0", "node-1", "node-2"]
+
+
+def place(node_ids: list[str], rf: int, shards: int) -> Placement:
+    return Placement.of(plan(None, node_ids, rf, shards), tuple(node_ids))
 
 
 def group(group_id: str, *node_ids: str, state: GroupState = GroupState.ACTIVE) -> ReplicaGroup:
@@ -61,7 +66,8 @@ def test_replicas_share_the_load_and_rotation_moves_it() -> None:
 
 def test_missing_shards_fall_back_to_the_next_group() -> None:
     g0, g1 = group("g0", *NODES), group("g1", "b-0", "b-1")
-    layouts = [("g0", group_placement(g0, 32, 1)), ("g1", group_placement(g1, 32, 1))]
+    layout = Layout(Topology(1, 32, 1, (g0, g1)))
+    layouts = [("g0", layout.placement(g0, 32)), ("g1", layout.placement(g1, 32))]
     dead = "node-1"
     cover = covering_set(layouts, lambda n: n != dead)
     assert cover.complete
@@ -106,13 +112,13 @@ def topology(rf: int, second_state: GroupState = GroupState.ACTIVE) -> Topology:
 
 def test_all_acks_succeed_without_degradation() -> None:
     topo = topology(3)
-    verdict = judge_write(topo, range(8), [n.id for n in topo.nodes()])
+    verdict = judge_write(Layout(topo), range(8), [n.id for n in topo.nodes()])
     assert verdict.succeeded and verdict.degraded == () and verdict.degraded_header() == ""
 
 
 def test_one_group_at_quorum_is_enough_and_misses_are_listed() -> None:
     topo = topology(3)
-    verdict = judge_write(topo, [0, 3], ["a0", "a1"])
+    verdict = judge_write(Layout(topo), [0, 3], ["a0", "a1"])
     assert verdict.succeeded
     assert MissedReplica("g0", 0, "a2") in verdict.degraded
     assert {m.node_id for m in verdict.degraded if m.group_id == "g1"} == {"b0", "b1", "b2"}
@@ -121,7 +127,7 @@ def test_one_group_at_quorum_is_enough_and_misses_are_listed() -> None:
 
 def test_no_group_at_quorum_fails_with_the_shards_named() -> None:
     topo = topology(3)
-    verdict = judge_write(topo, [1, 2], ["a0", "b0"])
+    verdict = judge_write(Layout(topo), [1, 2], ["a0", "b0"])
     assert not verdict.succeeded
     assert verdict.no_quorum_shards == (1, 2)
     error = verdict.no_quorum_error()
@@ -130,18 +136,18 @@ def test_no_group_at_quorum_fails_with_the_shards_named() -> None:
 
 def test_acks_from_a_syncing_group_do_not_make_a_write_succeed() -> None:
     topo = topology(3, GroupState.SYNCING)
-    assert not judge_write(topo, [4], ["b0", "b1", "b2"]).succeeded
-    assert judge_write(topo, [4], ["a0", "a1", "a2"]).succeeded
+    assert not judge_write(Layout(topo), [4], ["b0", "b1", "b2"]).succeeded
+    assert judge_write(Layout(topo), [4], ["a0", "a1", "a2"]).succeeded
 
 
 @given(st.integers(1, 3), st.sets(st.sampled_from(["a0", "a1", "a2", "b0", "b1", "b2"])))
 def test_quorum_verdict_matches_the_definition(rf: int, acked: set[str]) -> None:
     topo = topology(rf)
-    verdict = judge_write(topo, range(8), acked)
+    verdict = judge_write(Layout(topo), range(8), acked)
     for shard in range(8):
         reached = False
         for g in topo.groups:
-            replicas = group_placement(g, 8, rf).replicas[shard]
+            replicas = Layout(topo).placement(g, 8).replicas[shard]
             acks = sum(n in acked for n in replicas)
             reached |= acks >= rf // 2 + 1
             for n in replicas:

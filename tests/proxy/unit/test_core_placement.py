@@ -1,20 +1,13 @@
 import dataclasses
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from xxhash import xxh3_64_intdigest
 
+from miroir_proxy.core.assignment import plan, rendezvous_table
 from miroir_proxy.core.hashing import pk_text, shard_of, shards_of
-from miroir_proxy.core.placement import (
-    node_shard_sets,
-    place,
-    placement,
-    rendezvous_score,
-    route_documents,
-    write_nodes,
-    write_targets,
-)
+from miroir_proxy.core.placement import Layout
 from miroir_proxy.core.topology import (
     GroupState,
     Node,
@@ -31,8 +24,8 @@ def group(group_id: str, *node_ids: str, state: GroupState = GroupState.ACTIVE) 
     return ReplicaGroup(group_id, tuple(Node(n, f"http://{n}:7700") for n in node_ids), state)
 
 
-def owners(node_ids: list[str], shards: int) -> list[str]:
-    return [replicas[0] for replicas in place(node_ids, 1, shards).replicas]
+def node_doc(node_id: str) -> dict[str, str]:
+    return {"id": node_id, "url": f"http://{node_id}:7700"}
 
 
 # --- hashing ---------------------------------------------------------------------------
@@ -93,96 +86,46 @@ def test_invalid_topologies_are_rejected(build: object, message: str) -> None:
         build()  # type: ignore[operator]
 
 
-# --- placement -------------------------------------------------------------------------
+# --- placement: assignment tables per (group, S) ------------------------------------
 
 
-def test_placement_follows_the_rendezvous_rule() -> None:
+def test_the_rendezvous_table_follows_the_rendezvous_rule() -> None:
     nodes = ["node-0", "node-1", "node-2", "node-3"]
-    replicas = place(nodes, 2, 16).replicas
-    for shard, chosen in enumerate(replicas):
-        ranked = sorted(nodes, key=lambda n: (-rendezvous_score(shard, n), n))
+    table = rendezvous_table(nodes, 2, 16)
+    for shard, chosen in enumerate(table):
+        ranked = sorted(nodes, key=lambda n: (-xxh3_64_intdigest(f"{shard}:{n}".encode()), n))
         assert chosen == tuple(ranked[:2])
-    assert rendezvous_score(5, "node-1") == xxh3_64_intdigest(b"5:node-1")
+    assert rendezvous_table(["x", "y", "z"], 1, 64) == rendezvous_table(["z", "y", "x"], 1, 64)
 
 
-def test_placement_is_deterministic_and_ignores_node_order_and_group_name() -> None:
-    a = placement(group("g0", "node-0", "node-1", "node-2"), 64, 2)
-    b = placement(group("other", "node-2", "node-0", "node-1"), 64, 2)
-    assert a == b
-    assert place(["x", "y", "z"], 1, 64).replicas == place(["z", "y", "x"], 1, 64).replicas
-
-
-def test_64_shards_over_3_nodes_are_balanced() -> None:
-    counts = {
-        n: len(s) for n, s in place(["node-0", "node-1", "node-2"], 1, 64).node_shards.items()
+def test_a_stored_document_without_tables_keeps_its_rendezvous_placement() -> None:
+    # Clusters stored before assignment tables existed: upgrading moves no data.
+    legacy = {
+        "shards": 16,
+        "replicationFactor": 2,
+        "groups": [{"id": "g0", "state": "active", "nodes": [node_doc(n) for n in "abc"]}],
     }
-    assert sum(counts.values()) == 64
-    assert all(18 <= c <= 26 for c in counts.values()), counts
+    topo = from_document(5, legacy)
+    assert topo.group("g0").tables == {16: rendezvous_table(["a", "b", "c"], 2, 16)}
+    assert Layout(topo).placement(topo.group("g0"), 16).replicas == topo.group("g0").tables[16]
 
 
-def test_balance_is_statistical_for_arbitrary_names() -> None:
-    # Rendezvous hashing balances in expectation only: over many random 3-node groups the
-    # mean share is S/3 and the spread is binomial (sd ~ 3.8 shards at S=64).
-    totals = [0, 0, 0]
-    for trial in range(300):
-        names = [f"t{trial}-n{i}" for i in range(3)]
-        for i, name in enumerate(names):
-            totals[i] += len(place(names, 1, 64).node_shards[name])
-    assert all(abs(t / 300 - 64 / 3) < 1.0 for t in totals)
+def test_a_layout_routes_with_the_published_table_and_plans_other_shard_counts() -> None:
+    table = tuple(("a", "b") if s % 2 else ("b", "c") for s in range(4))
+    g0 = group("g0", "a", "b", "c").with_tables({4: table})
+    layout = Layout(Topology(1, 4, 2, (g0,)))
+    placement = layout.placement(g0, 4)
+    assert placement.replicas == table
+    assert placement.node_shards == {
+        "a": frozenset({1, 3}),
+        "b": frozenset(range(4)),
+        "c": frozenset({0, 2}),
+    }
+    assert layout.placement(g0, 4) is placement  # built once per epoch
+    assert layout.placement(g0, 8).replicas == plan(None, ["a", "b", "c"], 2, 8)
 
 
-def test_adding_a_fourth_node_moves_only_shards_that_now_prefer_it() -> None:
-    old = owners(["node-0", "node-1", "node-2"], 64)
-    new = owners(["node-0", "node-1", "node-2", "node-3"], 64)
-    moved = [s for s in range(64) if old[s] != new[s]]
-    assert all(new[s] == "node-3" for s in moved)
-    assert moved == [s for s in range(64) if new[s] == "node-3"]
-    assert 8 <= len(moved) <= 26  # about S/4
-
-
-@settings(max_examples=60)
-@given(st.sets(node_names, min_size=2, max_size=6), node_names, st.integers(1, 3))
-def test_adding_a_node_never_moves_a_copy_between_old_nodes(
-    nodes: set[str], newcomer: str, rf: int
-) -> None:
-    nodes.discard(newcomer)
-    assume(len(nodes) >= rf)
-    before = place(sorted(nodes), rf, 32).replicas
-    after = place([*sorted(nodes), newcomer], rf, 32).replicas
-    for shard in range(32):
-        lost = set(before[shard]) - set(after[shard])
-        gained = set(after[shard]) - set(before[shard])
-        assert gained <= {newcomer}
-        assert len(lost) == len(gained)
-
-
-@settings(max_examples=60)
-@given(st.sets(node_names, min_size=2, max_size=6), st.integers(1, 3), st.data())
-def test_removing_a_node_moves_only_its_shards(
-    nodes: set[str], rf: int, data: st.DataObject
-) -> None:
-    ordered = sorted(nodes)
-    gone = data.draw(st.sampled_from(ordered))
-    before = place(ordered, rf, 32).replicas
-    after = place([n for n in ordered if n != gone], rf, 32).replicas
-    for shard in range(32):
-        if gone not in before[shard]:
-            assert after[shard] == before[shard]
-        else:
-            assert set(before[shard]) - {gone} <= set(after[shard])
-
-
-@given(st.sets(node_names, min_size=1, max_size=7), st.integers(1, 4), st.integers(1, 80))
-def test_replicas_are_distinct_nodes_and_views_agree(nodes: set[str], rf: int, shards: int) -> None:
-    result = place(sorted(nodes), rf, shards)
-    assert len(result.replicas) == shards
-    for shard, replicas in enumerate(result.replicas):
-        assert len(replicas) == min(rf, len(nodes)) == len(set(replicas))
-        assert all(shard in result.node_shards[n] for n in replicas)
-    assert sum(len(s) for s in result.node_shards.values()) == shards * min(rf, len(nodes))
-
-
-def test_groups_never_share_a_shard_copy_and_writes_reach_every_group() -> None:
+def test_groups_never_share_a_shard_copy() -> None:
     topo = Topology(
         1,
         16,
@@ -192,65 +135,67 @@ def test_groups_never_share_a_shard_copy_and_writes_reach_every_group() -> None:
             group("g1", "b0", "b1", "b2", state=GroupState.SYNCING),
         ),
     )
+    layout = Layout(topo)
     for shard in range(16):
-        targets = dict(write_targets(topo, shard))
-        assert set(targets) == {"g0", "g1"}
-        assert not set(targets["g0"]) & set(targets["g1"])
-        assert write_nodes(topo, shard) == targets["g0"] + targets["g1"]
-    sets = node_shard_sets(topo.group("g0"), 16, 2)
-    assert sum(len(s) for s in sets.values()) == 32
+        g0, g1 = (layout.placement(g, 16).replicas[shard] for g in topo.groups)
+        assert len(g0) == len(g1) == 2
+        assert not set(g0) & set(g1)
+    assert sum(len(s) for s in layout.placement(topo.groups[0], 16).node_shards.values()) == 32
 
 
-def test_route_documents_sends_each_document_to_its_replicas_in_every_group() -> None:
-    topo = Topology(1, 64, 2, (group("g0", "a0", "a1", "a2"), group("g1", "b0", "b1")))
-    pks: list[str | int] = [f"doc-{i}" for i in range(500)] + list(range(500))
-    shard_per_doc = shards_of(pks, 64)
-    routed = route_documents(shard_per_doc, topo)
-    received: dict[int, set[str]] = {}
-    for node_id, indices in routed.items():
-        for i in indices:
-            received.setdefault(i, set()).add(node_id)
-    for i, shard in enumerate(shard_per_doc):
-        assert received[i] == set(write_nodes(topo, shard))
-    # Within one shard the batch order is kept, so a later version of a document wins.
-    for indices in routed.values():
-        for shard in {shard_per_doc[i] for i in indices}:
-            same_shard = [i for i in indices if shard_per_doc[i] == shard]
-            assert same_shard == sorted(same_shard)
+@pytest.mark.parametrize(
+    "table",
+    [
+        (("a",),),  # one row for S=2
+        (("a",), ("a", "a")),  # a node twice
+        (("a",), ("z",)),  # not in the group
+        (("a",), ()),  # a shard nobody holds
+    ],
+)
+def test_a_table_must_name_each_shard_on_distinct_nodes_of_its_group(
+    table: tuple[tuple[str, ...], ...],
+) -> None:
+    with pytest.raises(ValueError, match="table"):
+        group("g0", "a", "b").with_tables({2: table})
 
 
 def test_a_group_smaller_than_rf_keeps_every_shard_on_every_node() -> None:
-    result = place(["solo", "duo"], 3, 8)
-    assert all(set(r) == {"solo", "duo"} for r in result.replicas)
-    grown = place(["solo", "duo", "trio"], 3, 8)
-    assert all(set(r) == {"solo", "duo", "trio"} for r in grown.replicas)
+    assert all(set(r) == {"solo", "duo"} for r in plan(None, ["solo", "duo"], 3, 8))
 
 
-def test_invalid_placement_arguments() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        place(["a"], 0, 8)
-
-
-def test_routing_10000_keys_sends_each_key_to_its_shards_replica() -> None:
-    # How fast this is belongs to `make bench` (route_10k_ms), never to a test.
-    topo = Topology(1, 64, 1, (group("g0", "node-0", "node-1", "node-2"),))
-    pks = [f"doc-{i}" for i in range(10_000)]
-    shards = shards_of(pks, 64)
-    routed = route_documents(shards, topo)
-    assert sum(len(v) for v in routed.values()) == 10_000
-    replicas = place(["node-0", "node-1", "node-2"], 1, 64).replicas
-    for node, indexes in routed.items():
-        assert all(node in replicas[shards[i]] for i in indexes)
-
-
-def test_topology_document_round_trip() -> None:
+def test_topology_document_round_trip_keeps_the_tables() -> None:
     topo = Topology(
         epoch=3,
         shards=16,
         replication_factor=2,
         groups=(
-            ReplicaGroup("g0", (Node("a", "http://a"), Node("b", "http://b"))),
-            ReplicaGroup("g1", (Node("c", "http://c"),), GroupState.SYNCING),
+            ReplicaGroup(
+                "g0",
+                (Node("a", "http://a"), Node("b", "http://b")),
+                tables={16: plan(None, ["a", "b"], 2, 16), 4: plan(None, ["a", "b"], 2, 4)},
+            ),
+            ReplicaGroup("g1", (Node("c", "http://c"),), GroupState.SYNCING, {}),
         ),
     )
     assert from_document(3, to_document(topo)) == topo
+    assert "tables" not in to_document(topo, tables=False)["groups"][0]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"shards": "16", "replicationFactor": 1, "groups": []}, "integers"),
+        ({"shards": 16, "replicationFactor": 1, "groups": {}}, "array"),
+        (
+            {"shards": 16, "replicationFactor": 1, "groups": [{"id": "g 0", "nodes": []}]},
+            "group id",
+        ),
+        ({"shards": 16, "replicationFactor": 1, "groups": [{"id": "g", "nodes": [1]}]}, "object"),
+        ({"shards": 16, "replicationFactor": 1}, "malformed"),
+    ],
+)
+def test_an_unreadable_document_is_refused_with_the_reason(
+    document: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        from_document(1, document)

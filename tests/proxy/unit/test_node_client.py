@@ -543,3 +543,20 @@ async def test_query_params_are_added_to_a_path_that_has_a_query(client: NodeCli
             url, "GET", "/tasks?limit=2", params={"from": 7, "q": "a b"}, timeout_ms=2_000
         )
     assert resp.json()["query"] == {"limit": "2", "from": "7", "q": "a b"}
+
+
+async def test_a_waiter_cancelled_as_its_slot_frees_up_stays_cancelled() -> None:
+    # `release` drops a cancelled waiter from the queue before the waiting task resumes;
+    # that task must then end cancelled, not with an error about the queue.
+    from miroir_proxy.nodes.fastclient import _Pool
+
+    pool = _Pool("http://127.0.0.1:1", limit=1)
+    pool.busy = 1
+    waiting = asyncio.ensure_future(pool.wait_for_slot())
+    await asyncio.sleep(0)  # the waiter is queued
+    waiting.cancel()
+    pool.release(None)  # in the same turn: skips the cancelled waiter, frees the slot
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert pool.busy == 0
+    assert pool.has_free_slot()

@@ -12,14 +12,13 @@ import hmac
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from miroir_proxy.config import NodeConfig
+from miroir_proxy.core.changes import ReplaceLayout
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.core.topology import GroupState, to_document
+from miroir_proxy.core.topology import from_document, to_document
 from miroir_proxy.dispatch.topowatch import StaleEpoch
 
-from ..appkeys import CLUSTER, CONFIG, METRICS, TOPOLOGY
+from ..appkeys import CLUSTER, CONFIG, EPOCHS, METRICS
 from ..responses import json_response, read_json
 
 routes = web.RouteTableDef()
@@ -42,15 +41,20 @@ def require_admin(request: web.Request) -> None:
 
 @routes.get("/_miroir/topology")
 async def topology(request: web.Request) -> web.Response:
+    """The layout this pod routes with, each node with its health and how many shards
+    (of indexes with the default S) it holds; `/_miroir/shards` shows the tables."""
     require_admin(request)
     cluster = request.app[CLUSTER]
-    topo = cluster.topology
+    layout = cluster.layout
+    topo = layout.topology
     health = cluster.health.snapshot() if cluster.health else {}
-    document = to_document(topo)
-    for group in document["groups"]:
-        for node in group["nodes"]:
+    document = to_document(topo, tables=False)
+    for group, shown in zip(topo.groups, document["groups"], strict=True):
+        held = layout.placement(group, topo.shards).node_shards
+        for node in shown["nodes"]:
             state = health.get(node["id"])
             node["health"] = state.state.value if state else "unknown"
+            node["shards"] = len(held.get(node["id"], ()))
     return json_response({"epoch": topo.epoch, **document})
 
 
@@ -58,79 +62,43 @@ def _invalid(message: str) -> MiroirError:
     return MiroirError("miroir_invalid_topology", message)
 
 
-def _positive(body: dict[str, Any], name: str) -> int:
-    value = body.get(name)
-    if type(value) is not int or value < 1:
-        raise _invalid(f"`{name}` must be a positive integer.")
-    return value
-
-
-def _check_group(group: Any, replication_factor: int) -> None:
-    if not isinstance(group, dict) or not isinstance(group.get("id"), str) or not group["id"]:
-        raise _invalid("Every group needs a non-empty string `id`.")
-    state = group.get("state", "active")
-    if not isinstance(state, str) or state not in {s.value for s in GroupState}:
-        states = ", ".join(f"`{s.value}`" for s in GroupState)
-        raise _invalid(f"Group `{group['id']}`: `state` must be one of {states}.")
-    nodes = group.get("nodes")
-    if not isinstance(nodes, list) or len(nodes) < replication_factor:
-        raise _invalid(
-            f"Group `{group['id']}` needs at least `replicationFactor` ({replication_factor}) "
-            "nodes."
-        )
-    for node in nodes:
-        if not isinstance(node, dict):
-            raise _invalid(f"Group `{group['id']}`: every node is an object with `id` and `url`.")
-        try:
-            NodeConfig(id=node.get("id"), url=node.get("url"))
-        except ValidationError as e:
-            raise _invalid(f"Group `{group['id']}`: {e.errors()[0]['msg']}.") from e
-
-
-def topology_document(body: Any) -> tuple[int, dict[str, Any]]:
-    """(expected epoch, layout document) from a `PUT /_miroir/topology` body."""
+def layout_change(body: Any) -> tuple[int, ReplaceLayout]:
+    """(expected epoch, the change) from a `PUT /_miroir/topology` body."""
     if not isinstance(body, dict):
         raise _invalid("The topology must be a JSON object.")
     epoch = body.get("epoch")
     if type(epoch) is not int or epoch < 1:
         raise _invalid("`epoch` must be the positive epoch this change is based on.")
-    shards = _positive(body, "shards")
-    replication_factor = _positive(body, "replicationFactor")
+    for name in ("shards", "replicationFactor"):
+        value = body.get(name)
+        if type(value) is not int or value < 1:
+            raise _invalid(f"`{name}` must be a positive integer.")
     groups = body.get("groups")
     if not isinstance(groups, list) or not groups:
         raise _invalid("`groups` must be a non-empty array.")
-    for group in groups:
-        _check_group(group, replication_factor)
-    document = {
-        "shards": shards,
-        "replicationFactor": replication_factor,
-        "groups": [
-            {
-                "id": g["id"],
-                "state": g.get("state", "active"),
-                "nodes": [{"id": n["id"], "url": str(n["url"]).rstrip("/")} for n in g["nodes"]],
-            }
-            for g in groups
-        ],
-    }
-    return epoch, document
+    # Tables are the planner's business: whatever the body says of them is recomputed.
+    untabled = [{**g, "tables": {}} if isinstance(g, dict) else g for g in groups]
+    try:
+        parsed = from_document(epoch, {**body, "groups": untabled})
+    except ValueError as e:
+        raise _invalid(f"{str(e)[:1].upper()}{str(e)[1:]}.") from e
+    return epoch, ReplaceLayout(parsed.shards, parsed.replication_factor, parsed.groups)
 
 
 @routes.put("/_miroir/topology")
 async def put_topology(request: web.Request) -> web.Response:
+    """Publish a layout as given (no data moves; see the module docstring)."""
     require_admin(request)
-    expected, document = topology_document(await read_json(request))
+    expected, change = layout_change(await read_json(request))
     try:
-        topology = await request.app[TOPOLOGY].publish(expected, document)
+        topology = await request.app[EPOCHS].publish(change, based_on=expected)
     except StaleEpoch as e:
         raise MiroirError(
             "miroir_topology_epoch_stale",
             f"The topology is at epoch `{e.current}`, not `{e.expected}`: read it again and "
             "reapply the change.",
         ) from e
-    except ValueError as e:  # two groups or nodes sharing an id
-        raise _invalid(str(e)) from e
-    return json_response({"epoch": topology.epoch, **to_document(topology)})
+    return json_response({"epoch": topology.epoch, **to_document(topology, tables=False)})
 
 
 @routes.get("/_miroir/shards")

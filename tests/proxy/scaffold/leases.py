@@ -1,11 +1,11 @@
-"""A demo leader election with a phase machine, for driving Mode B from outside the process.
+"""Demo leaders with a phase machine, for driving Mode B from outside the process.
 
-Every pod asked to join scope `demo:<name>` contends for its lease; whichever holds it runs
-a phase machine of `phases` steps of `step_ms` each, every step appending
-`{"phase", "by"}` to the committed data, and keeps renewing the lease afterwards until it
-leaves. Multi-process tests kill the holder mid-phase and then read the evidence: the
-committed data (each phase once, in order), the phase each run started from, and each
-pod's own view of when it held the lease.
+Every pod asked to join scope `demo:<name>` (`POST /_miroir/scaffold/leases/{name}`) contends
+for its lease; whichever holds it runs a phase machine of `phases` steps of `step_ms` each, every
+step appending `{"phase", "by"}` to the committed data, and keeps renewing the lease afterwards
+until it leaves (`DELETE`). Multi-process tests kill the holder mid-phase and then read the
+evidence (`GET`): the committed data (each phase once, in order), the phase each run started
+from, and each pod's own view of when it held the lease.
 
 That view is sampled from `LeaseKeeper.held` every `SAMPLE_S`, on `loop.time()` — the
 system-wide monotonic clock on Linux — so the intervals of different processes can be
@@ -15,15 +15,23 @@ compared directly: they must never overlap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
+from aiohttp import web
+
+from miroir_proxy.api.appkeys import COORDINATION, STORE
+from miroir_proxy.api.responses import json_response, read_json
+from miroir_proxy.api.routes.admin import require_admin
+from miroir_proxy.background import BackgroundTasks
+from miroir_proxy.coordination.leasing import LeaseKeeper, LeaseLost, PhaseMachine, Step
+from miroir_proxy.coordination.runtime import Coordination
+from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.state.store import Store, StoreUnavailable
 
-from .leasing import LeaseKeeper, LeaseLost, PhaseMachine, Step
-from .runtime import Coordination
+from .body import bounded, non_empty
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ class LeaseDemo:
         self.intervals: list[list[float]] = []
         self.started_from: list[str | None] = []
         self.finished = False
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._background = BackgroundTasks(log)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -96,7 +104,8 @@ class LeaseDemo:
 
     async def __aenter__(self) -> Self:
         await self.keeper.__aenter__()
-        self._tasks = [asyncio.create_task(self._sample()), asyncio.create_task(self._lead())]
+        self._background.start(f"demo {self.keeper.scope} sampler", self._sample)
+        self._background.start(f"demo {self.keeper.scope} leader", self._lead)
         return self
 
     async def __aexit__(
@@ -105,12 +114,7 @@ class LeaseDemo:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
         await self.keeper.__aexit__(exc_type, exc, tb)
 
 
@@ -153,3 +157,55 @@ class LeaseDemos:
     ) -> None:
         for name in list(self._demos):
             await self.leave(name)
+
+
+LEASE_DEMOS = web.AppKey("scaffold_lease_demos", LeaseDemos)
+routes = web.RouteTableDef()
+
+
+@routes.post("/_miroir/scaffold/leases/{name}")
+async def join(request: web.Request) -> web.Response:
+    """This pod starts contending for lease `demo:<name>` (and runs its phase machine when
+    it holds it); `joined` is false if it already does."""
+    require_admin(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise MiroirError("bad_request", "The body must be a JSON object.")
+    operation = non_empty(body, "operation")
+    name = request.match_info["name"]
+    joined = await request.app[LEASE_DEMOS].join(
+        name, operation, bounded(body, "phases", 1, 100), bounded(body, "stepMs", 0, 60_000)
+    )
+    return json_response({"name": name, "joined": joined}, status=202)
+
+
+@routes.get("/_miroir/scaffold/leases/{name}")
+async def view(request: web.Request) -> web.Response:
+    """This pod's view of the demo: whether and when it held the lease, where its runs of
+    the phase machine started, and the committed phase state."""
+    require_admin(request)
+    name = request.match_info["name"]
+    demo = request.app[LEASE_DEMOS].get(name)
+    if demo is None:
+        raise MiroirError("miroir_job_not_found", f"This pod has not joined lease demo `{name}`.")
+    state = await demo.machine.state()
+    return json_response({**demo.view(), "state": None if state is None else state.to_stored()})
+
+
+@routes.delete("/_miroir/scaffold/leases/{name}")
+async def leave(request: web.Request) -> web.Response:
+    """This pod stops contending and releases the lease if it held it."""
+    require_admin(request)
+    left = await request.app[LEASE_DEMOS].leave(request.match_info["name"])
+    return json_response({"left": left})
+
+
+async def _demos(app: web.Application) -> AsyncIterator[None]:
+    async with LeaseDemos(app[STORE], app[COORDINATION]) as demos:
+        app[LEASE_DEMOS] = demos
+        yield
+
+
+def setup(app: web.Application) -> None:
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_demos)

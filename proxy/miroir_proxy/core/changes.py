@@ -1,0 +1,209 @@
+"""Topology changes as typed values, validated and applied in one place.
+
+Every way the layout changes (the admin API's raw `PUT /_miroir/topology`, the operations
+engine's steps) is one of these values; `apply(topology, change)` checks it against the
+current topology and returns the next epoch, with every group's assignment tables
+recomputed by the planner from their previous version (so only what the change forces
+moves). Because a change is a value applied to whatever epoch is current, a publisher that
+lost a compare-and-set race simply applies it again to the newer epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+from miroir_proxy.core.assignment import Table, plan
+from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.core.topology import GroupState, Node, ReplicaGroup, Topology
+
+
+def invalid(message: str) -> MiroirError:
+    return MiroirError("miroir_invalid_topology", message)
+
+
+def group_not_found(group_id: str) -> MiroirError:
+    return MiroirError("miroir_group_not_found", f"Replica group `{group_id}` not found.")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AddGroup:
+    """A new replica group; it receives writes from this epoch on, searches once active."""
+
+    group_id: str
+    nodes: tuple[Node, ...]
+    state: GroupState = GroupState.INITIALIZING
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoveGroup:
+    group_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SetGroupState:
+    group_id: str
+    state: GroupState
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rebalance:
+    """New assignment tables for the group's current nodes (balanced, minimal moves)."""
+
+    group_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AddNode:
+    """A node joins a group; the group's tables give it its balanced share."""
+
+    group_id: str
+    node: Node
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DrainNode:
+    """The node stays in its group but the tables move every replica it holds away."""
+
+    node_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoveNode:
+    """Forget a node. It must hold no replica any more (drained) unless `force`: a dead
+    node's replicas are then planned onto the group's other nodes."""
+
+    node_id: str
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplaceLayout:
+    """A whole layout as `PUT /_miroir/topology` gives it: groups keep their tables where
+    their nodes allow; nothing is copied (an expert's tool: data does not follow)."""
+
+    shards: int
+    replication_factor: int
+    groups: tuple[ReplicaGroup, ...]
+
+
+Change = (
+    AddGroup | RemoveGroup | SetGroupState | Rebalance | AddNode | DrainNode | RemoveNode
+    | ReplaceLayout
+)  # fmt: skip
+
+
+def apply(topology: Topology, change: Change) -> Topology:
+    """The topology after `change`, at the next epoch; `MiroirError` if it does not apply."""
+    try:
+        return _apply(topology, change)
+    except ValueError as e:  # a rule only the new combination of values breaks
+        raise invalid(str(e)) from e
+
+
+def _apply(topology: Topology, change: Change) -> Topology:
+    match change:
+        case AddGroup(group_id, nodes, state):
+            if topology.has_group(group_id):
+                raise invalid(f"Replica group `{group_id}` already exists.")
+            taken = {node.id for node in topology.nodes()} & {node.id for node in nodes}
+            if taken:
+                raise invalid(f"Node `{sorted(taken)[0]}` already belongs to a replica group.")
+            group = ReplicaGroup(group_id, nodes, state)
+            _check_size(group, topology.replication_factor)
+            tables = _tables(None, group, topology.replication_factor, topology.shard_counts())
+            return topology.with_group(group.with_tables(tables))
+        case RemoveGroup(group_id):
+            group = _group(topology, group_id)
+            others = [g for g in topology.search_groups() if g.id != group_id]
+            if group.serves_searches and not others:
+                raise invalid(f"Replica group `{group_id}` is the last active group.")
+            return topology.without_group(group_id)
+        case SetGroupState(group_id, state):
+            return topology.with_group(_group(topology, group_id).with_state(state))
+        case Rebalance(group_id):
+            group = _group(topology, group_id)
+            return _replanned(topology, group, group)
+        case AddNode(group_id, node):
+            if any(n.id == node.id for n in topology.nodes()):
+                raise invalid(f"Node `{node.id}` already belongs to a replica group.")
+            group = _group(topology, group_id)
+            return _replanned(topology, group, group.with_node(node))
+        case DrainNode(node_id):
+            group = _group_of(topology, node_id)
+            nodes = tuple(
+                dataclasses.replace(n, draining=n.draining or n.id == node_id) for n in group.nodes
+            )
+            drained = dataclasses.replace(group, nodes=nodes)
+            _check_size(drained, topology.replication_factor, placeable=True)
+            return _replanned(topology, group, drained)
+        case RemoveNode(node_id, force):
+            group = _group_of(topology, node_id)
+            held = sum(node_id in row for table in group.tables.values() for row in table)
+            if held and not force:
+                raise MiroirError(
+                    "miroir_node_not_drained",
+                    f"Node `{node_id}` still holds {held} replicas: drain it first, or remove "
+                    "it with `force` if it is dead.",
+                )
+            smaller = group.without_node(node_id)  # tables planned from `group`'s below
+            _check_size(smaller, topology.replication_factor, placeable=True)
+            return _replanned(topology, group, smaller)
+        case ReplaceLayout(shards, replication_factor, groups):
+            return _replace(topology, shards, replication_factor, groups)
+    raise TypeError(f"not a topology change: {change!r}")
+
+
+def _group(topology: Topology, group_id: str) -> ReplicaGroup:
+    try:
+        return topology.group(group_id)
+    except KeyError:
+        raise group_not_found(group_id) from None
+
+
+def _group_of(topology: Topology, node_id: str) -> ReplicaGroup:
+    for group in topology.groups:
+        if node_id in group.node_ids:
+            return group
+    raise MiroirError("miroir_node_not_found", f"Node `{node_id}` not found.")
+
+
+def _check_size(group: ReplicaGroup, rf: int, *, placeable: bool = False) -> None:
+    count = len(group.placeable_ids if placeable else group.nodes)
+    if count < rf:
+        kind = "nodes that are not draining" if placeable else "nodes"
+        raise invalid(
+            f"Replica group `{group.id}` needs at least `replicationFactor` ({rf}) {kind}."
+        )
+
+
+def _replanned(topology: Topology, before: ReplicaGroup, after: ReplicaGroup) -> Topology:
+    """`after` with its tables planned from `before`'s, in the next epoch."""
+    tables = _tables(before, after, topology.replication_factor, topology.shard_counts())
+    return topology.with_group(after.with_tables(tables))
+
+
+def _tables(
+    previous: ReplicaGroup | None, group: ReplicaGroup, rf: int, counts: Iterable[int]
+) -> dict[int, Table]:
+    """`group`'s table for every S, each planned from `previous`'s table for that S."""
+    nodes: Sequence[str] = group.placeable_ids
+    before = {} if previous is None else previous.tables
+    return {s: plan(before.get(s), nodes, rf, s) for s in sorted(counts)}
+
+
+def _replace(
+    topology: Topology, shards: int, rf: int, groups: tuple[ReplicaGroup, ...]
+) -> Topology:
+    if not groups:
+        raise invalid("`groups` must be a non-empty array.")
+    draft = dataclasses.replace(topology, shards=shards, replication_factor=rf, groups=())
+    counts = {*topology.shard_counts(), shards}
+    planned = []
+    for group in groups:
+        _check_size(group, rf)
+        before = topology.group(group.id) if topology.has_group(group.id) else None
+        if before is not None and topology.replication_factor != rf:
+            before = None  # a new RF means new tables throughout
+        planned.append(group.with_tables(_tables(before, group, rf, counts)))
+    return dataclasses.replace(draft, epoch=topology.epoch + 1, groups=tuple(planned))
