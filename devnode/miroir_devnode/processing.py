@@ -17,8 +17,10 @@ from . import settings as settings_mod
 from .documents import infer_primary_key, prepare_documents
 from .engine.index import Index
 from .engine.search import filtered_universe
+from .engine.vectors import VECTORS, missing_vectors, parse_document
 from .errors import MeiliError
 from .node import IndexEntry, Node, index_not_found
+from .sizes import render_bytes
 from .tasks import Task
 from .timeutil import now
 
@@ -39,6 +41,9 @@ _ENGINE_ERRORS = frozenset(
         "index_primary_key_multiple_candidates_found",
         "index_primary_key_already_exists",
         "invalid_settings_typo_tolerance",
+        "invalid_vectors_type",
+        "invalid_vector_dimensions",
+        "vector_embedding_error",
     }
 )
 
@@ -175,6 +180,8 @@ def _add_documents(node: Node, task: Task, payload: Payload) -> Iterator[None]:
             skip_creation=payload.get("skipCreation", False),
             existing=entry.index.get if entry is not None else lambda _id: None,
         )
+    if entry is not None:
+        _check_vectors(entry.index, prepared)
     if entry is None:
         entry = _new_entry(node, uid, primary_key)
     elif entry.index.primary_key is None:
@@ -185,6 +192,30 @@ def _add_documents(node: Node, task: Task, payload: Payload) -> Iterator[None]:
     _touch(node, entry)
     task.details["indexedDocuments"] = len(prepared)
     return _upsert_steps(entry.index, list(prepared.items()))
+
+
+def _check_vectors(index: Index, prepared: dict[str, dict[str, Any]]) -> None:
+    """Every document must give its embeddings to each embedder (or opt out with null);
+    a replaced document that gives none keeps the ones it had."""
+    embedders = index.settings.get("embedders") or {}
+    if not embedders:
+        return
+    missing: dict[str, list[str]] = {}
+    for doc_id, doc in prepared.items():
+        parse_document(doc_id, doc, embedders)
+        given = doc.get(VECTORS)
+        for name in embedders:
+            if isinstance(given, dict) and name in given:
+                continue
+            old = index.get(doc_id)
+            kept = old.get(VECTORS) if old is not None else None
+            if isinstance(kept, dict) and name in kept:
+                doc[VECTORS] = {**(given if isinstance(given, dict) else {}), name: kept[name]}
+                given = doc[VECTORS]
+            else:
+                missing.setdefault(name, []).append(doc_id)
+    for name, doc_ids in missing.items():
+        raise missing_vectors(name, doc_ids)
 
 
 def _upsert_steps(index: Index, items: list[tuple[str, dict[str, Any]]]) -> Iterator[None]:
@@ -254,6 +285,13 @@ def _delete_tasks(node: Node, task: Task, payload: Payload) -> None:
         task.details["deletedTasks"] = deleted
 
 
+def _compact_index(node: Node, task: Task, payload: Payload) -> None:
+    """Nothing to defragment in SQLite rows: the sizes before and after are the same."""
+    entry = node.get_entry(_index_uid(task))
+    size = render_bytes(node.storage.raw_documents_size(entry.index.uid), True)
+    task.details = {"preCompactionSize": size, "postCompactionSize": size}
+
+
 def _nothing(node: Node, task: Task, payload: Payload) -> None:
     """Dumps and snapshots succeed without writing a file."""
 
@@ -269,4 +307,5 @@ _APPLIERS: dict[str, Callable[[Node, Task, Payload], None]] = {
     "taskDeletion": _delete_tasks,
     "dumpCreation": _nothing,
     "snapshotCreation": _nothing,
+    "indexCompaction": _compact_index,
 }

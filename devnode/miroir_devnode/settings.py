@@ -26,6 +26,7 @@ from .engine.validation import (
     unknown_value,
     value_error,
 )
+from .engine.vectors import apply_embedders, check_embedders_when_applied, validate_embedders
 from .errors import MeiliError
 
 Settings = dict[str, Any]
@@ -66,10 +67,6 @@ DEFAULTS: Settings = {
 DISABLED_SETTINGS = ("chat", "foreignKeys")
 _ACCEPTED = [*DEFAULTS, *DISABLED_SETTINGS]
 
-EMBEDDERS_DISABLED = (
-    "Using the `embedders` setting requires enabling the `vector store` experimental feature. "
-    "The Miroir development node does not support vector search."
-)
 CHAT_DISABLED = (
     "Using the /chats settings requires enabling the `chat completions` experimental feature. "
     "See https://github.com/orgs/meilisearch/discussions/835"
@@ -223,12 +220,6 @@ def _pagination(code: str, path: str, value: Any) -> dict[str, Any]:
     return {k: _nullable_usize(code, f"{path}.{k}", v) for k, v in body.items()}
 
 
-def _embedders(code: str, path: str, value: Any) -> dict[str, Any]:
-    if check_object(code, path, value):
-        raise MeiliError("feature_not_enabled", EMBEDDERS_DISABLED)
-    return {}
-
-
 def _localized(code: str, path: str, value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise type_error(code, path, ["array"], value)
@@ -263,7 +254,7 @@ _VALIDATORS: dict[str, Callable[[str, str, Any], Any]] = {
     "typoTolerance": _typo_tolerance,
     "faceting": _faceting,
     "pagination": _pagination,
-    "embedders": _embedders,
+    "embedders": validate_embedders,
     "searchCutoffMs": lambda code, path, value: check_usize(code, path, value),
     "localizedAttributes": _localized,
     "facetSearch": check_bool,
@@ -325,6 +316,8 @@ def apply_patch(current: Settings, patch: Settings) -> Settings:
             updated[key] = copy.deepcopy(DEFAULTS[key])
         elif key in ("typoTolerance", "faceting", "pagination"):
             updated[key] = _merge(current[key], value, DEFAULTS[key])
+        elif key == "embedders":
+            updated[key] = apply_embedders(current[key], value)
         else:
             updated[key] = value
     order = updated["faceting"]["sortFacetValuesBy"]
@@ -334,6 +327,7 @@ def apply_patch(current: Settings, patch: Settings) -> Settings:
 
 
 def check_when_applied(settings: Settings) -> None:
+    check_embedders_when_applied(settings["embedders"])
     sizes = settings["typoTolerance"]["minWordSizeForTypos"]
     one, two = sizes["oneTypo"], sizes["twoTypos"]
     if not (0 <= one <= 255 and 0 <= two <= 255 and one <= two):

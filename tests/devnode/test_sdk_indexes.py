@@ -9,12 +9,16 @@ from typing import Any
 
 import meilisearch
 import pytest
+import requests
 from meilisearch.errors import MeilisearchApiError
 from meilisearch.index import Index
 from meilisearch.models.task import Task, TaskInfo
 
+from tests.conftest import wait_for
+
 Wait = Callable[[TaskInfo | int], Task]
 MakeIndex = Callable[..., Index]
+ApiCall = Callable[..., requests.Response]
 
 
 def test_create_get_list_update_delete_index(client: meilisearch.Client, wait_task: Wait) -> None:
@@ -162,3 +166,65 @@ def test_swap_indexes(client: meilisearch.Client, make_index: MakeIndex) -> None
     assert done.details["swaps"][0]["indexes"] == ["live", "staging"]
     assert dict(client.index("live").get_document(1))["title"] == "new"
     assert client.index("staging").get_stats().number_of_documents == 1
+
+
+def test_compact_an_index(client: meilisearch.Client, make_index: Callable[..., Index]) -> None:
+    index = make_index("compacted", [{"id": 1, "title": "a"}])
+    task = wait_for(client, index.compact())
+    assert (task.status, task.type, task.index_uid) == ("succeeded", "indexCompaction", "compacted")
+    assert set(task.details or {}) == {"preCompactionSize", "postCompactionSize"}
+    missing = wait_for(client, client.index("nowhere").compact())
+    assert missing.status == "failed"
+    assert (missing.error or {})["code"] == "index_not_found"
+
+
+def test_list_index_fields(make_index: Callable[..., Index], api: ApiCall) -> None:
+    index = make_index(
+        "fielded",
+        [{"id": 1, "title": "a", "genre": "x", "meta": {"year": 2000}}, {"id": 2, "price": 3}],
+        settings={
+            "filterableAttributes": [
+                "genre",
+                {"attributePatterns": ["meta.*"], "features": {"facetSearch": True}},
+            ],
+            "sortableAttributes": ["price"],
+            "displayedAttributes": ["id", "title", "genre", "meta"],
+            "searchableAttributes": ["title"],
+            "rankingRules": ["words", "price:desc"],
+            "distinctAttribute": "genre",
+            "faceting": {"sortFacetValuesBy": {"genre": "count"}},
+        },
+    )
+    fields = index.get_fields()
+    assert [f["name"] for f in fields.results] == ["id", "title", "genre", "meta", "price"]
+    by_name = {f["name"]: f for f in fields.results}
+    assert by_name["genre"] == {
+        "name": "genre",
+        "displayed": {"enabled": True},
+        "searchable": {"enabled": False},
+        "sortable": {"enabled": False},
+        "distinct": {"enabled": True},
+        "rankingRule": {"enabled": False},
+        "filterable": {
+            "enabled": True,
+            "sortBy": "count",
+            "facetSearch": True,
+            "equality": True,
+            "comparison": True,
+        },
+        "localized": {"locales": []},
+    }
+    assert by_name["price"]["rankingRule"] == {"enabled": True, "order": "desc"}
+    assert by_name["price"]["displayed"] == {"enabled": False}
+    assert by_name["title"]["searchable"] == {"enabled": True}
+    assert by_name["meta"]["filterable"]["enabled"] is False  # `meta.*` matches below it
+    page = index.get_fields(offset=1, limit=2, filter={"displayed": True})
+    assert ([f["name"] for f in page.results], page.total) == (["title", "genre"], 4)
+    patterns = index.get_fields(filter={"attributePatterns": ["t*", "p*"]})
+    assert [f["name"] for f in patterns.results] == ["title", "price"]
+    bad = api("POST", "/indexes/fielded/fields", json={"filter": {"displayed": "yes"}})
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_index_fields_filter_displayed")
+    bad = api("POST", "/indexes/fielded/fields", json={"filter": {"nope": True}})
+    assert bad.json()["code"] == "invalid_index_fields_filter"
+    missing = api("POST", "/indexes/nowhere/fields", json={})
+    assert (missing.status_code, missing.json()["code"]) == (404, "index_not_found")

@@ -220,3 +220,14 @@ def test_get_search_matches_post_search(movies: Index, api: ApiCall) -> None:
         answer.pop("requestUid", None)
     assert via_get == via_post
     assert len(via_get["hits"]) == 2
+
+
+def test_a_quoted_phrase_is_never_dropped_by_the_last_strategy(movies: Index) -> None:
+    # Meilisearch's SDK suite: `coco "dumbo"` finds Dumbo. No film has both, and `last`
+    # drops words from the end of the query but never a phrase, so "knight" goes first.
+    assert ids(movies.search('knight "the matrix"')) == [4]
+    assert ids(movies.search('matrix "dark waters"')) == [2]
+    # Without a phrase the first word stays, as before.
+    assert ids(movies.search("waters zzz")) == [2]
+    # Several phrases: each must match; the words around them may go.
+    assert ids(movies.search('"dark knight" "the joker" zzz')) == [1]

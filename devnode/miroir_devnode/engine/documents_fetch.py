@@ -1,9 +1,9 @@
 """GET /indexes/{uid}/documents and POST …/documents/fetch: list documents by ids, filter and sort.
 
 Meilisearch's documents routes ignore `displayedAttributes` (only `fields` narrows a
-document) and always hide `_vectors`. Documents come in internal-id order unless `sort`
-is given; filter and sort errors use the `invalid_document_*` codes and, unlike search,
-carry no "Index `uid`: " prefix.
+document) and hide `_vectors` unless `retrieveVectors` asks for it. Documents come in
+internal-id order unless `sort` is given; filter and sort errors use the
+`invalid_document_*` codes and, unlike search, carry no "Index `uid`: " prefix.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from miroir_devnode.engine.formatting import select_values
 from miroir_devnode.engine.index import Index
 from miroir_devnode.engine.patterns import is_faceted_by
 from miroir_devnode.engine.search import filtered_universe
+from miroir_devnode.engine.vectors import VECTORS, shown_vectors
 from miroir_devnode.errors import MeiliError
 
 
@@ -30,6 +31,7 @@ def fetch_documents(
     ids: list[str] | None,
     sort: list[str] | None,
     features: dict[str, bool] | None = None,
+    retrieve_vectors: bool = False,
 ) -> dict[str, Any]:
     candidates: Set[int] = index.all_internal()
     if ids is not None:
@@ -51,9 +53,13 @@ def fetch_documents(
     results = []
     for internal in page:
         document = index.document(internal)
-        document = select_values(document, fields) if fields is not None else dict(document)
-        document.pop("_vectors", None)
-        results.append(document)
+        shown = select_values(document, fields) if fields is not None else dict(document)
+        shown.pop(VECTORS, None)
+        if retrieve_vectors:
+            vectors = shown_vectors(document, index.settings.get("embedders") or {})
+            if vectors is not None:
+                shown[VECTORS] = vectors
+        results.append(shown)
     return {"results": results, "offset": offset, "limit": limit, "total": total}
 
 

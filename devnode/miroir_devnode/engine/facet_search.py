@@ -15,15 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from miroir_devnode.engine import attribute_checks as checks
+from miroir_devnode.engine import semantic
 from miroir_devnode.engine import validation as v
 from miroir_devnode.engine.facets import normalize_facet
 from miroir_devnode.engine.index import Index
 from miroir_devnode.engine.matching import prefix_distance
 from miroir_devnode.engine.search import (
     DEFAULT_MAX_VALUES_PER_FACET,
-    check_keyword_only,
+    Window,
+    check_unsupported,
     facet_order,
     run_query,
+    semantic_query,
 )
 from miroir_devnode.engine.search_params import (
     SEARCH_FIELDS,
@@ -89,13 +92,26 @@ def facet_search(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     features = features or {}
-    check_keyword_only(request.params, features, "invalid_search_embedder")
+    check_unsupported(request.params, features)
+    plan = semantic.plan(index, request.params, "invalid_search_embedder")
     settings = index.settings
     if settings.get("facetSearch") is False:
         raise MeiliError("facet_search_disabled", "The facet search is disabled for this index")
-    result = run_query(
-        index, request.params, tenant_filter=tenant_filter, features=features, want=0, details=False
-    )
+    if plan is None:
+        result = run_query(
+            index,
+            request.params,
+            tenant_filter=tenant_filter,
+            features=features,
+            want=0,
+            details=False,
+        )
+    else:  # the facet values of what the hybrid search would find
+        window = Window.of(request.params, settings)
+        result, _ = semantic_query(
+            index, request.params, plan, tenant_filter=tenant_filter, features=features,
+            window=window,
+        )  # fmt: skip
     checks.check_facet_searchable(settings, request.facet_name)
     hits = _facet_hits(index, request.facet_name, request.facet_query, result.candidates)
     return {

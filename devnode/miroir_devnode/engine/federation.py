@@ -2,28 +2,33 @@
 
 The whole body is validated before any query runs (deserr does it up front); errors
 raised while running query `i` are prefixed "Inside `.queries[i]`: ". A federated search
-asks every query for `offset + limit` hits with their scores, merges them by
-`_rankingScore * weight` (ties keep request order), then slices the page. Facets come
+asks every query for `offset + limit` hits with their scores and merges the queries' lists
+as milli's k-way merge does: always the best head by `_rankingScore * weight` (ties keep
+request order), each list in its own order (a hybrid query's is not by score), then
+slices the page. Facets come
 per index (`facetsByIndex`) or summed across indexes (`mergeFacets`).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from miroir_devnode.engine import semantic
 from miroir_devnode.engine import validation as v
 from miroir_devnode.engine.federated_facets import FederatedFacets, index_from_body
 from miroir_devnode.engine.index import Index
 from miroir_devnode.engine.search import (
     Window,
     build_hits,
-    check_keyword_only,
+    check_unsupported,
     run_query,
     search_with_params,
+    semantic_query,
 )
 from miroir_devnode.engine.search_params import (
     DEFAULT_LIMIT,
@@ -208,6 +213,10 @@ class _Merged:
     hit: dict[str, Any]
 
 
+def _merge_key(merged: _Merged) -> tuple[float, int, int]:
+    return (-merged.weighted, merged.position, merged.rank)
+
+
 def _federated(
     request: Request,
     federation: Mapping[str, Any],
@@ -229,7 +238,7 @@ def _federated(
         _check_federated_query(position, query)
         by_index.setdefault(str(query.index_uid), []).append((position, query))
     facets = FederatedFacets(federation, get_index)
-    merged: list[_Merged] = []
+    per_index: list[list[_Merged]] = []
     total = 0
     # Like Meilisearch, indexes run in uid order, so that is the order errors surface in.
     for uid in sorted(by_index):
@@ -238,21 +247,22 @@ def _federated(
         index = index_from_body(get_index, uid, f"Inside `.queries[{first}]`: ")
         wanted_facets = facets.start_index(uid, index, first)
         candidates: set[int] = set()
-        found: list[_Merged] = []
-        for position, query in queries:
-            found.extend(_run_one(index, position, query, auth, features, want, candidates))
-        found.sort(key=lambda m: (-m.weighted, m.position, m.rank))
-        # A document matched by several queries of one index is returned once, at its best.
+        found = [
+            _run_one(index, position, query, auth, features, want, candidates)
+            for position, query in queries
+        ]
+        # A document matched by several queries of one index is returned once, first.
         seen: set[int] = set()
-        for candidate in found:
+        kept = []
+        for candidate in heapq.merge(*found, key=_merge_key):
             if candidate.internal_id not in seen:
                 seen.add(candidate.internal_id)
-                merged.append(candidate)
+                kept.append(candidate)
+        per_index.append(kept)
         total += len(candidates)
         facets.finish_index(uid, index, wanted_facets, candidates, first)
     facets.check_unused()
-    merged.sort(key=lambda m: (-m.weighted, m.position, m.rank))
-    hits = [m.hit for m in merged]
+    hits = [m.hit for m in heapq.merge(*per_index, key=_merge_key)]
     if federation.get("distinct"):
         hits = _distinct(hits, str(federation["distinct"]))
     response: dict[str, Any] = {
@@ -277,15 +287,23 @@ def _run_one(
 ) -> list[_Merged]:
     """One query's top `want` hits with their weighted scores; adds to the index's candidates."""
     try:
-        check_keyword_only(query, features, "invalid_search_embedder")
-        result = run_query(
-            index,
-            query,
-            tenant_filter=auth.tenant_filter(index.uid),
-            features=features,
-            want=want,
-            details=query.show_ranking_score_details,
-        )
+        check_unsupported(query, features)
+        plan = semantic.plan(index, query, "invalid_search_embedder")
+        tenant = auth.tenant_filter(index.uid)
+        if plan is None:
+            result = run_query(
+                index,
+                query,
+                tenant_filter=tenant,
+                features=features,
+                want=want,
+                details=query.show_ranking_score_details,
+            )
+        else:
+            window = Window(0, want, want)
+            result, _ = semantic_query(
+                index, query, plan, tenant_filter=tenant, features=features, window=window
+            )
         hits = build_hits(index, query, result, Window(0, want, want))
     except MeiliError as error:
         raise _inside(position, error) from None

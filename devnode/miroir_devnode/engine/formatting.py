@@ -18,6 +18,7 @@ from typing import Any
 from miroir_devnode.engine.matching import QueryTerms
 from miroir_devnode.engine.patterns import is_faceted_by
 from miroir_devnode.engine.tokenizer import Token, TokenizerConfig, tokenize
+from miroir_devnode.engine.vectors import shown_vectors
 
 _HARD = frozenset(".!?;\n\r()[]{}")
 _VECTORS = "_vectors"
@@ -112,7 +113,9 @@ class HitFormatter:
         self.config = TokenizerConfig.from_settings(dict(settings))
         self.displayed = list(settings.get("displayedAttributes") or ["*"])
         self.retrieve = retrieved_names(settings, retrieve)
-        self.retrieve_vectors = retrieve_vectors
+        # Meilisearch hides `_vectors` that displayedAttributes does not show.
+        self.retrieve_vectors = retrieve_vectors and self._shown(_VECTORS)
+        self.embedders = settings.get("embedders") or {}
         self.options = self._options(known_field)
         named = [n for n in self.options if n != "*"]
         if "*" in self.options:
@@ -139,8 +142,11 @@ class HitFormatter:
 
     def make_hit(self, document: Mapping[str, Any]) -> dict[str, Any]:
         hit = select_values(document, self.retrieve)
-        if not self.retrieve_vectors:
-            hit.pop(_VECTORS, None)
+        hit.pop(_VECTORS, None)
+        if self.retrieve_vectors:
+            vectors = shown_vectors(document, self.embedders)
+            if vectors is not None:
+                hit[_VECTORS] = vectors
         if not self.fmt.show_matches_position and not self.options:
             return hit
         source = self.displayed if self.fmt.show_matches_position else self.formatted_keys

@@ -34,6 +34,7 @@ from .querying import Query, QueryInputs
 from .ranking import QueryResult, SortRule
 from .sorting import custom_rule_field
 from .tokenizer import TokenizerConfig, field_positions, index_words, normalize, searchable_text
+from .vectors import VECTORS, Embeddings, read_embeddings
 
 _TEXT_SETTINGS = {"searchableAttributes", "separatorTokens", "nonSeparatorTokens", "dictionary"}
 _COLUMN_SETTINGS = {
@@ -74,6 +75,8 @@ class Index:
         self._geo: dict[int, tuple[float, float]] = {}
         self._field_counts: Counter[str] = Counter()
         self.term_cache: dict[Any, Any] = {}
+        # embedder name -> internal id -> the document's embeddings
+        self.vectors: dict[str, dict[int, Embeddings]] = {}
 
     # -- settings --
 
@@ -120,8 +123,12 @@ class Index:
         changed = {key for key in set(old) | set(settings) if old.get(key) != settings.get(key)}
         self._configure()
         self.term_cache.clear()
-        rebuild = changed & (_TEXT_SETTINGS | _COLUMN_SETTINGS)
+        rebuild = changed & (_TEXT_SETTINGS | _COLUMN_SETTINGS | {"embedders"})
         docs = [(i, self.document(i)) for i in self._docs] if rebuild else []
+        if "embedders" in changed:
+            self.vectors = {}
+            for internal, doc in docs:
+                self._index_vectors(internal, doc)
         if changed & _TEXT_SETTINGS:
             self.vocab = Vocabulary()
             self._postings.clear()
@@ -152,6 +159,7 @@ class Index:
             else:
                 self._unindex(internal)
             self._docs[internal] = orjson.dumps(doc)
+            self._index_vectors(internal, doc)
             flat = flatten(doc)
             self._index_text(internal, flat)
             self._index_columns(internal, doc, flat)
@@ -200,6 +208,10 @@ class Index:
     def __len__(self) -> int:
         return len(self._docs)
 
+    def field_names(self) -> list[str]:
+        """Every top-level field any document had, in the order the index first saw them."""
+        return list(self._field_counts)
+
     def field_distribution(self) -> dict[str, int]:
         return {field: count for field, count in sorted(self._field_counts.items()) if count}
 
@@ -223,6 +235,8 @@ class Index:
         intern = self.vocab.intern
         newest = internal >= self._next_id - 1
         for path, values in flat.items():
+            if path == VECTORS or path.startswith(VECTORS + "."):
+                continue  # embeddings are not searchable text
             field_id = self._field_id(path)
             if self._weights[field_id] is None:
                 continue
@@ -283,7 +297,14 @@ class Index:
             except (KeyError, TypeError, ValueError):
                 pass
 
+    def _index_vectors(self, internal: int, doc: dict[str, Any]) -> None:
+        embedders = self.settings.get("embedders") or {}
+        for name, embeddings in read_embeddings(doc, embedders).items():
+            self.vectors.setdefault(name, {})[internal] = embeddings
+
     def _unindex(self, internal: int) -> None:
+        for by_doc in self.vectors.values():
+            by_doc.pop(internal, None)
         doc = self.document(internal)
         self.facets.remove(internal, doc)
         self._field_counts.subtract(doc.keys())

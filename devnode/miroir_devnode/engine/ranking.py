@@ -136,26 +136,35 @@ class QueryRanker:
         self.features = features
         self.max_weight = max_weight
 
-    def removal_order(self) -> list[int]:
+    def removable(self) -> list[int]:
+        """The terms the words rule drops, in order; the others every candidate contains.
+
+        With `last`, words go from the end of the query and a quoted phrase is never
+        dropped (milli's `removal_order_for_terms_matching_strategy_last`): without a
+        phrase the first word stays, with one every word may go.
+        """
         count = len(self.terms)
+        if self.strategy == "all" or count <= 1:
+            return []
         if self.strategy == "frequency":
-            return sorted(range(count), key=lambda i: (-len(self.terms[i].docs), -i))
-        return list(range(count - 1, -1, -1))
+            return sorted(range(count), key=lambda i: (-len(self.terms[i].docs), -i))[:-1]
+        words = [i for i in range(count - 1, -1, -1) if self.terms[i].term.phrase is None]
+        return words[:-1] if len(words) == count else words
 
     def minimal_terms(self) -> tuple[int, ...]:
         """The terms every candidate must contain."""
-        if self.strategy == "all" or len(self.terms) <= 1:
-            return tuple(range(len(self.terms)))
-        return (self.removal_order()[-1],)
+        dropped = set(self.removable())
+        return tuple(i for i in range(len(self.terms)) if i not in dropped)
 
     def words(self, bucket: Bucket, _: tuple[int, ...]) -> Split:
         count = len(self.terms)
-        if self.strategy == "all" or count <= 1:
+        steps = self.removable()
+        if not steps:  # the candidates already contain every term
             yield (Detail("words", count, count, (count, count)),), bucket, tuple(range(count))
             return
         kept = list(range(count))
         remaining = set(bucket)
-        for removed in self.removal_order():
+        for step in range(len(steps) + 1):
             docs = set(remaining)
             for index in kept:
                 docs &= self.terms[index].docs
@@ -165,9 +174,9 @@ class QueryRanker:
                 detail = Detail("words", len(kept), count, (len(kept), count))
                 yield (detail,), docs, tuple(kept)
                 remaining -= docs
-            if len(kept) == 1 or not remaining:
+            if step == len(steps) or not remaining:
                 return
-            kept.remove(removed)
+            kept.remove(steps[step])
 
     def typo(self, bucket: Bucket, kept: tuple[int, ...]) -> Split:
         """Buckets by total typos, cheapest first, from per-term typo classes (set algebra)."""

@@ -12,16 +12,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from miroir_devnode.engine import attribute_checks as checks
+from miroir_devnode.engine import semantic
 from miroir_devnode.engine.facets import haversine_m
 from miroir_devnode.engine.filtering import FilterError, and_filters, parse_filter
 from miroir_devnode.engine.formatting import FormatSettings, HitFormatter
 from miroir_devnode.engine.index import Index
 from miroir_devnode.engine.patterns import is_faceted_by
-from miroir_devnode.engine.ranking import QueryResult
+from miroir_devnode.engine.ranking import QueryResult, RankedHit
 from miroir_devnode.engine.search_params import DEFAULT_LIMIT, SearchParams, parse_search_body
 from miroir_devnode.errors import MeiliError
 
@@ -42,26 +43,14 @@ def feature_error(action: str, feature: str) -> MeiliError:
     )
 
 
-def check_keyword_only(params: SearchParams, features: Mapping[str, bool], code: str) -> None:
-    """The devnode has no embedders: refuse semantic search the way Meilisearch would."""
+def check_unsupported(params: SearchParams, features: Mapping[str, bool]) -> None:
+    """Search parameters of features the devnode does not have, refused as Meilisearch does."""
     if params.media is not None and not features.get("multimodal", False):
         raise feature_error("passing `media` in a search query", "multimodal")
     if params.personalize is not None:
         raise feature_error("reranking search results", "personalization")
     if params.use_network is not None and not features.get("network", False):
         raise feature_error("passing `useNetwork` in a search query", "network")
-    nothing_to_embed = params.vector is None and params.media is None
-    if params.hybrid is None:
-        if nothing_to_embed:
-            return
-        raise MeiliError(
-            "missing_search_hybrid",
-            "Invalid request: missing `hybrid` parameter when `vector` is present.",
-        )
-    # Meilisearch falls back to a keyword search when there is nothing to embed at all.
-    if nothing_to_embed and (params.q is None or not params.q.strip()):
-        return
-    raise MeiliError(code, f"Cannot find embedder with name `{params.hybrid['embedder']}`.")
 
 
 def filtered_universe(
@@ -164,6 +153,59 @@ def run_query(
         threshold=params.ranking_score_threshold,
         details=details,
     )
+
+
+def semantic_query(
+    index: Index,
+    params: SearchParams,
+    plan: semantic.Plan,
+    *,
+    tenant_filter: Any,
+    features: Mapping[str, bool],
+    window: Window,
+) -> tuple[QueryResult, int]:
+    """A semantic or hybrid search (see `engine.semantic`) and its `semanticHitCount`."""
+    want = window.offset + window.limit
+    details = params.show_ranking_score_details
+    threshold = params.ranking_score_threshold
+    if plan.semantic_only:
+        # The keyword side only validates the request and gives the filtered candidates.
+        base = replace(params, q=None, ranking_score_threshold=None)
+        found = run_query(
+            index, base, tenant_filter=tenant_filter, features=features, want=0, details=False
+        )
+        assert plan.vector is not None
+        hits = semantic.ranked(
+            index, plan.vector, plan.embedder, found.candidates, threshold=threshold,
+            details=details, sort=checks.parse_sort(params.sort or []),
+        )  # fmt: skip
+        candidates = found.candidates
+        if threshold is not None:
+            candidates = {hit.internal_id for hit in hits}
+        page = hits[window.offset : window.offset + window.limit]
+        return QueryResult(hits, set(candidates), len(candidates), found.query_terms), len(page)
+    keyword = run_query(
+        index, params, tenant_filter=tenant_filter, features=features, want=want, details=details
+    )
+    top: list[RankedHit] = keyword.ranked[:want]
+    if plan.vector is None or semantic.good_enough(top, want, plan.ratio):
+        return keyword, 0
+    universe = filtered_universe(
+        index,
+        and_filters(params.filter, tenant_filter),
+        code="invalid_search_filter",
+        features=features,
+    )
+    everything = index.all_internal() if universe is None else universe
+    close = semantic.ranked(
+        index, plan.vector, plan.embedder, everything, threshold=threshold, details=details,
+        sort=checks.parse_sort(params.sort or []),
+    )  # fmt: skip
+    merged, count = semantic.mix(close[:want], top, plan.ratio, (window.offset, window.limit))
+    # The threshold drops documents from the candidates of both halves.
+    kept = everything if threshold is None else {hit.internal_id for hit in close}
+    candidates = set(kept) | set(keyword.candidates)
+    return QueryResult(merged, candidates, len(candidates), keyword.query_terms), count
 
 
 def facet_order(settings: Mapping[str, Any], field: str) -> str:
@@ -282,16 +324,23 @@ def search_with_params(
     features: Mapping[str, bool],
     started: float,
 ) -> dict[str, Any]:
-    check_keyword_only(params, features, "invalid_search_embedder")
+    check_unsupported(params, features)
+    plan = semantic.plan(index, params, "invalid_search_embedder")
     window = Window.of(params, index.settings)
-    result = run_query(
-        index,
-        params,
-        tenant_filter=tenant_filter,
-        features=features,
-        want=window.offset + window.limit,
-        details=params.show_ranking_score_details,
-    )
+    semantic_hits: int | None = None
+    if plan is None:
+        result = run_query(
+            index,
+            params,
+            tenant_filter=tenant_filter,
+            features=features,
+            want=window.offset + window.limit,
+            details=params.show_ranking_score_details,
+        )
+    else:
+        result, semantic_hits = semantic_query(
+            index, params, plan, tenant_filter=tenant_filter, features=features, window=window
+        )
     facets = None
     if params.facets is not None:
         facets = compute_facets(index, params.facets, result.candidates)
@@ -303,6 +352,8 @@ def search_with_params(
     }
     if facets is not None:
         response["facetDistribution"], response["facetStats"] = facets
+    if semantic_hits is not None:
+        response["semanticHitCount"] = semantic_hits
     response["requestUid"] = str(uuid.uuid4())
     elapsed_ms = (time.perf_counter() - started) * 1000
     response["processingTimeMs"] = int(elapsed_ms)

@@ -1,15 +1,22 @@
-"""GET/POST /indexes/{uid}/similar: validated like Meilisearch, then refused for lack of embedders.
+"""GET/POST /indexes/{uid}/similar: the documents closest to one document's embeddings.
 
-The devnode never configures embedders, so every well-formed request ends with the error
-Meilisearch gives for an unknown embedder; malformed ones get the usual field errors first.
+Checks run in Meilisearch's order: the body, the index, the embedder, the id, the filter.
+Ranking is `engine.semantic.similar_documents` (milli's `Similar`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from miroir_devnode.documents import invalid_id, normalize_id
+from miroir_devnode.engine import semantic
 from miroir_devnode.engine import validation as v
+from miroir_devnode.engine.filtering import and_filters
+from miroir_devnode.engine.formatting import FormatSettings, HitFormatter
+from miroir_devnode.engine.index import Index
+from miroir_devnode.engine.search import DEFAULT_MAX_TOTAL_HITS, filtered_universe
 from miroir_devnode.engine.search_params import THRESHOLD_MESSAGE, Parser, parse_object
 from miroir_devnode.errors import MeiliError
 
@@ -72,9 +79,77 @@ _GET_BOOLS = (
 )
 
 
-def parse_similar(body: Any) -> str:
-    """Validate a similar-documents request; returns the embedder it names."""
-    return str(parse_object(body, "", _FIELDS, required=("id", "embedder"))["embedder"])
+def parse_similar(body: Any) -> dict[str, Any]:
+    """Validate a similar-documents request; returns its fields."""
+    return parse_object(body, "", _FIELDS, required=("id", "embedder"))
+
+
+def similar(
+    index: Index,
+    query: Mapping[str, Any],
+    *,
+    tenant_filter: Any,
+    features: Mapping[str, bool],
+    started: float,
+) -> dict[str, Any]:
+    """The answer of a validated similar-documents request on `index`."""
+    name = str(query["embedder"])
+    if name not in (index.settings.get("embedders") or {}):
+        raise missing_embedder(name)
+    doc_id = normalize_id(query["id"])
+    if doc_id is None:
+        raise MeiliError("invalid_similar_id", f"Invalid value at `.id`: {invalid_id(query['id'])}")
+    target = index.internal_id(doc_id)
+    if target is None:
+        raise MeiliError("not_found_similar_id", f"Document `{doc_id}` not found.")
+    universe = filtered_universe(
+        index,
+        and_filters(query.get("filter"), tenant_filter),
+        code="invalid_similar_filter",
+        features=features,
+    )
+    details = bool(query.get("showRankingScoreDetails"))
+    offset = int(query.get("offset") or 0)
+    limit = 20 if query.get("limit") is None else int(query["limit"])
+    hits, candidates = semantic.similar_documents(
+        index,
+        target,
+        name,
+        universe,
+        page=(offset, limit),
+        threshold=query.get("rankingScoreThreshold"),
+        details=details,
+    )
+    formatter = HitFormatter(
+        index.settings,
+        query.get("attributesToRetrieve"),
+        FormatSettings(),
+        None,
+        lambda _name: False,
+        retrieve_vectors=bool(query.get("retrieveVectors")),
+    )
+    shown = []
+    for ranked in hits:
+        hit = formatter.make_hit(index.document(ranked.internal_id))
+        if query.get("showRankingScore"):
+            hit["_rankingScore"] = ranked.score
+        if details:
+            hit["_rankingScoreDetails"] = ranked.details
+        shown.append(hit)
+    pagination = index.settings.get("pagination") or {}
+    max_total = int(pagination.get("maxTotalHits", DEFAULT_MAX_TOTAL_HITS))
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    response: dict[str, Any] = {
+        "hits": shown,
+        "id": doc_id,
+        "processingTimeMs": int(elapsed_ms),
+        "limit": limit,
+        "offset": offset,
+        "estimatedTotalHits": min(candidates, max_total),
+    }
+    if query.get("showPerformanceDetails"):
+        response["performanceDetails"] = {"similar": f"{elapsed_ms:.2f}ms"}
+    return response
 
 
 def missing_embedder(name: str) -> MeiliError:

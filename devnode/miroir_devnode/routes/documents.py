@@ -113,8 +113,10 @@ async def list_documents(request: web.Request) -> web.Response:
     uid = _uid(request)
     query = request.query
     check_query(query, _FETCH_FIELDS)
-    query_bool(query, "retrieveVectors", "invalid_document_retrieve_vectors", False)
     params = {
+        "retrieve_vectors": query_bool(
+            query, "retrieveVectors", "invalid_document_retrieve_vectors", False
+        ),
         "offset": query_uint(query, "offset", "invalid_document_offset", 0),
         "limit": query_uint(query, "limit", "invalid_document_limit", 20),
         "fields": query_list(query, "fields"),
@@ -161,7 +163,8 @@ async def fetch_documents_route(request: web.Request) -> web.Response:
                 raise type_error("invalid_document_filter", path, ["string", "array"], value)
             params["filter"] = value
         else:
-            check_bool("invalid_document_retrieve_vectors", path, value)
+            code = "invalid_document_retrieve_vectors"
+            params["retrieve_vectors"] = check_bool(code, path, value)
     return _fetch(request, uid, params)
 
 
@@ -169,7 +172,8 @@ async def fetch_documents_route(request: web.Request) -> web.Response:
 async def get_document(request: web.Request) -> web.Response:
     uid = _uid(request)
     check_query(request.query, ("fields", "retrieveVectors"))
-    query_bool(request.query, "retrieveVectors", "invalid_document_retrieve_vectors", False)
+    code = "invalid_document_retrieve_vectors"
+    retrieve = query_bool(request.query, "retrieveVectors", code, False)
     doc_id = request.match_info["document_id"]
     node = request.app[NODE_KEY]
     found = fetch_documents(
@@ -181,6 +185,7 @@ async def get_document(request: web.Request) -> web.Response:
         filter=None,
         ids=[doc_id],
         sort=None,
+        retrieve_vectors=retrieve,
     )
     if not found["results"]:
         raise MeiliError("document_not_found", f"Document `{doc_id}` not found.")

@@ -6,12 +6,14 @@ is decided when the task runs, so those errors land in the failed task, as in Me
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from ..auth import AUTH
+from ..engine.fields import list_fields, parse_fields_request
 from ..engine.validation import (
     check_bool,
     check_object,
@@ -25,34 +27,57 @@ from ..errors import MeiliError
 from ..http import json_response, read_json
 from ..node import NODE_KEY, IndexEntry, Node, check_index_uid
 from ..params import check_query, query_bool, query_uint
+from ..sizes import render_bytes
 
 routes = web.RouteTableDef()
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+def size_format(raw: str) -> bool:
+    """True for `sizeFormat=human`."""
+    if raw not in ("raw", "human"):
+        raise MeiliError(
+            "invalid_stats_size_format",
+            f"Invalid value in parameter `sizeFormat`: Unknown value `{raw}`, expected one of "
+            "`raw`, `human`",
+        )
+    return raw == "human"
 
 
-def render_bytes(size: int, human: bool) -> int | str:
-    if not human:
-        return size
-    value, unit = float(size), 0
-    while value >= 1024 and unit < len(_UNITS) - 1:
-        value, unit = value / 1024, unit + 1
-    return f"{value:.2f} {_UNITS[unit]}"
+def stats_options(query: Mapping[str, str]) -> tuple[bool, bool]:
+    """(human sizes, internal database sizes) of a stats request's query string."""
+    check_query(query, ("showInternalDatabaseSizes", "sizeFormat"))
+    internal = query_bool(
+        query, "showInternalDatabaseSizes", "invalid_stats_show_internal_database_sizes", False
+    )
+    return size_format(query.get("sizeFormat", "raw")), internal
 
 
-def index_stats(node: Node, entry: IndexEntry, *, human: bool = False) -> dict[str, Any]:
+def index_stats(
+    node: Node, entry: IndexEntry, *, human: bool = False, internal: bool = False
+) -> dict[str, Any]:
     index = entry.index
     count = len(index)
     raw = node.storage.raw_documents_size(index.uid)
-    return {
+    embedded: set[int] = set()
+    embeddings = 0
+    for by_doc in index.vectors.values():
+        for doc, found in by_doc.items():
+            if found:
+                embedded.add(doc)
+                embeddings += len(found)
+    stats: dict[str, Any] = {
         "numberOfDocuments": count,
         "rawDocumentDbSize": render_bytes(raw, human),
         "avgDocumentSize": render_bytes(raw // count if count else 0, human),
         "isIndexing": node.queue.is_indexing(index.uid),
-        "numberOfEmbeddings": 0,
-        "numberOfEmbeddedDocuments": 0,
+        "numberOfEmbeddings": embeddings,
+        "numberOfEmbeddedDocuments": len(embedded),
         "fieldDistribution": index.field_distribution(),
     }
+    if internal:
+        # The devnode's one store: its documents (Meilisearch lists its LMDB databases).
+        stats["internalDatabaseSizes"] = {"documents": render_bytes(raw, human)}
+    return stats
 
 
 def _object_body(raw: Any, accepted: tuple[str, ...], path: str = "") -> dict[str, Any]:
@@ -143,17 +168,26 @@ async def delete_index(request: web.Request) -> web.Response:
     return json_response(task.summary(), 202)
 
 
+@routes.post("/indexes/{index_uid}/fields")
+async def list_index_fields(request: web.Request) -> web.Response:
+    parsed = parse_fields_request(await read_json(request))
+    index = request.app[NODE_KEY].get_index(_uid_param(request))
+    return json_response(list_fields(index.field_names(), index.settings, parsed))
+
+
+@routes.post("/indexes/{index_uid}/compact")
+async def compact_index(request: web.Request) -> web.Response:
+    uid = _uid_param(request)
+    task = request.app[NODE_KEY].queue.enqueue("indexCompaction", uid, {}, {})
+    return json_response(task.summary(), 202)
+
+
 @routes.get("/indexes/{index_uid}/stats")
 async def get_index_stats(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    check_query(request.query, ("showInternalDatabaseSizes",))
-    query_bool(
-        request.query,
-        "showInternalDatabaseSizes",
-        "invalid_stats_show_internal_database_sizes",
-        False,
-    )
-    return json_response(index_stats(node, node.get_entry(_uid_param(request))))
+    human, internal = stats_options(request.query)
+    entry = node.get_entry(_uid_param(request))
+    return json_response(index_stats(node, entry, human=human, internal=internal))
 
 
 def _parse_swap(position: int, item: Any, seen: set[str]) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from ..engine.validation import check_bool, check_object, unknown_field
 from ..errors import MeiliError
 from ..http import json_response, read_json
 from ..node import EXPERIMENTAL_FEATURES, NODE_KEY
-from ..params import check_query, query_bool
+from ..sizes import render_bytes
 from ..timeutil import now, rfc3339
-from .indexes import index_stats, render_bytes
+from .indexes import index_stats, stats_options
 
 routes = web.RouteTableDef()
 
@@ -37,17 +37,10 @@ async def version(request: web.Request) -> web.Response:
 @routes.get("/stats")
 async def stats(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    check_query(request.query, ("showInternalDatabaseSizes", "sizeFormat"))
-    query_bool(
-        request.query,
-        "showInternalDatabaseSizes",
-        "invalid_stats_show_internal_database_sizes",
-        False,
-    )
-    human = _size_format(request.query.get("sizeFormat", "raw"))
+    human, internal = stats_options(request.query)
     allowed = request[AUTH].allows_index
     per_index = {
-        uid: index_stats(node, entry, human=human)
+        uid: index_stats(node, entry, human=human, internal=internal)
         for uid, entry in sorted(node.entries.items())
         if allowed(uid)
     }
@@ -61,16 +54,6 @@ async def stats(request: web.Request) -> web.Response:
             "indexes": per_index,
         }
     )
-
-
-def _size_format(raw: str) -> bool:
-    if raw not in ("raw", "human"):
-        raise MeiliError(
-            "invalid_stats_size_format",
-            f"Invalid value in parameter `sizeFormat`: Unknown value `{raw}`, expected one of "
-            "`raw`, `human`",
-        )
-    return raw == "human"
 
 
 @routes.post("/dumps")

@@ -8,6 +8,7 @@ is validated first, then the index uid, then the index must exist.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -17,7 +18,7 @@ from ..engine.federation import multi_search
 from ..engine.search import search_with_params
 from ..engine.search_params import SearchParams, parse_search_body
 from ..engine.search_query_string import query_string_to_body
-from ..engine.similar import missing_embedder, parse_similar, similar_query_to_body
+from ..engine.similar import parse_similar, similar, similar_query_to_body
 from ..http import json_response, read_json
 from ..node import NODE_KEY, check_index_uid
 
@@ -76,15 +77,26 @@ async def facet_search_post(request: web.Request) -> web.Response:
     return json_response(facet_search(index, parsed, tenant_filter=tenant, features=node.features))
 
 
+def _similar(request: web.Request, query: dict[str, Any], started: float) -> web.Response:
+    uid = _uid(request)
+    node = request.app[NODE_KEY]
+    result = similar(
+        node.get_index(uid),
+        query,
+        tenant_filter=request[AUTH].tenant_filter(uid),
+        features=node.features,
+        started=started,
+    )
+    return json_response(result)
+
+
 @routes.post("/indexes/{index_uid}/similar")
 async def similar_post(request: web.Request) -> web.Response:
-    embedder = parse_similar(await read_json(request))
-    request.app[NODE_KEY].get_index(_uid(request))
-    raise missing_embedder(embedder)
+    started = time.perf_counter()
+    return _similar(request, parse_similar(await read_json(request)), started)
 
 
 @routes.get("/indexes/{index_uid}/similar")
 async def similar_get(request: web.Request) -> web.Response:
-    embedder = parse_similar(similar_query_to_body(request.query))
-    request.app[NODE_KEY].get_index(_uid(request))
-    raise missing_embedder(embedder)
+    started = time.perf_counter()
+    return _similar(request, parse_similar(similar_query_to_body(request.query)), started)

@@ -8,6 +8,7 @@ The first real answer wins, including Meilisearch's `404 document_not_found`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -37,16 +38,32 @@ async def fetch_document(
     params: Mapping[str, str],
 ) -> NodeResponse:
     """The node's answer for `GET /indexes/{uid}/documents/{id}` from a live replica."""
-    shard = shard_of(document_id, shards)
     path = f"/indexes/{index_uid}/documents/{quote(document_id, safe='')}"
+    return await ask_owner(cluster, index_uid, shards, document_id, "GET", path, params=params)
+
+
+async def ask_owner(
+    cluster: Cluster,
+    index_uid: str,
+    shards: int,
+    document_id: str,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    json_body: Any = None,
+) -> NodeResponse:
+    """The first real answer to `method path` of a live replica of `document_id`'s shard."""
+    shard = shard_of(document_id, shards)
     last = "no replica is in an active group"
     for node_id in replicas_to_try(cluster, shard, shards):
         try:
             response = await cluster.call(
                 node_id,
-                "GET",
+                method,
                 path,
                 params=params or None,
+                json_body=json_body,
                 timeout_ms=cluster.config.timeouts.node_read_ms,
             )
         except NodeUnavailable as e:

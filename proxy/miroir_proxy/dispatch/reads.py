@@ -33,6 +33,7 @@ from miroir_proxy.core.pk import RESERVED_PREFIX
 from miroir_proxy.core.planner import and_filters, pinned_shards, shard_restriction
 from miroir_proxy.nodes.client import NodeResponse
 
+from . import hybrid
 from .broadcast import NodeRefused
 from .cluster import Cluster
 from .scatter import call_all, gather
@@ -233,6 +234,14 @@ async def search(
     when given."""
     if request is None:
         request = merge_request(body, view.settings)
+    ratio = hybrid.mixing_ratio(body)
+    if ratio is not None:
+
+        async def half(half_body: dict[str, Any], half_request: MergeRequest) -> ReadResult:
+            return await search(cluster, view, half_body, half_request, first_group=first_group)
+
+        mixed = await hybrid.search(body, request, view.primary_key, ratio, half)
+        return ReadResult(*mixed)
     bodies = NodeBodies(_search_base(body, request), view)
     gathered = await gather(
         cluster,

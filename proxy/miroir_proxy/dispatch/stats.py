@@ -13,6 +13,9 @@ How each figure is counted:
   scaled by `numberOfDocuments / (summed documents / copies)`, which is 1 in steady state
   and corrects for a dead or lagging node. A group with every node healthy is preferred.
 - `_miroir_*` fields never appear in `fieldDistribution`.
+- `showInternalDatabaseSizes` adds each index's `internalDatabaseSizes`, merged like its
+  `rawDocumentDbSize`; with `sizeFormat=human` every size is rendered once merged
+  (`human_sizes`), since rendered sizes cannot be added.
 """
 
 from __future__ import annotations
@@ -88,13 +91,16 @@ def stats_nodes(cluster: Cluster) -> tuple[list[str], int]:
     return live, min(cluster.topology.replication_factor, len(group.nodes))
 
 
-async def get_each(cluster: Cluster, node_ids: Sequence[str], path: str) -> dict[str, Any]:
+async def get_each(
+    cluster: Cluster, node_ids: Sequence[str], path: str, *, internal: bool = False
+) -> dict[str, Any]:
     """`GET path` on each node in parallel: node id -> JSON answer, for nodes that gave one."""
     timeout = cluster.config.timeouts.node_read_ms
+    params = {"showInternalDatabaseSizes": "true"} if internal else None
 
     async def one(node_id: str) -> Any:
         try:
-            response = await cluster.call(node_id, "GET", path, timeout_ms=timeout)
+            response = await cluster.call(node_id, "GET", path, params=params, timeout_ms=timeout)
         except NodeError:
             return None
         return response.json() if response.ok else None
@@ -129,25 +135,63 @@ def merge_index_stats(
     merged["fieldDistribution"] = {
         name: min(exact, round(total / copies * scale)) for name, total in sorted(fields.items())
     }
+    internal: dict[str, float] = {}
+    for stats in per_node:
+        for name, size in (stats.get("internalDatabaseSizes") or {}).items():
+            if isinstance(size, int):
+                internal[name] = internal.get(name, 0) + size
+    if any("internalDatabaseSizes" in s for s in per_node):
+        merged["internalDatabaseSizes"] = {n: round(s / copies) for n, s in internal.items()}
     return merged
 
 
-async def index_stats(cluster: Cluster, meta: IndexMeta) -> tuple[dict[str, Any], Counted]:
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+_SIZES = ("databaseSize", "usedDatabaseSize", "rawDocumentDbSize", "avgDocumentSize")
+
+
+def human_size(size: int) -> str:
+    """`19.64 MiB`: the size in the largest binary unit it reaches, two decimals."""
+    unit = 0
+    while unit + 1 < len(_UNITS) and size >= 1024 ** (unit + 1):
+        unit += 1
+    return f"{size / 1024**unit:.2f} {_UNITS[unit]}"
+
+
+def human_sizes(stats: dict[str, Any]) -> dict[str, Any]:
+    """Index or instance stats with every size rendered for people (`sizeFormat=human`)."""
+    out = dict(stats)
+    for key in _SIZES:
+        if isinstance(out.get(key), int):
+            out[key] = human_size(out[key])
+    if isinstance(out.get("internalDatabaseSizes"), dict):
+        out["internalDatabaseSizes"] = {
+            name: human_size(size) if isinstance(size, int) else size
+            for name, size in out["internalDatabaseSizes"].items()
+        }
+    if isinstance(out.get("indexes"), dict):
+        out["indexes"] = {uid: human_sizes(s) for uid, s in out["indexes"].items()}
+    return out
+
+
+async def index_stats(
+    cluster: Cluster, meta: IndexMeta, *, internal: bool = False
+) -> tuple[dict[str, Any], Counted]:
     nodes, copies = stats_nodes(cluster)
     counted, answers = await asyncio.gather(
-        count_documents(cluster, meta), get_each(cluster, nodes, f"/indexes/{meta.uid}/stats")
+        count_documents(cluster, meta),
+        get_each(cluster, nodes, f"/indexes/{meta.uid}/stats", internal=internal),
     )
     return merge_index_stats(list(answers.values()), copies, counted.documents), counted
 
 
 async def instance_stats(
-    cluster: Cluster, metas: Sequence[IndexMeta]
+    cluster: Cluster, metas: Sequence[IndexMeta], *, internal: bool = False
 ) -> tuple[dict[str, Any], tuple[int, ...]]:
     """`GET /stats` over the given indexes; sizes are the fleet's physical totals."""
     nodes, copies = stats_nodes(cluster)
     counted, everyone = await asyncio.gather(
         asyncio.gather(*(_count_if_present(cluster, m) for m in metas)),
-        get_each(cluster, [n.id for n in cluster.all_nodes()], "/stats"),
+        get_each(cluster, [n.id for n in cluster.all_nodes()], "/stats", internal=internal),
     )
     group = [everyone[n] for n in nodes if n in everyone]
     indexes = {

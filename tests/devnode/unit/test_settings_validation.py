@@ -94,10 +94,14 @@ def test_fields_are_checked_in_the_order_sent() -> None:
     assert err.code == "invalid_settings_stop_words"
 
 
-def test_embedders_chat_and_foreign_keys_are_disabled_features() -> None:
+def test_chat_and_foreign_keys_are_disabled_features() -> None:
     assert validate_patch({"embedders": {}, "chat": None}) == {"embedders": {}}
+    manual = {"default": {"source": "userProvided", "dimensions": 2}}
+    assert validate_patch({"embedders": manual}) == {"embedders": manual}
+    assert _error({"embedders": {"default": {"source": "userProvided"}}}).code == (
+        "invalid_settings_embedders"
+    )
     bodies: list[dict[str, Any]] = [
-        {"embedders": {"default": {"source": "userProvided"}}},
         {"chat": {}},
         {"foreignKeys": []},
     ]

@@ -16,13 +16,14 @@ from aiohttp import web
 
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.dispatch.broadcast import NodeRefused, broadcast, read_any, task_refs
+from miroir_proxy.dispatch.fields import list_fields
 from miroir_proxy.dispatch.payloads import check_parameters
 from miroir_proxy.dispatch.reads import enforce_policy
-from miroir_proxy.dispatch.stats import count_documents, index_stats, instance_stats
+from miroir_proxy.dispatch.stats import count_documents, human_sizes, index_stats, instance_stats
 
 from ..appkeys import CATALOG, CLUSTER, TASKS
 from ..auth import AUTH, invalid_key
-from ..responses import json_response, read_json
+from ..responses import json_response, raw_json_response, read_json
 
 routes = web.RouteTableDef()
 
@@ -134,6 +135,26 @@ async def delete_index(request: web.Request) -> web.Response:
     return json_response(tasks.summary(record), status=202)
 
 
+@routes.post("/indexes/{index_uid}/fields")
+async def list_index_fields(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    try:
+        answer = await list_fields(request.app[CLUSTER], request.match_info["index_uid"], body)
+    except NodeRefused as e:
+        return raw_json_response(e.response.body, e.response.status)
+    return json_response(answer)
+
+
+@routes.post("/indexes/{index_uid}/compact")
+async def compact_index(request: web.Request) -> web.Response:
+    """Every node compacts its copy; the sizes before and after stay on the node tasks."""
+    uid = request.match_info["index_uid"]
+    refs = task_refs(await broadcast(request.app[CLUSTER], "POST", f"/indexes/{uid}/compact"))
+    tasks = request.app[TASKS]
+    record = await tasks.enqueue(uid, "indexCompaction", refs, details={}, policy="all")
+    return json_response(tasks.summary(record), status=202)
+
+
 @routes.post("/swap-indexes")
 async def swap_indexes(request: web.Request) -> web.Response:
     body = await read_json(request)
@@ -153,18 +174,41 @@ async def swap_indexes(request: web.Request) -> web.Response:
     return json_response(tasks.summary(record), status=202)
 
 
+async def _stats_options(request: web.Request, path: str) -> tuple[bool, bool]:
+    """(human sizes, internal database sizes); a node judges any other query string."""
+    query = request.query
+    if not query:
+        return False, False
+    known = {"showInternalDatabaseSizes": ("true", "false"), "sizeFormat": ("raw", "human")}
+    if any(name not in known or value not in known[name] for name, value in query.items()):
+        response = await read_any(request.app[CLUSTER], "GET", path, params=dict(query))
+        if not response.ok:
+            raise NodeRefused(response)
+    return query.get("sizeFormat") == "human", query.get("showInternalDatabaseSizes") == "true"
+
+
 @routes.get("/indexes/{index_uid}/stats")
 async def get_index_stats(request: web.Request) -> web.Response:
     meta = await request.app[CATALOG].require(request.match_info["index_uid"])
     cluster = request.app[CLUSTER]
-    body, counted = await index_stats(cluster, meta)
+    try:
+        human, internal = await _stats_options(request, f"/indexes/{meta.uid}/stats")
+    except NodeRefused as e:
+        return raw_json_response(e.response.body, e.response.status)
+    body, counted = await index_stats(cluster, meta, internal=internal)
+    body = human_sizes(body) if human else body
     return json_response(body, headers=enforce_policy(cluster, counted.degraded))
 
 
 @routes.get("/stats")
 async def get_stats(request: web.Request) -> web.Response:
     auth = request[AUTH]
+    try:
+        human, internal = await _stats_options(request, "/stats")
+    except NodeRefused as e:
+        return raw_json_response(e.response.body, e.response.status)
     metas = [m for m in await request.app[CATALOG].indexes() if auth.allows_index(m.uid)]
     cluster = request.app[CLUSTER]
-    body, degraded = await instance_stats(cluster, metas)
+    body, degraded = await instance_stats(cluster, metas, internal=internal)
+    body = human_sizes(body) if human else body
     return json_response(body, headers=enforce_policy(cluster, degraded))

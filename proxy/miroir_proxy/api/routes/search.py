@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.dispatch import multisearch, reads
+from miroir_proxy.dispatch import multisearch, reads, similar
 from miroir_proxy.dispatch.broadcast import NodeRefused, read_any
 from miroir_proxy.dispatch.coalescing import search_key
 from miroir_proxy.dispatch.reads import IndexView, NotUnderstood, ReadResult
@@ -215,3 +215,29 @@ async def multi_search(request: web.Request) -> web.Response:
         flags = [wants_performance(query) for query in queries]
         return respond(request, result, started, "multi-search", flags)
     return respond(request, result, started, "federated-search")
+
+
+async def _similar(request: web.Request, method: str) -> web.Response:
+    uid = request.match_info["uid"]
+    body = await read_json(request) if method == "POST" else None
+    params = dict(request.query) if method == "GET" else None
+    try:
+        view = await index_view(request, uid)
+        cluster = request.app[CLUSTER]
+        target = await similar.check_with_owner(cluster, view, method, body=body, params=params)
+        query = body if body is not None else similar.query_from_params(params or {})
+        result = await similar.similar(cluster, view, query, target)
+    except NodeRefused as e:
+        return refused(e)
+    headers = reads.enforce_policy(request.app[CLUSTER], result.degraded)
+    return json_response(result.body, headers=headers)
+
+
+@routes.post("/indexes/{uid}/similar")
+async def post_similar(request: web.Request) -> web.Response:
+    return await _similar(request, "POST")
+
+
+@routes.get("/indexes/{uid}/similar")
+async def get_similar(request: web.Request) -> web.Response:
+    return await _similar(request, "GET")
