@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 RESERVED_PREFIX = "_miroir_"
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
-_TASK_POLL_S = (0.01, 0.25)
+# A node that finished a page waits for nothing but our next poll: keep it short.
+_TASK_POLL_S = (0.005, 0.05)
 
 
 class CopyFailed(Exception):
@@ -130,16 +131,23 @@ class ShardIO:
 
     async def write(self, nodes: Sequence[str], ref: ShardRef, documents: list[Any]) -> None:
         """Add `documents` on every node of `nodes` and wait until each node applied them."""
+        await self.wait_all(await self.send(nodes, ref, documents))
+
+    async def send(
+        self, nodes: Sequence[str], ref: ShardRef, documents: list[Any]
+    ) -> list[tuple[str, int]]:
+        """Enqueue the addition of `documents` on every node of `nodes`: (node, task uid)s."""
         body = orjson.dumps(documents)
-        await self._each(
-            nodes,
-            lambda node: self._enqueue(
-                node,
-                f"/indexes/{ref.index}/documents",
-                body,
-                {"primaryKey": ref.primary_key},
-            ),
-        )
+        params = {"primaryKey": ref.primary_key}
+        path = f"/indexes/{ref.index}/documents"
+        async with asyncio.TaskGroup() as group:
+            sent = [group.create_task(self._post(node, path, body, params)) for node in nodes]
+        return [(node, task.result()) for node, task in zip(nodes, sent, strict=True)]
+
+    async def wait_all(self, tasks: Sequence[tuple[str, int]]) -> None:
+        async with asyncio.TaskGroup() as group:
+            for node, uid in tasks:
+                group.create_task(self.wait_task(node, uid))
 
     async def delete(self, nodes: Sequence[str], ref: ShardRef, ids: list[Any]) -> None:
         body = orjson.dumps(ids)
@@ -179,6 +187,18 @@ class ShardIO:
         )
         answer = _answer(node, response.status, response.body)
         await self.wait_task(node, int(answer["taskUid"]))
+
+    async def _post(self, node: str, path: str, body: bytes, params: dict[str, str]) -> int:
+        response = await self._request(
+            node,
+            "POST",
+            path,
+            params=params,
+            body=body,
+            content_type="application/json",
+            timeout_ms=self.settings.write_timeout_ms,
+        )
+        return int(_answer(node, response.status, response.body)["taskUid"])
 
     async def wait_task(self, node: NodeRef, uid: int) -> None:
         """Return once node task `uid` succeeded; `CopyFailed` if it did not."""
@@ -236,19 +256,29 @@ async def copy_shard(
     offset, copied = int(cursor.get("offset", 0)), int(cursor.get("copied", 0))
     size = io.settings.page_size
     throttle = Throttle(io.settings.docs_per_s)
+    # One page stays in flight: the next page is read and enqueued while the nodes index
+    # the previous one (they apply their tasks in order), and the cursor moves past a page
+    # only once every destination applied it.
+    in_flight: tuple[list[tuple[str, int]], dict[str, Any]] | None = None
     while True:
         page = await read_page(io, sources, ref, offset, size)
+        sent: list[tuple[str, int]] = []
         if page:
             await throttle.take(len(page))
             if not wanted():
                 raise Abandoned(ref.index)
-            await io.write(destinations, ref, page)
+            sent = await io.send(destinations, ref, page)
+        if in_flight is not None:
+            await io.wait_all(in_flight[0])
+            await checkpoint(in_flight[1])
         offset += len(page)
         copied += len(page)
         cursor = {**cursor, "offset": offset, "copied": copied}
-        await checkpoint(cursor)
         if len(page) < size:
+            await io.wait_all(sent)
+            await checkpoint(cursor)
             return cursor
+        in_flight = (sent, cursor)
 
 
 async def read_page(
