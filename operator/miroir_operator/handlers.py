@@ -1,0 +1,97 @@
+"""What the operator does on each MiroirCluster event; `main.py` wires these into kopf.
+
+Handlers are thin and idempotent: build the desired children (pure builders), apply them,
+read back what Kubernetes reports, write status. Waiting is `kopf.TemporaryError(delay=)`;
+a spec that can never work is `kopf.PermanentError` plus a `Degraded` condition.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from . import builders, crd, status
+from .builders import naming
+from .kube import Kube, KubeError
+from .spec import Cluster, parse_cluster
+
+WAIT_DELAY_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    proxy_image: str = builders.DEFAULT_PROXY_IMAGE
+    wait_delay_s: float = WAIT_DELAY_S
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _generation(body: Mapping[str, Any]) -> int:
+    generation = (body.get("metadata") or {}).get("generation")
+    return generation if isinstance(generation, int) else 1
+
+
+def _ready_count(obj: Mapping[str, Any] | None) -> int:
+    if obj is None:
+        return 0
+    value = (obj.get("status") or {}).get("readyReplicas")
+    return value if isinstance(value, int) else 0
+
+
+async def observe(kube: Kube, cluster: Cluster) -> status.Observed:
+    groups = []
+    per_group = cluster.spec.replica_groups.nodes_per_group
+    for index in range(cluster.spec.replica_groups.count):
+        group = naming.group_id(index)
+        sts = await kube.get(
+            "apps/v1", "StatefulSet", cluster.namespace, naming.group_statefulset(cluster, group)
+        )
+        groups.append(status.GroupReadiness(group, per_group, _ready_count(sts)))
+    deployment = await kube.get("apps/v1", "Deployment", cluster.namespace, naming.proxy(cluster))
+    replicas = ((deployment or {}).get("spec") or {}).get("replicas")
+    return status.Observed(
+        groups=tuple(groups),
+        proxies=replicas if isinstance(replicas, int) else cluster.spec.proxy.replicas,
+        proxies_ready=_ready_count(deployment),
+    )
+
+
+async def reconcile(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    kube: Kube,
+    config: OperatorConfig,
+) -> None:
+    """Create or update every child, then report readiness; serves create, resume, update."""
+    old_conditions = (body.get("status") or {}).get("conditions")
+    try:
+        cluster = parse_cluster(body)
+    except crd.InvalidSpec as exc:
+        message = f"invalid spec: {exc}"
+        patch.status.update(status.invalid(message, _generation(body), old_conditions, _now()))
+        kopf.warn(body, reason="InvalidSpec", message=message)
+        raise kopf.PermanentError(message) from exc
+    patch.status["phase"] = "Provisioning"
+    try:
+        for obj in builders.desired_objects(cluster, config.proxy_image):
+            if await kube.apply(obj):
+                kopf.info(
+                    body,
+                    reason="Created",
+                    message=f"created {obj['kind']} {obj['metadata']['name']}",
+                )
+        observed = await observe(kube, cluster)
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=config.wait_delay_s) from exc
+    patch.status.update(status.reconciled(observed, cluster.generation, old_conditions, _now()))
+    if not observed.ready:
+        raise kopf.TemporaryError(status.waiting_for(observed), delay=config.wait_delay_s)
+    logger.info("cluster %s is ready", cluster.name)
+    kopf.info(body, reason="Ready", message="every node and a proxy are ready")

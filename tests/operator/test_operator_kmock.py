@@ -1,0 +1,171 @@
+"""The real kopf operator, in-process, against kmock's Kubernetes emulator.
+
+kmock stores objects but runs no controllers, so the tests play the StatefulSet and
+Deployment controllers themselves: they patch `status.readyReplicas` the way Kubernetes
+would once pods pass their readiness probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import kmock
+import kopf
+import pytest
+
+from miroir_operator import crd
+from miroir_operator.handlers import OperatorConfig
+from miroir_operator.main import configure, register
+
+from .opkit import example_cluster, until
+
+NS = "ns1"
+CLUSTERS = f"{crd.GROUP}/{crd.VERSION}/{crd.PLURAL}"
+
+
+def _prepare(server: kmock.KubernetesEmulator) -> None:
+    server.resources.load_bundled()
+    server.resources[CLUSTERS] = kmock.ResourceInfo(
+        kind=crd.KIND,
+        singular=crd.SINGULAR,
+        namespaced=True,
+        verbs={"list", "watch", "get", "patch", "create", "delete", "update"},
+        subresources={"status"},
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_operator(server: kmock.KubernetesEmulator) -> AsyncIterator[None]:
+    registry = kopf.OperatorRegistry()
+    register(
+        registry,
+        OperatorConfig(proxy_image="miroir/miroir:test", wait_delay_s=0.2),
+        login=lambda **_: kopf.ConnectionInfo(server=str(server.url)),
+    )
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    settings.peering.standalone = True
+    # kmock cannot list namespaces; the test watches one namespace by name anyway.
+    settings.scanning.disabled = True
+    settings.posting.enabled = True
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        kopf.operator(registry=registry, settings=settings, namespaces=[NS], stop_flag=stop)
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+
+
+def _cluster_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": crd.API_VERSION,
+        "kind": crd.KIND,
+        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1},
+        "spec": spec,
+    }
+
+
+def _get(server: kmock.KubernetesEmulator, resource: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj = server.objects[resource, NS, name]
+    except KeyError:
+        return None
+    return None if obj.deleted else dict(obj.raw)
+
+
+def _status(server: kmock.KubernetesEmulator, name: str) -> dict[str, Any]:
+    obj = _get(server, CLUSTERS, name)
+    return dict((obj or {}).get("status") or {})
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions", []) if c["type"] == type_)
+
+
+async def _set_ready(server: kmock.KubernetesEmulator, path: str, ready: int) -> None:
+    """What the workload controller does when pods pass readiness: a status PATCH."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            f"{server.url}{path}/status",
+            json={"status": {"readyReplicas": ready}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+
+
+@pytest.mark.timeout(60)
+async def test_create_applies_children_and_reaches_ready(kmock: kmock.KubernetesEmulator) -> None:
+    _prepare(kmock)
+    spec = example_cluster("small")["spec"]
+    kmock.objects[CLUSTERS, NS, "small"] = _cluster_body("small", spec)
+    async with running_operator(kmock):
+        await until(lambda: _get(kmock, "apps/v1/statefulsets", "small-g0"), "the StatefulSet")
+        await until(
+            lambda: _status(kmock, "small").get("phase") == "Provisioning", "phase Provisioning"
+        )
+        sts = _get(kmock, "apps/v1/statefulsets", "small-g0")
+        assert sts["spec"]["replicas"] == 3
+        assert sts["metadata"]["ownerReferences"][0]["uid"] == "uid-small"
+        deployment = await until(
+            lambda: _get(kmock, "apps/v1/deployments", "small-proxy"), "the proxy Deployment"
+        )
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+            "miroir/miroir:test"
+        )
+        for resource, name in [
+            ("v1/services", "small"),
+            ("v1/services", "small-peers"),
+            ("v1/services", "small-nodes"),
+            ("v1/configmaps", "small-proxy"),
+            ("v1/persistentvolumeclaims", "small-proxy-state"),
+            ("policy/v1/poddisruptionbudgets", "small-g0"),
+            ("policy/v1/poddisruptionbudgets", "small-proxy"),
+        ]:
+            assert _get(kmock, resource, name) is not None, (resource, name)
+        waiting = _status(kmock, "small")
+        assert _condition(waiting, "Ready")["status"] == "False"
+        assert waiting["nodes"] == "0/3"
+
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/small-g0", 3)
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/deployments/small-proxy", 1)
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "phase Ready")
+        ready = _status(kmock, "small")
+        assert _condition(ready, "Ready")["status"] == "True"
+        assert _condition(ready, "Degraded")["status"] == "False"
+        assert _condition(ready, "Progressing")["status"] == "False"
+        assert ready["nodes"] == "3/3"
+        assert ready["observedGeneration"] == 1
+
+
+@pytest.mark.timeout(60)
+async def test_invalid_spec_is_permanent_and_degraded(kmock: kmock.KubernetesEmulator) -> None:
+    _prepare(kmock)
+    spec = {"proxy": {"replicas": 3}, "replicaGroups": {"count": 1, "nodesPerGroup": 1}}
+    kmock.objects[CLUSTERS, NS, "bad"] = _cluster_body("bad", spec)
+    async with running_operator(kmock):
+        await until(lambda: _status(kmock, "bad").get("phase") == "Failed", "phase Failed")
+        degraded = _condition(_status(kmock, "bad"), "Degraded")
+        assert degraded["status"] == "True"
+        assert degraded["reason"] == "InvalidSpec"
+        assert "more than one proxy needs store.type redis" in degraded["message"]
+        # Permanent: kopf stops retrying and marks this spec as handled.
+        await until(
+            lambda: (
+                f"{crd.GROUP}/last-handled-configuration"
+                in (
+                    (_get(kmock, CLUSTERS, "bad") or {}).get("metadata", {}).get("annotations")
+                    or {}
+                )
+            ),
+            "kopf to finish handling the spec",
+        )
+    assert _get(kmock, "apps/v1/statefulsets", "bad-g0") is None
