@@ -56,6 +56,15 @@ class _NoAliases(yaml.SafeDumper):
         return True
 
 
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    """Multi-line strings (the proxy's configuration) as readable `|` blocks."""
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_NoAliases.add_representer(str, _text)
+
+
 def dump_all(objects: list[dict[str, Any]]) -> str:
     return yaml.dump_all(objects, Dumper=_NoAliases, sort_keys=False)
 

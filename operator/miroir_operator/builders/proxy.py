@@ -32,19 +32,27 @@ def proxy_config(cluster: Cluster) -> MiroirConfig:
         )
         groups.append(GroupConfig(id=group, nodes=nodes))
     store = spec.store
+    if store.type == "sqlite":
+        return MiroirConfig(
+            shards=spec.shards,
+            replication_factor=spec.replication_factor,
+            replica_groups=tuple(groups),
+            state_path=f"{STATE_DIR}/state.sqlite3",
+        )
     return MiroirConfig(
         shards=spec.shards,
         replication_factor=spec.replication_factor,
         replica_groups=tuple(groups),
-        state_path=f"{STATE_DIR}/state.sqlite3",
         # A Secret-held URL reaches the proxy as MIROIR_STORE instead.
-        store=store.redis.url if store.type == "redis" and store.redis else None,
+        store=store.redis.url if store.redis else None,
     )
 
 
 def config_text(config: MiroirConfig) -> str:
+    """Only what differs from the proxy's defaults, but always the layout the spec chose."""
     document = config.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
-    return yaml.safe_dump(document, sort_keys=False)
+    layout = {"shards": config.shards, "replication_factor": config.replication_factor}
+    return yaml.safe_dump({**layout, **document}, sort_keys=False)
 
 
 def config_map(cluster: Cluster, text: str) -> Manifest:
