@@ -89,6 +89,11 @@ def main(argv: list[str] | None = None) -> None:
         "--namespace", action="append", default=[], help="watch only these namespaces"
     )
     run_cmd.add_argument("--log-level", default="INFO")
+    run_cmd.add_argument(
+        "--proxy-image",
+        default=os.environ.get(PROXY_IMAGE_ENV, DEFAULT_PROXY_IMAGE),
+        help=f"proxy image when spec.proxy.image is unset (env {PROXY_IMAGE_ENV})",
+    )
     args = parser.parse_args(argv)
     if args.command == "render":
         try:
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "crd":
         sys.stdout.write(dump_all([crd.manifest()]))
     else:
+        from .handlers import OperatorConfig
         from .main import run
 
-        run(namespaces=args.namespace, log_level=args.log_level)
+        run(args.namespace, args.log_level, OperatorConfig(proxy_image=args.proxy_image))

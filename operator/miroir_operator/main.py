@@ -65,12 +65,19 @@ def register(
         await reconcile(body, patch, logger, kube, config)
 
 
-def run(namespaces: list[str], log_level: str, config: OperatorConfig | None = None) -> None:
+PEERING = "miroir"
+
+
+def run(namespaces: list[str], log_level: str, config: OperatorConfig) -> None:
     logging.basicConfig(level=log_level)
     registry = kopf.OperatorRegistry()
-    register(registry, config or OperatorConfig())
+    register(registry, config)
     settings = kopf.OperatorSettings()
     configure(settings)
+    # One active operator: the chart creates this peering object; a second instance pauses.
+    settings.peering.name = PEERING
+    settings.peering.mandatory = True
+    settings.peering.clusterwide = not namespaces
     asyncio.run(
         kopf.operator(
             registry=registry,
