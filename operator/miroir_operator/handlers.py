@@ -19,13 +19,16 @@ from .builders import naming
 from .kube import Kube, KubeError
 from .spec import Cluster, parse_cluster
 
+RECONCILE_ID = "reconcile"
 WAIT_DELAY_S = 10.0
+RESYNC_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
 class OperatorConfig:
     proxy_image: str = builders.DEFAULT_PROXY_IMAGE
     wait_delay_s: float = WAIT_DELAY_S
+    resync_interval_s: float = RESYNC_INTERVAL_S
 
 
 def _now() -> str:
@@ -68,17 +71,18 @@ async def reconcile(
     logger: kopf.Logger,
     kube: Kube,
     config: OperatorConfig,
+    established: bool = False,
 ) -> None:
-    """Create or update every child, then report readiness; serves create, resume, update."""
-    old_conditions = (body.get("status") or {}).get("conditions")
+    """Create or update every child, then report readiness; serves create, resume, update
+    and (`established`) the timer."""
+    old_status = dict(body.get("status") or {})
     try:
         cluster = parse_cluster(body)
     except crd.InvalidSpec as exc:
         message = f"invalid spec: {exc}"
-        patch.status.update(status.invalid(message, _generation(body), old_conditions, _now()))
+        patch.status.update(status.invalid(message, _generation(body), old_status, _now()))
         kopf.warn(body, reason="InvalidSpec", message=message)
         raise kopf.PermanentError(message) from exc
-    patch.status["phase"] = "Provisioning"
     try:
         for obj in builders.desired_objects(cluster, config.proxy_image):
             if await kube.apply(obj):
@@ -90,8 +94,33 @@ async def reconcile(
         observed = await observe(kube, cluster)
     except KubeError as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=config.wait_delay_s) from exc
-    patch.status.update(status.reconciled(observed, cluster.generation, old_conditions, _now()))
+    new_status = status.reconciled(observed, cluster.generation, old_status, _now(), established)
+    patch.status.update(new_status)
+    if new_status["phase"] != old_status.get("phase"):
+        kopf.info(body, reason=new_status["phase"], message=new_status["conditions"][0]["message"])
     if not observed.ready:
         raise kopf.TemporaryError(status.waiting_for(observed), delay=config.wait_delay_s)
     logger.info("cluster %s is ready", cluster.name)
-    kopf.info(body, reason="Ready", message="every node and a proxy are ready")
+
+
+async def resync(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    kube: Kube,
+    config: OperatorConfig,
+) -> None:
+    """The timer's backstop once reconcile has finished: re-apply drifted children and
+    follow readiness (Ready <-> Degraded). While reconcile still runs or retries (kopf keeps
+    its progress in an annotation) it owns the status; a refused spec stays refused."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if f"{crd.GROUP}/{RECONCILE_ID}" in annotations:
+        return
+    old_status = body.get("status") or {}
+    refused = old_status.get("phase") == "Failed"
+    if refused and old_status.get("observedGeneration") == _generation(body):
+        return
+    try:
+        await reconcile(body, patch, logger, kube, config, established=True)
+    except kopf.TemporaryError:
+        pass  # the status says what it waits for; the next tick looks again

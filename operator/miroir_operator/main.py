@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from . import crd
-from .handlers import OperatorConfig, reconcile
+from .handlers import RECONCILE_ID, OperatorConfig, reconcile, resync
 from .kube import Kube
 
 Login = Callable[..., kopf.ConnectionInfo | None]
@@ -58,11 +58,21 @@ def register(
 
     resource = (crd.GROUP, crd.VERSION, crd.PLURAL)
 
-    @kopf.on.resume(*resource, id="reconcile", registry=registry)
-    @kopf.on.create(*resource, id="reconcile", registry=registry)
-    @kopf.on.update(*resource, id="reconcile", field="spec", registry=registry)
+    @kopf.on.resume(*resource, id=RECONCILE_ID, registry=registry)
+    @kopf.on.create(*resource, id=RECONCILE_ID, registry=registry)
+    @kopf.on.update(*resource, id=RECONCILE_ID, field="spec", registry=registry)
     async def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile(body, patch, logger, kube, config)
+
+    @kopf.timer(
+        *resource,
+        id="resync",
+        interval=config.resync_interval_s,
+        initial_delay=config.resync_interval_s,
+        registry=registry,
+    )
+    async def _resync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        await resync(body, patch, logger, kube, config)
 
 
 PEERING = "miroir"

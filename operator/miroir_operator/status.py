@@ -73,38 +73,53 @@ def waiting_for(observed: Observed) -> str:
 
 
 def reconciled(
-    observed: Observed, generation: int, old_conditions: Any, now: str
+    observed: Observed, generation: int, old: Mapping[str, Any], now: str, established: bool
 ) -> dict[str, Any]:
-    """The status after the children were applied: Provisioning until they are ready."""
+    """The status after the children were applied: Provisioning until every node and a
+    proxy are ready, then Ready; an `established` cluster (one whose reconcile finished)
+    that is not ready is Degraded."""
     ready = observed.ready
-    message = "every node and a proxy are ready" if ready else f"waiting: {waiting_for(observed)}"
-    conditions = [
-        condition("Ready", ready, "ClusterReady" if ready else "Provisioning", message, generation),
-        condition(
-            "Progressing",
-            not ready,
-            "Provisioning" if not ready else "Reconciled",
-            message,
-            generation,
-        ),
-        condition("Degraded", False, "SpecValid", "the spec is valid", generation),
-    ]
+    waiting = waiting_for(observed)
+    if ready:
+        phase, message = "Ready", "every node and a proxy are ready"
+        conditions = [
+            condition("Ready", True, "ClusterReady", message, generation),
+            condition("Progressing", False, "Reconciled", message, generation),
+            condition("Degraded", False, "AllReady", message, generation),
+        ]
+    elif established:
+        phase, message = "Degraded", f"not ready: {waiting}"
+        conditions = [
+            condition("Ready", False, "NotReady", message, generation),
+            condition("Progressing", False, "Degraded", message, generation),
+            condition("Degraded", True, "NotReady", message, generation),
+        ]
+    else:
+        phase, message = "Provisioning", f"waiting: {waiting}"
+        conditions = [
+            condition("Ready", False, "Provisioning", message, generation),
+            condition("Progressing", True, "Provisioning", message, generation),
+            condition("Degraded", False, "Provisioning", message, generation),
+        ]
     nodes = sum(g.nodes for g in observed.groups)
     nodes_ready = sum(min(g.nodes_ready, g.nodes) for g in observed.groups)
     return {
-        "phase": "Ready" if ready else "Provisioning",
+        "phase": phase,
         "observedGeneration": generation,
         "nodes": f"{nodes_ready}/{nodes}",
         "groups": [
             {"id": g.id, "nodes": g.nodes, "nodesReady": g.nodes_ready} for g in observed.groups
         ],
-        "conditions": merge_conditions(
-            old_conditions if isinstance(old_conditions, list) else None, conditions, now
-        ),
+        "conditions": merge_conditions(_conditions(old), conditions, now),
     }
 
 
-def invalid(message: str, generation: int, old_conditions: Any, now: str) -> dict[str, Any]:
+def _conditions(old: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    found = old.get("conditions")
+    return found if isinstance(found, list) else None
+
+
+def invalid(message: str, generation: int, old: Mapping[str, Any], now: str) -> dict[str, Any]:
     """The status for a spec the operator refuses: Failed, Degraded with the reason."""
     conditions = [
         condition("Ready", False, "InvalidSpec", message, generation),
@@ -114,7 +129,5 @@ def invalid(message: str, generation: int, old_conditions: Any, now: str) -> dic
     return {
         "phase": "Failed",
         "observedGeneration": generation,
-        "conditions": merge_conditions(
-            old_conditions if isinstance(old_conditions, list) else None, conditions, now
-        ),
+        "conditions": merge_conditions(_conditions(old), conditions, now),
     }

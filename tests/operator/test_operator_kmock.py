@@ -43,7 +43,7 @@ async def running_operator(server: kmock.KubernetesEmulator) -> AsyncIterator[No
     registry = kopf.OperatorRegistry()
     register(
         registry,
-        OperatorConfig(proxy_image="miroir/miroir:test", wait_delay_s=0.2),
+        OperatorConfig(proxy_image="miroir/miroir:test", wait_delay_s=0.2, resync_interval_s=0.3),
         login=lambda **_: kopf.ConnectionInfo(server=str(server.url)),
     )
     settings = kopf.OperatorSettings()
@@ -67,7 +67,13 @@ def _cluster_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": crd.API_VERSION,
         "kind": crd.KIND,
-        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1},
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "resourceVersion": "1",
+        },
         "spec": spec,
     }
 
@@ -169,3 +175,56 @@ async def test_invalid_spec_is_permanent_and_degraded(kmock: kmock.KubernetesEmu
             "kopf to finish handling the spec",
         )
     assert _get(kmock, "apps/v1/statefulsets", "bad-g0") is None
+
+
+async def _provisioned(server: kmock.KubernetesEmulator, name: str) -> None:
+    await until(lambda: _status(server, name).get("phase") == "Provisioning", "Provisioning")
+    await until(lambda: _get(server, "apps/v1/deployments", f"{name}-proxy"), "the Deployment")
+
+
+async def _mark_ready(server: kmock.KubernetesEmulator, name: str, nodes: int) -> None:
+    await _set_ready(server, f"/apis/apps/v1/namespaces/{NS}/statefulsets/{name}-g0", nodes)
+    await _set_ready(server, f"/apis/apps/v1/namespaces/{NS}/deployments/{name}-proxy", 1)
+
+
+@pytest.mark.timeout(60)
+async def test_a_ready_cluster_that_loses_a_node_is_degraded_until_it_is_back(
+    kmock: kmock.KubernetesEmulator,
+) -> None:
+    _prepare(kmock)
+    kmock.objects[CLUSTERS, NS, "small"] = _cluster_body("small", example_cluster("small")["spec"])
+    async with running_operator(kmock):
+        await _provisioned(kmock, "small")
+        await _mark_ready(kmock, "small", 3)
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "phase Ready")
+        ready_since = _condition(_status(kmock, "small"), "Ready")["lastTransitionTime"]
+
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/small-g0", 2)
+        await until(lambda: _status(kmock, "small").get("phase") == "Degraded", "Degraded")
+        degraded = _status(kmock, "small")
+        assert _condition(degraded, "Ready")["status"] == "False"
+        assert _condition(degraded, "Degraded")["status"] == "True"
+        assert "group g0: 2/3 nodes ready" in _condition(degraded, "Degraded")["message"]
+        assert degraded["nodes"] == "2/3"
+
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/small-g0", 3)
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "Ready again")
+        again = _condition(_status(kmock, "small"), "Ready")
+        assert again["status"] == "True"
+        assert again["lastTransitionTime"] >= ready_since
+
+
+@pytest.mark.timeout(60)
+async def test_a_restarted_operator_picks_up_where_the_last_one_stopped(
+    kmock: kmock.KubernetesEmulator,
+) -> None:
+    _prepare(kmock)
+    kmock.objects[CLUSTERS, NS, "small"] = _cluster_body("small", example_cluster("small")["spec"])
+    async with running_operator(kmock):
+        await _provisioned(kmock, "small")
+    # The pods became ready while no operator ran.
+    await _mark_ready(kmock, "small", 3)
+    async with running_operator(kmock):
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "phase Ready")
+    sts = _get(kmock, "apps/v1/statefulsets", "small-g0")
+    assert sts is not None and sts["status"]["readyReplicas"] == 3, "nothing was recreated"
