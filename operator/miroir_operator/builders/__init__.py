@@ -26,7 +26,7 @@ def desired_objects(cluster: Cluster, proxy_image: str = DEFAULT_PROXY_IMAGE) ->
     objects.append(proxy.config_map(cluster, text))
     if spec.store.type == "sqlite":
         objects.append(proxy.state_claim(cluster))
-    objects.append(proxy.deployment(cluster, config, text, spec.proxy.image or proxy_image))
+    objects.append(proxy.deployment(cluster, config, spec.proxy.image or proxy_image))
     objects.append(proxy.client_service(cluster))
     objects.append(proxy.peers_service(cluster, config))
     objects.append(proxy.disruption_budget(cluster))

@@ -2,8 +2,9 @@
 never write a file the proxy would refuse), the Deployment, the client and peer Services,
 the state volume when the store is SQLite, and a PodDisruptionBudget.
 
-The ConfigMap's replica groups are the cluster's first layout only: the proxies seed their
-store's topology from it once, and every later change goes through the admin API.
+The ConfigMap's layout (shards, RF, replica groups) is the cluster's first layout only: the
+proxies seed their store's topology from it once, and every later change goes through the
+admin API; only the other settings roll the proxies when they change.
 """
 
 from __future__ import annotations
@@ -84,7 +85,18 @@ def _sqlite(cluster: Cluster) -> bool:
     return cluster.spec.store.type == "sqlite"
 
 
-def deployment(cluster: Cluster, config: MiroirConfig, text: str, image: str) -> Manifest:
+# The layout in the file only seeds the store on its first start; afterwards the store's
+# topology wins and changes go through the admin API, so these never roll the proxies.
+SEED_FIELDS = frozenset({"shards", "replication_factor", "replica_groups"})
+
+
+def settings_checksum(config: MiroirConfig) -> str:
+    """Digest of what a running proxy reads from its file: a change must roll the pods."""
+    document = config.model_dump(mode="json", exclude=set(SEED_FIELDS))
+    return hashlib.sha256(yaml.safe_dump(document, sort_keys=True).encode()).hexdigest()
+
+
+def deployment(cluster: Cluster, config: MiroirConfig, image: str) -> Manifest:
     spec = cluster.spec
     volumes: list[Manifest] = [
         {"name": "config", "configMap": {"name": naming.proxy(cluster)}},
@@ -100,7 +112,6 @@ def deployment(cluster: Cluster, config: MiroirConfig, text: str, image: str) ->
         )
         mounts.append({"name": "state", "mountPath": STATE_DIR})
     grace_s = config.timeouts.shutdown_grace_ms // 1000 + 10
-    checksum = hashlib.sha256(text.encode()).hexdigest()
     body: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -114,8 +125,7 @@ def deployment(cluster: Cluster, config: MiroirConfig, text: str, image: str) ->
             "template": {
                 "metadata": {
                     "labels": naming.labels(cluster, "proxy"),
-                    # A changed configuration rolls the pods.
-                    "annotations": {"miroir.io/config-sha256": checksum},
+                    "annotations": {"miroir.io/settings-sha256": settings_checksum(config)},
                 },
                 "spec": {
                     "affinity": naming.spread(cluster, "proxy"),
