@@ -134,3 +134,20 @@ class AdminClient:
         """True once every shard has a live replica in some active group."""
         status, _ = await self._call("GET", "/_miroir/ready", accept=frozenset({503}))
         return status == 200
+
+
+class Sessions:
+    """The operator's one HTTP session for every cluster's admin API, opened on first use."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

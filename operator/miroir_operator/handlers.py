@@ -7,6 +7,7 @@ a spec that can never work is `kopf.PermanentError` plus a `Degraded` condition.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ from typing import Any
 
 import kopf
 
-from . import builders, crd, status
+from . import adminapi, builders, crd, status
 from .builders import naming
+from .builders.naming import MEILI_PORT
 from .kube import Kube, KubeError
 from .spec import Cluster, parse_cluster
 
@@ -24,11 +26,59 @@ WAIT_DELAY_S = 10.0
 RESYNC_INTERVAL_S = 60.0
 
 
+ADMIN_URL = "http://{service}.{namespace}.svc:" + str(MEILI_PORT)
+
+
 @dataclass(frozen=True, slots=True)
 class OperatorConfig:
     proxy_image: str = builders.DEFAULT_PROXY_IMAGE
     wait_delay_s: float = WAIT_DELAY_S
     resync_interval_s: float = RESYNC_INTERVAL_S
+    # Where a cluster's admin API answers: its client Service inside the cluster.
+    admin_url: str = ADMIN_URL
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """What handlers talk to: the Kubernetes API and the clusters' admin APIs."""
+
+    kube: Kube
+    http: adminapi.Sessions
+
+
+async def admin_client(
+    clients: Clients, cluster: Cluster, config: OperatorConfig
+) -> adminapi.AdminClient:
+    """The admin API of `cluster`, with the admin key (or else the master key) its spec names."""
+    secrets = cluster.spec.secrets
+    ref = secrets.admin_key or secrets.master_key
+    key = None
+    if ref is not None:
+        key = await clients.kube.secret_value(cluster.namespace, ref.name, ref.key)
+        if key is None:
+            raise KubeError(404, f"Secret {cluster.namespace}/{ref.name} has no key {ref.key!r}")
+    url = config.admin_url.format(
+        service=naming.client_service(cluster), namespace=cluster.namespace
+    )
+    return adminapi.AdminClient(clients.http.get(), url, key)
+
+
+async def with_group_states(
+    observed: status.Observed, clients: Clients, cluster: Cluster, config: OperatorConfig
+) -> status.Observed:
+    """`observed` with each group's state from the proxies' topology, once a proxy is up;
+    the states stay `unknown` while the admin API cannot answer."""
+    if observed.proxies_ready < 1:
+        return observed
+    try:
+        topology = await (await admin_client(clients, cluster, config)).topology()
+    except (adminapi.AdminError, KubeError):
+        return observed
+    states = {group.id: group.state for group in topology.groups}
+    groups = tuple(
+        dataclasses.replace(g, state=states.get(g.id, "unregistered")) for g in observed.groups
+    )
+    return dataclasses.replace(observed, groups=groups)
 
 
 def _now() -> str:
@@ -69,7 +119,7 @@ async def reconcile(
     body: kopf.Body,
     patch: kopf.Patch,
     logger: kopf.Logger,
-    kube: Kube,
+    clients: Clients,
     config: OperatorConfig,
     established: bool = False,
 ) -> None:
@@ -85,15 +135,16 @@ async def reconcile(
         raise kopf.PermanentError(message) from exc
     try:
         for obj in builders.desired_objects(cluster, config.proxy_image):
-            if await kube.apply(obj):
+            if await clients.kube.apply(obj):
                 kopf.info(
                     body,
                     reason="Created",
                     message=f"created {obj['kind']} {obj['metadata']['name']}",
                 )
-        observed = await observe(kube, cluster)
+        observed = await observe(clients.kube, cluster)
     except KubeError as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=config.wait_delay_s) from exc
+    observed = await with_group_states(observed, clients, cluster, config)
     new_status = status.reconciled(observed, cluster.generation, old_status, _now(), established)
     patch.status.update(new_status)
     if new_status["phase"] != old_status.get("phase"):
@@ -107,7 +158,7 @@ async def resync(
     body: kopf.Body,
     patch: kopf.Patch,
     logger: kopf.Logger,
-    kube: Kube,
+    clients: Clients,
     config: OperatorConfig,
 ) -> None:
     """The timer's backstop once reconcile has finished: re-apply drifted children and
@@ -121,6 +172,6 @@ async def resync(
     if refused and old_status.get("observedGeneration") == _generation(body):
         return
     try:
-        await reconcile(body, patch, logger, kube, config, established=True)
+        await reconcile(body, patch, logger, clients, config, established=True)
     except kopf.TemporaryError:
         pass  # the status says what it waits for; the next tick looks again

@@ -9,6 +9,8 @@ whole object is ours, so a merge patch that replaces lists is what we want.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import aiohttp
@@ -107,3 +109,14 @@ class Kube:
                 raise
         await self._call("PATCH", object_path(obj), obj, "application/merge-patch+json")
         return False
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """One value of a Secret, decoded; None when the Secret or the key is missing."""
+        secret = await self.get("v1", "Secret", namespace, name)
+        encoded = ((secret or {}).get("data") or {}).get(key)
+        if not isinstance(encoded, str):
+            return None
+        try:
+            return base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise KubeError(0, f"Secret {namespace}/{name} key {key!r} is not base64 text") from exc

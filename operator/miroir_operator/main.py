@@ -14,7 +14,8 @@ from typing import Any
 import kopf
 
 from . import crd
-from .handlers import RECONCILE_ID, OperatorConfig, reconcile, resync
+from .adminapi import Sessions
+from .handlers import RECONCILE_ID, Clients, OperatorConfig, reconcile, resync
 from .kube import Kube
 
 Login = Callable[..., kopf.ConnectionInfo | None]
@@ -44,6 +45,7 @@ def register(
     registry: kopf.OperatorRegistry, config: OperatorConfig, login: Login = default_login
 ) -> None:
     kube = Kube()
+    clients = Clients(kube=kube, http=Sessions())
 
     @kopf.on.login(registry=registry)
     async def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -55,6 +57,7 @@ def register(
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(**_: Any) -> None:
         await kube.close()
+        await clients.http.close()
 
     resource = (crd.GROUP, crd.VERSION, crd.PLURAL)
 
@@ -62,7 +65,7 @@ def register(
     @kopf.on.create(*resource, id=RECONCILE_ID, registry=registry)
     @kopf.on.update(*resource, id=RECONCILE_ID, field="spec", registry=registry)
     async def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile(body, patch, logger, kube, config)
+        await reconcile(body, patch, logger, clients, config)
 
     @kopf.timer(
         *resource,
@@ -72,7 +75,7 @@ def register(
         registry=registry,
     )
     async def _resync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await resync(body, patch, logger, kube, config)
+        await resync(body, patch, logger, clients, config)
 
 
 PEERING = "miroir"

@@ -19,6 +19,9 @@ class GroupReadiness:
     id: str
     nodes: int
     nodes_ready: int
+    # The group's state in the proxies' topology (initializing, syncing, active, ...), or
+    # `unknown` while the admin API cannot be asked, `unregistered` when it lacks the group.
+    state: str = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,8 @@ def reconciled(
         "observedGeneration": generation,
         "nodes": f"{nodes_ready}/{nodes}",
         "groups": [
-            {"id": g.id, "nodes": g.nodes, "nodesReady": g.nodes_ready} for g in observed.groups
+            {"id": g.id, "state": g.state, "nodes": g.nodes, "nodesReady": g.nodes_ready}
+            for g in observed.groups
         ],
         "conditions": merge_conditions(_conditions(old), conditions, now),
     }

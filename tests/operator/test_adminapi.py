@@ -3,42 +3,15 @@ operator's own builder, in front of a real devnode."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-import yaml
-from aiohttp.test_utils import TestServer
 
 from miroir_operator import adminapi
-from miroir_operator.builders import proxy
-from miroir_operator.spec import parse_cluster
-from miroir_proxy.api.app import make_app
 from miroir_proxy.cli.processes import NodeProcess
-from miroir_proxy.config import from_mapping
 
-from .opkit import until_async
-
-ADMIN_KEY = "operator-admin-key"
-CLOSED = "http://127.0.0.1:9"  # discard port on loopback: nothing listens
-
-
-@asynccontextmanager
-async def proxy_for(tmp_path: Path, node_url: str, master_key: str) -> AsyncIterator[str]:
-    """A proxy with the configuration the operator renders for a one-node cluster, its
-    node's URL pointed at `node_url`."""
-    cluster = parse_cluster(
-        {"metadata": {"name": "t", "namespace": "ns", "uid": "u"}, "spec": {"shards": 4}}
-    )
-    raw: dict[str, Any] = yaml.safe_load(proxy.config_text(proxy.proxy_config(cluster)))
-    raw["replica_groups"][0]["nodes"][0]["url"] = node_url
-    raw["state_path"] = str(tmp_path / "state.sqlite3")
-    env = {"MIROIR_ADMIN_KEY": ADMIN_KEY, "MIROIR_NODE_MASTER_KEY": master_key}
-    async with TestServer(make_app(from_mapping(raw, env=env))) as server:
-        yield str(server.make_url(""))
+from .opkit import ADMIN_KEY, CLOSED, proxy_for, until_async
 
 
 async def test_topology_and_readiness_of_a_real_proxy(
