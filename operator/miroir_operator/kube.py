@@ -19,8 +19,6 @@ import kopf
 Manifest = dict[str, Any]
 
 CALL_TIMEOUT_S = 15.0
-# Kinds we manage, and the path segment of their API group/version.
-_CORE = {"Service", "ConfigMap", "PersistentVolumeClaim", "Event", "Secret"}
 
 
 class KubeError(Exception):

@@ -1,6 +1,6 @@
 """Wires the handlers into a kopf registry and runs the operator.
 
-`register()` takes the registry and settings explicitly so tests build a fresh registry
+`register()` takes the registry and the operator config explicitly so tests build a fresh registry
 per test; `run()` is the `miroir-operator run` entry point.
 """
 

@@ -32,7 +32,7 @@ def example_cluster(name: str) -> dict[str, Any]:
     raise AssertionError(f"no MiroirCluster in examples/{name}.yaml")
 
 
-async def until(condition: Callable[[], Any], what: str, timeout_s: float = 20.0) -> Any:
+async def until(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
     """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
