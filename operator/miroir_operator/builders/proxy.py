@@ -92,7 +92,11 @@ SEED_FIELDS = frozenset({"shards", "replication_factor", "replica_groups"})
 
 def settings_checksum(config: MiroirConfig) -> str:
     """Digest of what a running proxy reads from its file: a change must roll the pods."""
-    document = config.model_dump(mode="json", exclude=set(SEED_FIELDS))
+    # What the file sets, as config_text writes it: new proxy settings with defaults leave
+    # the digest (and the golden files) alone.
+    document = config.model_dump(
+        mode="json", exclude_defaults=True, exclude_none=True, exclude=set(SEED_FIELDS)
+    )
     return hashlib.sha256(yaml.safe_dump(document, sort_keys=True).encode()).hexdigest()
 
 
