@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup redis run test bench lint format clean
+.PHONY: setup redis run test e2e bench lint format clean
 
 setup: $(STAMP) redis
 
@@ -32,6 +32,12 @@ run: setup
 
 test: setup
 	@$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+
+# The opt-in kind suite (e2e/): the chart, the Dockerfile's image and real Meilisearch nodes in
+# a kind cluster. Needs a Docker daemon, kind and kubectl; skips with the reason without them.
+e2e: setup
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,e2e]'
+	@$(BIN)/pytest -q -n 0 -rs e2e
 
 # What the proxy costs and how groups scale (bench/README.md); prints a table and writes
 # bench/results/latest.json. BENCH_ARGS="--runs 5" or "--profile DIR" pass through.

@@ -1,8 +1,9 @@
 """One validated settings tree for a proxy pod, loaded from YAML with env overrides.
 
-Secrets never need to be in the file: `MIROIR_MASTER_KEY`, `MIROIR_ADMIN_KEY` and
-`MIROIR_NODE_MASTER_KEY` override it. The operator imports this module to render the
-proxy's ConfigMap, so it stays free of I/O beyond `load()`.
+Secrets never need to be in the file: `MIROIR_MASTER_KEY`, `MIROIR_ADMIN_KEY`,
+`MIROIR_NODE_MASTER_KEY` and `MIROIR_STORE` (a Redis URL may hold a password) override it.
+The operator imports this module to render the proxy's ConfigMap, so it stays free of I/O
+beyond `load()`.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ ENV_OVERRIDES = {
     "MIROIR_MASTER_KEY": "master_key",
     "MIROIR_ADMIN_KEY": "admin_key",
     "MIROIR_NODE_MASTER_KEY": "node_master_key",
+    "MIROIR_STORE": "store",
 }
 
 

@@ -1,0 +1,177 @@
+"""What the operator does on each MiroirCluster event; `main.py` wires these into kopf.
+
+Handlers are thin and idempotent: build the desired children (pure builders), apply them,
+read back what Kubernetes reports, write status. Waiting is `kopf.TemporaryError(delay=)`;
+a spec that can never work is `kopf.PermanentError` plus a `Degraded` condition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from . import adminapi, builders, crd, status
+from .builders import naming
+from .builders.naming import MEILI_PORT
+from .kube import Kube, KubeError
+from .spec import Cluster, parse_cluster
+
+RECONCILE_ID = "reconcile"
+WAIT_DELAY_S = 10.0
+RESYNC_INTERVAL_S = 60.0
+
+
+ADMIN_URL = "http://{service}.{namespace}.svc:" + str(MEILI_PORT)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    proxy_image: str = builders.DEFAULT_PROXY_IMAGE
+    wait_delay_s: float = WAIT_DELAY_S
+    resync_interval_s: float = RESYNC_INTERVAL_S
+    # Where a cluster's admin API answers: its client Service inside the cluster.
+    admin_url: str = ADMIN_URL
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """What handlers talk to: the Kubernetes API and the clusters' admin APIs."""
+
+    kube: Kube
+    http: adminapi.Sessions
+
+
+async def admin_client(
+    clients: Clients, cluster: Cluster, config: OperatorConfig
+) -> adminapi.AdminClient:
+    """The admin API of `cluster`, with the admin key (or else the master key) its spec names."""
+    secrets = cluster.spec.secrets
+    ref = secrets.admin_key or secrets.master_key
+    key = None
+    if ref is not None:
+        key = await clients.kube.secret_value(cluster.namespace, ref.name, ref.key)
+        if key is None:
+            raise KubeError(404, f"Secret {cluster.namespace}/{ref.name} has no key {ref.key!r}")
+    url = config.admin_url.format(
+        service=naming.client_service(cluster), namespace=cluster.namespace
+    )
+    return adminapi.AdminClient(clients.http.get(), url, key)
+
+
+async def with_group_states(
+    observed: status.Observed, clients: Clients, cluster: Cluster, config: OperatorConfig
+) -> status.Observed:
+    """`observed` with each group's state from the proxies' topology, once a proxy is up;
+    the states stay `unknown` while the admin API cannot answer."""
+    if observed.proxies_ready < 1:
+        return observed
+    try:
+        topology = await (await admin_client(clients, cluster, config)).topology()
+    except (adminapi.AdminError, KubeError):
+        return observed
+    states = {group.id: group.state for group in topology.groups}
+    groups = tuple(
+        dataclasses.replace(g, state=states.get(g.id, "unregistered")) for g in observed.groups
+    )
+    return dataclasses.replace(observed, groups=groups)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _generation(body: Mapping[str, Any]) -> int:
+    generation = (body.get("metadata") or {}).get("generation")
+    return generation if isinstance(generation, int) else 1
+
+
+def _ready_count(obj: Mapping[str, Any] | None) -> int:
+    if obj is None:
+        return 0
+    value = (obj.get("status") or {}).get("readyReplicas")
+    return value if isinstance(value, int) else 0
+
+
+async def observe(kube: Kube, cluster: Cluster) -> status.Observed:
+    groups = []
+    per_group = cluster.spec.replica_groups.nodes_per_group
+    for index in range(cluster.spec.replica_groups.count):
+        group = naming.group_id(index)
+        sts = await kube.get(
+            "apps/v1", "StatefulSet", cluster.namespace, naming.group_statefulset(cluster, group)
+        )
+        groups.append(status.GroupReadiness(group, per_group, _ready_count(sts)))
+    deployment = await kube.get("apps/v1", "Deployment", cluster.namespace, naming.proxy(cluster))
+    replicas = ((deployment or {}).get("spec") or {}).get("replicas")
+    return status.Observed(
+        groups=tuple(groups),
+        proxies=replicas if isinstance(replicas, int) else cluster.spec.proxy.replicas,
+        proxies_ready=_ready_count(deployment),
+    )
+
+
+async def reconcile(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    clients: Clients,
+    config: OperatorConfig,
+    established: bool = False,
+) -> None:
+    """Create or update every child, then report readiness; serves create, resume, update
+    and (`established`) the timer."""
+    old_status = dict(body.get("status") or {})
+    try:
+        cluster = parse_cluster(body)
+    except crd.InvalidSpec as exc:
+        message = f"invalid spec: {exc}"
+        patch.status.update(status.invalid(message, _generation(body), old_status, _now()))
+        kopf.warn(body, reason="InvalidSpec", message=message)
+        raise kopf.PermanentError(message) from exc
+    try:
+        for obj in builders.desired_objects(cluster, config.proxy_image):
+            if await clients.kube.apply(obj):
+                kopf.info(
+                    body,
+                    reason="Created",
+                    message=f"created {obj['kind']} {obj['metadata']['name']}",
+                )
+        observed = await observe(clients.kube, cluster)
+    except KubeError as exc:
+        raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=config.wait_delay_s) from exc
+    observed = await with_group_states(observed, clients, cluster, config)
+    new_status = status.reconciled(observed, cluster.generation, old_status, _now(), established)
+    patch.status.update(new_status)
+    if new_status["phase"] != old_status.get("phase"):
+        kopf.info(body, reason=new_status["phase"], message=new_status["conditions"][0]["message"])
+    if not observed.ready:
+        raise kopf.TemporaryError(status.waiting_for(observed), delay=config.wait_delay_s)
+    logger.info("cluster %s is ready", cluster.name)
+
+
+async def resync(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    clients: Clients,
+    config: OperatorConfig,
+) -> None:
+    """The timer's backstop once reconcile has finished: re-apply drifted children and
+    follow readiness (Ready <-> Degraded). While reconcile still runs or retries (kopf keeps
+    its progress in an annotation) it owns the status; a refused spec stays refused."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if f"{crd.GROUP}/{RECONCILE_ID}" in annotations:
+        return
+    old_status = body.get("status") or {}
+    refused = old_status.get("phase") == "Failed"
+    if refused and old_status.get("observedGeneration") == _generation(body):
+        return
+    try:
+        await reconcile(body, patch, logger, clients, config, established=True)
+    except kopf.TemporaryError:
+        pass  # the status says what it waits for; the next tick looks again

@@ -1,0 +1,137 @@
+"""The MiroirCluster's status as a pure function of what its children report.
+
+Conditions follow the Kubernetes convention: one entry per type, `lastTransitionTime`
+changes only when `status` flips, so `kubectl wait --for=condition=Ready` and dashboards
+see real transitions rather than every reconcile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Condition = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReadiness:
+    id: str
+    nodes: int
+    nodes_ready: int
+    # The group's state in the proxies' topology (initializing, syncing, active, ...), or
+    # `unknown` while the admin API cannot be asked, `unregistered` when it lacks the group.
+    state: str = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What the children say: per group node readiness, and the proxies'."""
+
+    groups: tuple[GroupReadiness, ...]
+    proxies: int
+    proxies_ready: int
+
+    @property
+    def ready(self) -> bool:
+        nodes_ok = all(g.nodes_ready >= g.nodes for g in self.groups)
+        return nodes_ok and self.proxies_ready >= 1
+
+
+def condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> Condition:
+    return {
+        "type": type_,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
+
+
+def merge_conditions(
+    old: Sequence[Mapping[str, Any]] | None, new: Sequence[Condition], now: str
+) -> list[Condition]:
+    """`new` with `lastTransitionTime` kept from `old` where the status did not change;
+    conditions of types not in `new` are kept as they were."""
+    previous = {c.get("type"): c for c in old or ()}
+    out: list[Condition] = []
+    for cond in new:
+        before = previous.pop(cond["type"], None)
+        unchanged = before is not None and before.get("status") == cond["status"]
+        since = before.get("lastTransitionTime") if unchanged and before else None
+        out.append({**cond, "lastTransitionTime": since or now})
+    out.extend(dict(c) for c in previous.values())
+    return out
+
+
+def waiting_for(observed: Observed) -> str:
+    parts = [
+        f"group {g.id}: {g.nodes_ready}/{g.nodes} nodes ready"
+        for g in observed.groups
+        if g.nodes_ready < g.nodes
+    ]
+    if observed.proxies_ready < 1:
+        parts.append(f"proxies: {observed.proxies_ready}/{observed.proxies} ready")
+    return "; ".join(parts)
+
+
+def reconciled(
+    observed: Observed, generation: int, old: Mapping[str, Any], now: str, established: bool
+) -> dict[str, Any]:
+    """The status after the children were applied: Provisioning until every node and a
+    proxy are ready, then Ready; an `established` cluster (one whose reconcile finished)
+    that is not ready is Degraded."""
+    ready = observed.ready
+    waiting = waiting_for(observed)
+    if ready:
+        phase, message = "Ready", "every node and a proxy are ready"
+        conditions = [
+            condition("Ready", True, "ClusterReady", message, generation),
+            condition("Progressing", False, "Reconciled", message, generation),
+            condition("Degraded", False, "AllReady", message, generation),
+        ]
+    elif established:
+        phase, message = "Degraded", f"not ready: {waiting}"
+        conditions = [
+            condition("Ready", False, "NotReady", message, generation),
+            condition("Progressing", False, "Degraded", message, generation),
+            condition("Degraded", True, "NotReady", message, generation),
+        ]
+    else:
+        phase, message = "Provisioning", f"waiting: {waiting}"
+        conditions = [
+            condition("Ready", False, "Provisioning", message, generation),
+            condition("Progressing", True, "Provisioning", message, generation),
+            condition("Degraded", False, "Provisioning", message, generation),
+        ]
+    nodes = sum(g.nodes for g in observed.groups)
+    nodes_ready = sum(min(g.nodes_ready, g.nodes) for g in observed.groups)
+    return {
+        "phase": phase,
+        "observedGeneration": generation,
+        "nodes": f"{nodes_ready}/{nodes}",
+        "groups": [
+            {"id": g.id, "state": g.state, "nodes": g.nodes, "nodesReady": g.nodes_ready}
+            for g in observed.groups
+        ],
+        "conditions": merge_conditions(_conditions(old), conditions, now),
+    }
+
+
+def _conditions(old: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    found = old.get("conditions")
+    return found if isinstance(found, list) else None
+
+
+def invalid(message: str, generation: int, old: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """The status for a spec the operator refuses: Failed, Degraded with the reason."""
+    conditions = [
+        condition("Ready", False, "InvalidSpec", message, generation),
+        condition("Progressing", False, "InvalidSpec", message, generation),
+        condition("Degraded", True, "InvalidSpec", message, generation),
+    ]
+    return {
+        "phase": "Failed",
+        "observedGeneration": generation,
+        "conditions": merge_conditions(_conditions(old), conditions, now),
+    }

@@ -1,0 +1,70 @@
+"""Operator tests: examples and helpers shared by the builder, render, chart and kopf tiers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp.test_utils import TestServer
+
+from miroir_operator.builders import proxy
+from miroir_operator.spec import parse_cluster
+from miroir_proxy.api.app import make_app
+from miroir_proxy.config import from_mapping
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+CHART = REPO / "charts" / "miroir"
+ADMIN_KEY = "operator-admin-key"
+CLOSED = "http://127.0.0.1:9"  # discard port on loopback: nothing listens
+
+
+def example_cluster(name: str) -> dict[str, Any]:
+    """The MiroirCluster document of `examples/<name>.yaml`."""
+    for document in yaml.safe_load_all((EXAMPLES / f"{name}.yaml").read_text()):
+        if document and document.get("kind") == "MiroirCluster":
+            return dict(document)
+    raise AssertionError(f"no MiroirCluster in examples/{name}.yaml")
+
+
+async def until(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
+    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def until_async(
+    check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 20.0
+) -> None:
+    """Await `check` until it returns True; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def proxy_for(tmp_path: Path, node_url: str, master_key: str) -> AsyncIterator[str]:
+    """A proxy with the configuration the operator renders for a one-node cluster, its
+    node's URL pointed at `node_url`."""
+    cluster = parse_cluster(
+        {"metadata": {"name": "t", "namespace": "ns", "uid": "u"}, "spec": {"shards": 4}}
+    )
+    raw: dict[str, Any] = yaml.safe_load(proxy.config_text(proxy.proxy_config(cluster)))
+    raw["replica_groups"][0]["nodes"][0]["url"] = node_url
+    raw["state_path"] = str(tmp_path / "state.sqlite3")
+    env = {"MIROIR_ADMIN_KEY": ADMIN_KEY, "MIROIR_NODE_MASTER_KEY": master_key}
+    async with TestServer(make_app(from_mapping(raw, env=env))) as server:
+        yield str(server.make_url(""))

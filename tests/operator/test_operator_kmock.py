@@ -1,0 +1,286 @@
+"""The real kopf operator, in-process, against kmock's Kubernetes emulator.
+
+kmock stores objects but runs no controllers, so the tests play the StatefulSet and
+Deployment controllers themselves: they patch `status.readyReplicas` the way Kubernetes
+would once pods pass their readiness probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import kmock
+import kopf
+import pytest
+
+from miroir_operator import crd
+from miroir_operator.handlers import OperatorConfig
+from miroir_operator.main import configure, register
+from miroir_proxy.cli.processes import NodeProcess
+
+from .opkit import ADMIN_KEY, CLOSED, example_cluster, proxy_for, until
+
+NS = "ns1"
+CLUSTERS = f"{crd.GROUP}/{crd.VERSION}/{crd.PLURAL}"
+
+
+def _prepare(server: kmock.KubernetesEmulator) -> None:
+    server.resources.load_bundled()
+    server.resources[CLUSTERS] = kmock.ResourceInfo(
+        kind=crd.KIND,
+        singular=crd.SINGULAR,
+        namespaced=True,
+        verbs={"list", "watch", "get", "patch", "create", "delete", "update"},
+        subresources={"status"},
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    server: kmock.KubernetesEmulator, admin_url: str = CLOSED
+) -> AsyncIterator[None]:
+    registry = kopf.OperatorRegistry()
+    config = OperatorConfig(
+        proxy_image="miroir/miroir:test",
+        wait_delay_s=0.2,
+        resync_interval_s=0.3,
+        admin_url=admin_url,
+    )
+    register(
+        registry,
+        config,
+        login=lambda **_: kopf.ConnectionInfo(server=str(server.url)),
+    )
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    settings.peering.standalone = True
+    # kmock cannot list namespaces; the test watches one namespace by name anyway.
+    settings.scanning.disabled = True
+    settings.posting.enabled = True
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        kopf.operator(registry=registry, settings=settings, namespaces=[NS], stop_flag=stop)
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+
+
+def _cluster_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": crd.API_VERSION,
+        "kind": crd.KIND,
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "resourceVersion": "1",
+        },
+        "spec": spec,
+    }
+
+
+def _get(server: kmock.KubernetesEmulator, resource: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj = server.objects[resource, NS, name]
+    except KeyError:
+        return None
+    return None if obj.deleted else dict(obj.raw)
+
+
+def _status(server: kmock.KubernetesEmulator, name: str) -> dict[str, Any]:
+    obj = _get(server, CLUSTERS, name)
+    return dict((obj or {}).get("status") or {})
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions", []) if c["type"] == type_)
+
+
+async def _set_ready(server: kmock.KubernetesEmulator, path: str, ready: int) -> None:
+    """What the workload controller does when pods pass readiness: a status PATCH."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            f"{server.url}{path}/status",
+            json={"status": {"readyReplicas": ready}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+
+
+@pytest.mark.timeout(60)
+async def test_create_applies_children_and_reaches_ready(kmock: kmock.KubernetesEmulator) -> None:
+    _prepare(kmock)
+    spec = example_cluster("small")["spec"]
+    kmock.objects[CLUSTERS, NS, "small"] = _cluster_body("small", spec)
+    async with running_operator(kmock):
+        await until(lambda: _get(kmock, "apps/v1/statefulsets", "small-g0"), "the StatefulSet")
+        await until(
+            lambda: _status(kmock, "small").get("phase") == "Provisioning", "phase Provisioning"
+        )
+        sts = _get(kmock, "apps/v1/statefulsets", "small-g0")
+        assert sts["spec"]["replicas"] == 3
+        assert sts["metadata"]["ownerReferences"][0]["uid"] == "uid-small"
+        deployment = await until(
+            lambda: _get(kmock, "apps/v1/deployments", "small-proxy"), "the proxy Deployment"
+        )
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+            "miroir/miroir:test"
+        )
+        for resource, name in [
+            ("v1/services", "small"),
+            ("v1/services", "small-peers"),
+            ("v1/services", "small-nodes"),
+            ("v1/configmaps", "small-proxy"),
+            ("v1/persistentvolumeclaims", "small-proxy-state"),
+            ("policy/v1/poddisruptionbudgets", "small-g0"),
+            ("policy/v1/poddisruptionbudgets", "small-proxy"),
+        ]:
+            assert _get(kmock, resource, name) is not None, (resource, name)
+        waiting = _status(kmock, "small")
+        assert _condition(waiting, "Ready")["status"] == "False"
+        assert waiting["nodes"] == "0/3"
+
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/small-g0", 3)
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/deployments/small-proxy", 1)
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "phase Ready")
+        ready = _status(kmock, "small")
+        assert _condition(ready, "Ready")["status"] == "True"
+        assert _condition(ready, "Degraded")["status"] == "False"
+        assert _condition(ready, "Progressing")["status"] == "False"
+        assert ready["nodes"] == "3/3"
+        assert ready["observedGeneration"] == 1
+        # No admin API answers here: the group's state is not invented.
+        assert ready["groups"] == [{"id": "g0", "state": "unknown", "nodes": 3, "nodesReady": 3}]
+
+
+@pytest.mark.timeout(60)
+async def test_invalid_spec_is_permanent_and_degraded(kmock: kmock.KubernetesEmulator) -> None:
+    _prepare(kmock)
+    spec = {"proxy": {"replicas": 3}, "replicaGroups": {"count": 1, "nodesPerGroup": 1}}
+    kmock.objects[CLUSTERS, NS, "bad"] = _cluster_body("bad", spec)
+    async with running_operator(kmock):
+        await until(lambda: _status(kmock, "bad").get("phase") == "Failed", "phase Failed")
+        degraded = _condition(_status(kmock, "bad"), "Degraded")
+        assert degraded["status"] == "True"
+        assert degraded["reason"] == "InvalidSpec"
+        assert "more than one proxy needs store.type redis" in degraded["message"]
+        # Permanent: kopf stops retrying and marks this spec as handled.
+        await until(
+            lambda: (
+                f"{crd.GROUP}/last-handled-configuration"
+                in (
+                    (_get(kmock, CLUSTERS, "bad") or {}).get("metadata", {}).get("annotations")
+                    or {}
+                )
+            ),
+            "kopf to finish handling the spec",
+        )
+    assert _get(kmock, "apps/v1/statefulsets", "bad-g0") is None
+
+
+async def _provisioned(server: kmock.KubernetesEmulator, name: str) -> None:
+    await until(lambda: _status(server, name).get("phase") == "Provisioning", "Provisioning")
+    await until(lambda: _get(server, "apps/v1/deployments", f"{name}-proxy"), "the Deployment")
+
+
+async def _mark_ready(server: kmock.KubernetesEmulator, name: str, nodes: int) -> None:
+    await _set_ready(server, f"/apis/apps/v1/namespaces/{NS}/statefulsets/{name}-g0", nodes)
+    await _set_ready(server, f"/apis/apps/v1/namespaces/{NS}/deployments/{name}-proxy", 1)
+
+
+def _ready_workload(kind: str, name: str, replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": NS, "resourceVersion": "1"},
+        "status": {"readyReplicas": replicas},
+    }
+
+
+@pytest.mark.timeout(60)
+async def test_a_ready_cluster_that_loses_a_node_is_degraded(
+    kmock: kmock.KubernetesEmulator,
+) -> None:
+    """The workloads are up before the operator starts (it adopts them by merge patch), so
+    reconcile finishes in one pass and the timer follows readiness from then on. kmock keeps
+    one resourceVersion, so kopf can re-handle a stale copy of the object and then wait for
+    a wake-up that never comes; the way back to Ready is therefore left to the pure status
+    tests (test_status.py) and the kind suite."""
+    _prepare(kmock)
+    kmock.objects["apps/v1/statefulsets", NS, "small-g0"] = _ready_workload(
+        "StatefulSet", "small-g0", 3
+    )
+    kmock.objects["apps/v1/deployments", NS, "small-proxy"] = _ready_workload(
+        "Deployment", "small-proxy", 1
+    )
+    kmock.objects[CLUSTERS, NS, "small"] = _cluster_body("small", example_cluster("small")["spec"])
+    async with running_operator(kmock):
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "phase Ready")
+        sts = _get(kmock, "apps/v1/statefulsets", "small-g0")
+        assert sts is not None and sts["spec"]["replicas"] == 3, "adopted and completed"
+        ready_since = _condition(_status(kmock, "small"), "Ready")["lastTransitionTime"]
+
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/small-g0", 2)
+        await until(lambda: _status(kmock, "small").get("phase") == "Degraded", "Degraded")
+        degraded = _status(kmock, "small")
+        assert _condition(degraded, "Ready")["status"] == "False"
+        assert _condition(degraded, "Degraded")["status"] == "True"
+        assert "group g0: 2/3 nodes ready" in _condition(degraded, "Degraded")["message"]
+        assert degraded["nodes"] == "2/3"
+
+        assert _condition(degraded, "Degraded")["lastTransitionTime"] >= ready_since
+
+
+@pytest.mark.timeout(60)
+async def test_a_restarted_operator_picks_up_where_the_last_one_stopped(
+    kmock: kmock.KubernetesEmulator,
+) -> None:
+    _prepare(kmock)
+    kmock.objects[CLUSTERS, NS, "small"] = _cluster_body("small", example_cluster("small")["spec"])
+    async with running_operator(kmock):
+        await _provisioned(kmock, "small")
+    # The pods became ready while no operator ran.
+    await _mark_ready(kmock, "small", 3)
+    async with running_operator(kmock):
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "phase Ready")
+    sts = _get(kmock, "apps/v1/statefulsets", "small-g0")
+    assert sts is not None and sts["status"]["readyReplicas"] == 3, "nothing was recreated"
+
+
+@pytest.mark.timeout(60)
+async def test_group_states_come_from_the_proxies_admin_api(
+    kmock: kmock.KubernetesEmulator, tmp_path: Path, devnode: NodeProcess, master_key: str
+) -> None:
+    """The operator reads the admin key from the Secret the spec names and mirrors the
+    proxies' topology into status.groups."""
+    _prepare(kmock)
+    spec = {"secrets": {"adminKey": {"name": "keys", "key": "admin"}}}
+    kmock.objects["v1/secrets", NS, "keys"] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "keys", "namespace": NS},
+        "data": {"admin": base64.b64encode(ADMIN_KEY.encode()).decode()},
+    }
+    kmock.objects[CLUSTERS, NS, "one"] = _cluster_body("one", spec)
+    async with (
+        proxy_for(tmp_path, devnode.url, master_key) as admin_url,
+        running_operator(kmock, admin_url),
+    ):
+        await _provisioned(kmock, "one")
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/one-g0", 1)
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/deployments/one-proxy", 1)
+        await until(lambda: _status(kmock, "one").get("phase") == "Ready", "phase Ready")
+        groups = _status(kmock, "one")["groups"]
+        assert groups == [{"id": "g0", "state": "active", "nodes": 1, "nodesReady": 1}]

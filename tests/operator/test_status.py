@@ -1,0 +1,69 @@
+"""The status as a pure function of what the children report."""
+
+from __future__ import annotations
+
+from miroir_operator import status
+from miroir_operator.status import GroupReadiness, Observed
+
+T0 = "2026-01-01T00:00:00Z"
+T1 = "2026-01-01T00:05:00Z"
+
+
+def _observed(*ready: int, per_group: int = 3, proxies_ready: int = 1) -> Observed:
+    groups = tuple(GroupReadiness(f"g{i}", per_group, r) for i, r in enumerate(ready))
+    return Observed(groups=groups, proxies=2, proxies_ready=proxies_ready)
+
+
+def _conditions(st: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {c["type"]: c for c in st["conditions"]}  # type: ignore[attr-defined, index]
+
+
+def test_provisioning_then_ready_with_kubernetes_style_conditions() -> None:
+    waiting = status.reconciled(_observed(3, 1), 4, {}, T0, established=False)
+    assert waiting["phase"] == "Provisioning"
+    assert waiting["nodes"] == "4/6"
+    assert waiting["observedGeneration"] == 4
+    cond = _conditions(waiting)
+    assert cond["Ready"]["status"] == "False" and cond["Progressing"]["status"] == "True"
+    assert "group g1: 1/3 nodes ready" in str(cond["Ready"]["message"])
+    assert all(
+        c["lastTransitionTime"] == T0 and c["observedGeneration"] == 4 for c in cond.values()
+    )
+
+    ready = status.reconciled(_observed(3, 3), 4, waiting, T1, established=False)
+    assert ready["phase"] == "Ready"
+    cond = _conditions(ready)
+    assert cond["Ready"]["status"] == "True" and cond["Ready"]["lastTransitionTime"] == T1
+    # Degraded stayed False: its transition time is the first one.
+    assert cond["Degraded"]["status"] == "False" and cond["Degraded"]["lastTransitionTime"] == T0
+
+
+def test_no_proxy_ready_is_not_ready_even_with_every_node() -> None:
+    st = status.reconciled(_observed(3, proxies_ready=0), 1, {}, T0, established=False)
+    assert st["phase"] == "Provisioning"
+    assert "proxies: 0/2 ready" in str(_conditions(st)["Ready"]["message"])
+
+
+def test_an_established_cluster_that_loses_a_node_is_degraded() -> None:
+    ready = status.reconciled(_observed(3), 1, {}, T0, established=True)
+    lost = status.reconciled(_observed(2), 1, ready, T1, established=True)
+    assert lost["phase"] == "Degraded"
+    cond = _conditions(lost)
+    assert cond["Degraded"]["status"] == "True" and cond["Degraded"]["lastTransitionTime"] == T1
+    assert cond["Progressing"]["status"] == "False"
+    assert cond["Progressing"]["lastTransitionTime"] == T0
+
+
+def test_an_invalid_spec_fails_with_the_reason_in_degraded() -> None:
+    st = status.invalid("invalid spec: spec.shards: too many", 2, {}, T0)
+    assert st["phase"] == "Failed"
+    cond = _conditions(st)
+    assert cond["Degraded"]["status"] == "True"
+    assert cond["Degraded"]["reason"] == "InvalidSpec"
+    assert cond["Degraded"]["message"] == "invalid spec: spec.shards: too many"
+
+
+def test_conditions_of_other_types_are_kept() -> None:
+    old = {"conditions": [{"type": "Custom", "status": "True", "lastTransitionTime": T0}]}
+    st = status.reconciled(_observed(3), 1, old, T1, established=False)
+    assert _conditions(st)["Custom"] == old["conditions"][0]
