@@ -71,10 +71,6 @@ class OperationContext:
     config: MiroirConfig
 
     @property
-    def params(self) -> dict[str, Any]:
-        return self.record.params
-
-    @property
     def ack_timeout_s(self) -> float:
         return self.config.operations.ack_timeout_ms / 1000
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import orjson
 
-from miroir_proxy.coordination.queueing import ChunkContext
+from miroir_proxy.config import MiroirConfig
+from miroir_proxy.coordination.queueing import ChunkContext, Handler
 from miroir_proxy.core.changes import AddGroup, RemoveGroup, SetGroupState
 from miroir_proxy.core.placement import Layout
 from miroir_proxy.core.topology import GroupState, Node
@@ -64,8 +65,8 @@ def _nodes(params: Mapping[str, Any]) -> tuple[Node, ...]:
     return tuple(Node(str(n["id"]), str(n["url"])) for n in params["nodes"])
 
 
-def copy_settings(ctx_config: Any) -> CopySettings:
-    ops, timeouts = ctx_config.operations, ctx_config.timeouts
+def copy_settings(config: MiroirConfig) -> CopySettings:
+    ops, timeouts = config.operations, config.timeouts
     return CopySettings(
         page_size=ops.copy_page_size,
         docs_per_s=ops.copy_docs_per_s,
@@ -261,7 +262,7 @@ def _rotated(replicas: tuple[str, ...], turn: int) -> tuple[str, ...]:
     return replicas[turn:] + replicas[:turn]
 
 
-def sync_handler(store: Store, cluster: Cluster, config: Any) -> Any:
+def sync_handler(store: Store, cluster: Cluster, config: MiroirConfig) -> Handler:
     """The Mode C handler of `group-sync` chunks: copy or verify one shard."""
     settings = copy_settings(config)
 
