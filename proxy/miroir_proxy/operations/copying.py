@@ -314,8 +314,9 @@ async def verify_shard(
     total = Repair()
     for _ in range(max_passes):
         started_ms = time.time_ns() // 1_000_000
-        source = await read_documents(io, sources, ref)
-        held = await io.documents(destination, ref)
+        source, held = await asyncio.gather(
+            read_documents(io, sources, ref), io.documents(destination, ref)
+        )
         repair = _compare(source, held, ref.primary_key, started_ms)
         if not wanted():
             raise Abandoned(ref.index)
