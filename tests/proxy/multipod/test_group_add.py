@@ -215,12 +215,16 @@ def group_documents(nodes: list[NodeProcess]) -> dict[str, list[dict[str, Any]]]
     return held
 
 
-def assert_group_holds(nodes: list[NodeProcess], expected: dict[str, dict[str, Any]]) -> None:
+def assert_group_holds(
+    nodes: list[NodeProcess], expected: dict[str, dict[str, Any]], copies_each: int = 2
+) -> None:
     held = group_documents(nodes)
     missing, extra = set(expected) - set(held), set(held) - set(expected)
-    assert not missing and not extra, f"missing {sorted(missing)[:5]}, extra {sorted(extra)[:5]}"
+    assert not missing and not extra, (
+        f"missing {sorted(missing)[:5]}, extra {[held[k] for k in sorted(extra)[:3]]}"
+    )
     for key, copies in held.items():
-        assert len(copies) == 2, f"document {key} has {len(copies)} copies"  # RF=2
+        assert len(copies) == copies_each, f"document {key} has {len(copies)} copies"
         for copy in copies:
             assert copy["_miroir_shard"] == shard_of(key, SHARDS)
             content = {k: v for k, v in copy.items() if not k.startswith("_miroir_")}
@@ -320,9 +324,12 @@ def test_a_group_joins_under_writes_and_survives_a_dead_source_and_a_dead_pod(
     assert view["state"] == "active"
     assert view["shards"] == {"total": SHARDS, "synced": SHARDS}
     assert view["documentsCopied"] >= 20_000
-    # Both groups hold exactly what the acknowledged writes say, mid-sync writes included.
-    for nodes in cluster.groups().values():
-        assert_group_holds(nodes, expected)
+    # The new group holds exactly what the acknowledged writes say, mid-sync writes
+    # included, and so does the source node that never died. The killed node may have
+    # missed writes acknowledged while it was down (the new group could be active by
+    # then): repairing a replica that missed writes is anti-entropy's job, not the sync's.
+    assert_group_holds(cluster.spare.nodes, expected)
+    assert_group_holds([cluster.fleet.nodes[1]], expected, copies_each=1)
     # Once active, round robin sends searches to the new group too.
     search_a_few(cluster)
     assert group_reads(cluster.fleet.proxies).get("g1", 0) > 0
