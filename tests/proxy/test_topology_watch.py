@@ -6,6 +6,7 @@ Pods are in-process apps sharing one SQLite file, polling the epoch every 100 ms
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -182,3 +183,32 @@ async def test_a_pod_that_loses_its_store_searches_refuses_writes_and_recovers(
             outage.down = False
             await eventually(lambda: not watcher.store_down, timeout_s=2.0)
             assert (await client.post(documents, json=[{"id": 2}])).status == 202
+
+
+async def test_a_pod_frozen_past_its_ack_reads_the_epoch_again_before_it_writes(
+    tmp_path: Path,
+) -> None:
+    # Pod a stops polling (as a SIGSTOPped pod would) while pod b adds group g1. Once a's
+    # last poll is older than the peers' patience, a write through a must not be routed
+    # with the layout it last saw: it re-reads the epoch first, so g1 gets its share.
+    async with search_fleet() as fleet:
+        coordination = {"topology_poll_ms": 100, "peer_heartbeat_ms": 100, "peer_ttl_ms": 600}
+        configs = [
+            {**_pod_config(fleet, tmp_path, pod), "coordination": {**coordination, "pod_id": pod}}
+            for pod in PODS[:2]
+        ]
+        async with proxy_app(configs[0]) as a, proxy_app(configs[1]) as b:
+            await create_index(a)
+            frozen = a.app[TOPOLOGY]
+            await frozen.__aexit__(None, None, None)  # its poll loop stops
+            loop = asyncio.get_running_loop()
+            stopped = loop.time()
+            current = await _topology(b)
+            response = await b.put(TOPOLOGY_PATH, json=_with_group_one(current, fleet))
+            assert response.status == 200, await response.text()
+            assert (await _topology(a))["epoch"] == current["epoch"]  # a has not seen it
+            await eventually(lambda: loop.time() - stopped > 0.35)  # past a's freshness
+            write = await a.post("/indexes/books/documents", json=[{"id": i} for i in range(20)])
+            assert write.status == 202
+            assert (await _topology(a))["epoch"] == current["epoch"] + 1
+    assert any("/documents" in r.path for node in fleet.groups[1] for r in node.writes())

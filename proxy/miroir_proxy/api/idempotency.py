@@ -153,9 +153,12 @@ def replay(entry: dict[str, Any]) -> web.Response:
 async def idempotency(request: web.Request, handler: Handler, action: str) -> web.StreamResponse:
     """A write (of auth `action`) under its `Idempotency-Key`, if it has one; runs after
     `authorize`, so only authenticated writes reserve keys."""
-    if action not in _STORELESS_ACTIONS and request.app[TOPOLOGY].store_down:
-        # Registering the task would fail after the nodes were written: refuse up front.
-        raise StoreUnavailable("the state store is unreachable")
+    if action not in _STORELESS_ACTIONS:
+        watcher = request.app[TOPOLOGY]
+        await watcher.ensure_fresh()
+        if watcher.store_down:
+            # Registering the task would fail after the nodes were written: refuse up front.
+            raise StoreUnavailable("the state store is unreachable")
     key = request.headers.get(HEADER)
     if not key:
         return await handler(request)

@@ -52,6 +52,10 @@ class TopologyWatcher:
         self._cluster = cluster
         self._poll_s = poll_ms / 1000
         self._ack_ttl_s = max(ack_ttl_ms, 3 * poll_ms) / 1000
+        # Past this without a successful poll, a write re-reads the epoch first: the pod may
+        # have been frozen long enough for the others to stop waiting for it.
+        self._fresh_s = max(2 * poll_ms, ack_ttl_ms // 2) / 1000
+        self._polled_at = -float("inf")
         self._store_down = False
         self._background = BackgroundTasks(log)
 
@@ -90,6 +94,15 @@ class TopologyWatcher:
         if self._store_down:
             log.info("the state store is reachable again")
         self._store_down = False
+        self._polled_at = asyncio.get_running_loop().time()
+
+    async def ensure_fresh(self) -> None:
+        """Re-read the epoch now if the last successful poll is too old to trust: a pod
+        that was frozen (SIGSTOP, a long GC, a paused VM) has dropped out of the live peer
+        set, so a topology change may have gone ahead without its acknowledgement, and a
+        write routed with its old epoch could miss a new owner."""
+        if asyncio.get_running_loop().time() - self._polled_at > self._fresh_s:
+            await self.poll_once()
 
     async def stored(self) -> Topology:
         """The store's current topology (this pod adopts it if it is newer)."""
