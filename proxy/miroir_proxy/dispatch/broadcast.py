@@ -14,6 +14,7 @@ registry; a node that cannot be reached becomes a ref with `uid = None` and stat
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -24,6 +25,8 @@ from miroir_proxy.nodes.errors import NodeError, NodeUnavailable
 from miroir_proxy.state.store import NodeTaskRef
 
 from .cluster import Cluster
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,16 @@ def raise_refusal(outcome: NodeOutcome) -> NoReturn:
     raise unreachable_error(outcome.target.node, outcome.failure)
 
 
+def _not_serving(cluster: Cluster, outcome: NodeOutcome) -> bool:
+    """The node is unreachable or failing and its group does not serve searches yet."""
+    response = outcome.response
+    if response is not None and not response.is_node_failure:
+        return False  # a real refusal: every node would give it
+    topology = cluster.topology
+    group = outcome.target.group
+    return topology.has_group(group) and not topology.group(group).serves_searches
+
+
 Step = Callable[[Target], Awaitable[NodeOutcome]]
 Undo = Callable[[Target], Coroutine[Any, Any, NodeOutcome]]
 
@@ -188,6 +201,11 @@ async def apply_in_order(cluster: Cluster, step: Step, undo: Undo) -> list[NodeO
     done: list[NodeOutcome] = []
     for target in targets(cluster):
         outcome = await step(target)
+        if not outcome.accepted and _not_serving(cluster, outcome):
+            # A group still being added must never fail a client's change: its sync
+            # compares its settings with an active group's before it serves.
+            log.warning("change not applied on node %s: %s", target.node, outcome.failure)
+            continue
         if not outcome.accepted:
             async with asyncio.TaskGroup() as group:
                 for previous in done:

@@ -123,6 +123,7 @@ class AddGroupOperation:
         await _run_job(ctx, data, "verify")
 
     async def _activate(self, ctx: OperationContext, data: dict[str, Any]) -> None:
+        await _align_settings(ctx, [n.id for n in _nodes(data)])
         await _set_state(ctx, data["group"], GroupState.ACTIVE)
 
     async def rollback(self, ctx: OperationContext, data: dict[str, Any]) -> None:
@@ -184,6 +185,23 @@ class RemoveGroupOperation:
 
     async def rollback(self, ctx: OperationContext, data: dict[str, Any]) -> None:
         return None
+
+
+async def _align_settings(ctx: OperationContext, nodes: Sequence[str]) -> None:
+    """Give every new node the settings of an active node where they differ: a client's
+    settings change that a new node missed while syncing (it never fails the client's
+    request, see `dispatch.broadcast.apply_in_order`) must not reach searches."""
+    io = ShardIO(ctx.cluster, copy_settings(ctx.config))
+    timeout = ctx.config.timeouts.node_read_ms
+    for meta in await ctx.store.list_indexes():
+        path = f"/indexes/{meta.uid}/settings"
+        wanted = await _read_any(ctx.cluster, path, None)
+        for node in nodes:
+            response = await ctx.cluster.call(node, "GET", path, timeout_ms=timeout)
+            if response.ok and orjson.loads(response.body) == wanted:
+                continue
+            log.info("group-add: settings of %s on %s aligned", meta.uid, node)
+            await io.change(node, "PATCH", path, wanted)
 
 
 async def _set_state(ctx: OperationContext, group_id: str, state: GroupState) -> None:

@@ -434,3 +434,25 @@ def test_bad_requests_get_meilisearch_shaped_errors(cluster: Cluster) -> None:
         (first["operation"], "group-add", "succeeded")
     ]
     assert listed[0]["finishedAt"] >= listed[0]["startedAt"]
+
+
+@pytest.mark.parametrize("cluster", [250], indirect=True)
+def test_a_new_node_down_during_the_sync_never_fails_a_settings_change(cluster: Cluster) -> None:
+    load(cluster, 3_000)
+    started = ok(http("POST", f"{cluster.url}/_miroir/groups", json=cluster.new_group()), 202)
+    op_id = started["operation"]
+    eventually(lambda: in_sync_phase(cluster, op_id), "the sync copies", timeout_s=120)
+    lagging = cluster.spare.nodes[1]
+    lagging.kill()
+    change = {"searchableAttributes": ["title"], "filterableAttributes": ["shelf"]}
+    task = ok(http("PATCH", f"{cluster.url}/indexes/{INDEX}/settings", json=change), 202)
+    assert wait_task(cluster.url, task["taskUid"])["status"] == "succeeded"
+    lagging.start()
+    lagging.wait_healthy(timeout_s=180)
+    assert wait_operation(cluster, op_id)["state"] == "succeeded"
+    # Before the group served searches, its nodes got the settings they had missed.
+    path = f"/indexes/{INDEX}/settings"
+    reference = ok(http("GET", cluster.fleet.nodes[0].url + path, key=NODE_KEY))
+    assert reference["searchableAttributes"] == ["title"]
+    for node in cluster.spare.nodes:
+        assert ok(http("GET", node.url + path, key=NODE_KEY)) == reference
