@@ -11,7 +11,9 @@
    active groups (sources spread round robin by shard) with a cursor.
 4. `verify`: one chunk per (index, shard) compares the new group's replicas with a source by
    content digest and repairs them (`copying.verify_shard`).
-5. `activate`: state `active`; searches use the group from this epoch on.
+5. `activate`: the new nodes get an active node's settings where they differ (a change
+   they missed while down never failed the client's request), then state `active`;
+   searches use the group from this epoch on.
 Cancel or failure before `activate` removes the group from the topology, waits for every
 pod, and deletes the indexes the operation created on its nodes.
 """
