@@ -546,6 +546,7 @@ def table(methods: list[str], found: dict[str, list[Step]]) -> tuple[str, dict[s
     marked known; "known different" for the others)."""
     rows: dict[str, list[str]] = {v: [] for v in ("same", "different", "known", "not exercised")}
     lines = []
+    reasons: list[str] = []
     for method in methods:
         differing = found.get(method, [])
         if method not in found:
@@ -555,14 +556,19 @@ def table(methods: list[str], found: dict[str, list[Step]]) -> tuple[str, dict[s
             note = ", ".join(step.label for step in differing if step.known is None)
         elif differing:
             verdict = "known"
-            note = "; ".join(f"{step.label}: {step.known}" for step in differing)
+            for step in differing:
+                if step.known not in reasons:
+                    reasons.append(str(step.known))
+            notes = {f"[{reasons.index(str(step.known)) + 1}]" for step in differing}
+            note = ", ".join(step.label for step in differing) + " " + " ".join(sorted(notes))
         else:
             verdict, note = "same", ""
         rows[verdict].append(method)
         shown = "different (known)" if verdict == "known" else verdict
         lines.append(f"{method:<40} {shown:<18} {note}")
     counts = ", ".join(f"{len(v)} {k}" for k, v in rows.items())
-    return "\n".join([*lines, f"{len(methods)} methods: {counts}"]), rows
+    legend = [f"[{i}] {reason}" for i, reason in enumerate(reasons, 1)]
+    return "\n".join([*lines, f"{len(methods)} methods: {counts}", *legend]), rows
 
 
 # `delete_documents(ids)` is deprecated in the SDK but still a public method that users call.
