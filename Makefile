@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup redis run test e2e bench lint format clean
+.PHONY: setup redis run test sdk-js e2e bench lint format clean
 
 setup: $(STAMP) redis
 
@@ -32,6 +32,14 @@ run: setup
 
 test: setup
 	@$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory sdk-js; fi
+
+# The official JavaScript client (`meilisearch` on npm, pinned in tests/sdk_js/package-lock.json)
+# drives the core scenario on one node and through Miroir. Needs node and npm.
+sdk-js: setup
+	@cd tests/sdk_js && npm ci --no-audit --no-fund --loglevel=error
+	@MIROIR_SDK_JS=1 $(BIN)/pytest -q -n 0 tests/proxy/e2e/test_sdk_js.py
 
 # The opt-in kind suite (e2e/): the chart, the Dockerfile's image and real Meilisearch nodes in
 # a kind cluster. Needs a Docker daemon, kind and kubectl; skips with the reason without them.

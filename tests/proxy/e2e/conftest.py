@@ -12,6 +12,7 @@ within ~0.2 s; the shared cluster probes patiently (`STEADY`).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,9 @@ STEADY: dict[str, Any] = {
 }
 
 StartClusters = Callable[..., list[DevCluster]]
+
+# The JavaScript client's scenario needs node and `npm ci` in tests/sdk_js: `make sdk-js`.
+collect_ignore = [] if os.environ.get("MIROIR_SDK_JS") == "1" else ["test_sdk_js.py"]
 
 
 def cluster_spec(data_dir: Path, **settings: Any) -> ClusterSpec:

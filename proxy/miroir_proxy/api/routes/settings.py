@@ -7,7 +7,8 @@ stays in every node's `filterableAttributes` (re-added to any client update or r
 them) and in any `displayedAttributes` list but `["*"]` (the search merge orders ties by
 it), and is stripped from every answer. An update on a missing index creates it first,
 as Meilisearch does; if the very first node then refuses the update, that creation is
-undone too. Task details are the settings the client submitted.
+undone too. Task details are the settings the client submitted, reported as Meilisearch
+reports them: the set-valued settings sorted and without repeats.
 """
 
 from __future__ import annotations
@@ -58,6 +59,24 @@ SUBROUTES: dict[str, tuple[str, str]] = {
 }
 # What `GET /settings` lists, hence what a reset of everything resets.
 ALL_KEYS = tuple(_SETTING_KEYS[:-2])
+
+
+# Settings Meilisearch holds as ordered sets (and `synonyms` as an ordered map).
+_SETS = frozenset(
+    {"sortableAttributes", "stopWords", "separatorTokens", "nonSeparatorTokens", "dictionary"}
+)
+
+
+def task_details(update: dict[str, Any]) -> dict[str, Any]:
+    """A settings update as a node's task details show it: set-valued settings sorted and
+    without repeats, synonyms ordered by word; anything else as submitted."""
+    details = dict(update)
+    for key, value in update.items():
+        if key in _SETS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            details[key] = sorted(set(value))
+        elif key == "synonyms" and isinstance(value, dict):
+            details[key] = dict(sorted(value.items()))
+    return details
 
 
 def visible(settings: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +162,7 @@ async def update_settings(request: web.Request) -> web.Response:
     path = _settings_path(request)
     if not isinstance(body, dict):
         raise NodeRefused(await read_any(request.app[CLUSTER], "PATCH", path, json_body=body))
-    return await apply_settings(request, "PATCH", path, node_update(body), body)
+    return await apply_settings(request, "PATCH", path, node_update(body), task_details(body))
 
 
 @routes.delete("/indexes/{index_uid}/settings")
@@ -175,7 +194,7 @@ def _subroute_handlers(name: str, key: str, verb: str) -> None:
         )
         if key == DISPLAYED:
             node_value = with_shard_displayed(value)
-        return await apply_settings(request, verb, path, node_value, {key: value})
+        return await apply_settings(request, verb, path, node_value, task_details({key: value}))
 
     async def reset_one(request: web.Request) -> web.Response:
         path = f"{_settings_path(request)}/{name}"
