@@ -79,9 +79,14 @@ def reconciled(
     observed: Observed, generation: int, old: Mapping[str, Any], now: str, established: bool
 ) -> dict[str, Any]:
     """The status after the children were applied: Provisioning until every node and a
-    proxy are ready, then Ready; an `established` cluster (one whose reconcile finished)
-    that is not ready is Degraded."""
+    proxy are ready, then Ready; an `established` cluster (one whose reconcile finished, or
+    whose status says this generation was once ready) that is not ready is Degraded."""
     ready = observed.ready
+    was_ready = old.get("observedGeneration") == generation and old.get("phase") in (
+        "Ready",
+        "Degraded",
+    )
+    established = established or was_ready
     waiting = waiting_for(observed)
     if ready:
         phase, message = "Ready", "every node and a proxy are ready"

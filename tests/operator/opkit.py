@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import kmock
 import yaml
 from aiohttp.test_utils import TestServer
 
@@ -22,6 +24,21 @@ EXAMPLES = REPO / "examples"
 CHART = REPO / "charts" / "miroir"
 ADMIN_KEY = "operator-admin-key"
 CLOSED = "http://127.0.0.1:9"  # discard port on loopback: nothing listens
+
+
+class VersionedEmulator(kmock.KubernetesEmulator):
+    """kmock with a fresh `metadata.resourceVersion` on every create and patch, as the API
+    server gives. kopf needs it: after each patch it waits for the watch event carrying the
+    version its patch returned and ignores older copies of the object meanwhile; without
+    versions every queued copy looks current, and kopf would re-handle a stale one."""
+
+    _versions = itertools.count(1000)
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        changes = request.action in (kmock.action.CREATE, kmock.action.UPDATE)
+        if request.resource is not None and changes and isinstance(request.data, dict):
+            request.data.setdefault("metadata", {})["resourceVersion"] = str(next(self._versions))
+        return await super()._handle(request)
 
 
 def example_cluster(name: str) -> dict[str, Any]:

@@ -24,7 +24,9 @@ from miroir_operator.handlers import OperatorConfig
 from miroir_operator.main import configure, register
 from miroir_proxy.cli.processes import NodeProcess
 
-from .opkit import ADMIN_KEY, CLOSED, example_cluster, proxy_for, until
+from .opkit import ADMIN_KEY, CLOSED, VersionedEmulator, example_cluster, proxy_for, until
+
+pytestmark = pytest.mark.kmock(cls=VersionedEmulator)
 
 NS = "ns1"
 CLUSTERS = f"{crd.GROUP}/{crd.VERSION}/{crd.PLURAL}"
@@ -214,10 +216,7 @@ async def test_a_ready_cluster_that_loses_a_node_is_degraded(
     kmock: kmock.KubernetesEmulator,
 ) -> None:
     """The workloads are up before the operator starts (it adopts them by merge patch), so
-    reconcile finishes in one pass and the timer follows readiness from then on. kmock keeps
-    one resourceVersion, so kopf can re-handle a stale copy of the object and then wait for
-    a wake-up that never comes; the way back to Ready is therefore left to the pure status
-    tests (test_status.py) and the kind suite."""
+    reconcile finishes in one pass and the timer follows readiness from then on."""
     _prepare(kmock)
     kmock.objects["apps/v1/statefulsets", NS, "small-g0"] = _ready_workload(
         "StatefulSet", "small-g0", 3
@@ -241,6 +240,10 @@ async def test_a_ready_cluster_that_loses_a_node_is_degraded(
         assert degraded["nodes"] == "2/3"
 
         assert _condition(degraded, "Degraded")["lastTransitionTime"] >= ready_since
+
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/small-g0", 3)
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "Ready again")
+        assert _condition(_status(kmock, "small"), "Degraded")["status"] == "False"
 
 
 @pytest.mark.timeout(60)

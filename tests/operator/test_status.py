@@ -54,6 +54,21 @@ def test_an_established_cluster_that_loses_a_node_is_degraded() -> None:
     assert cond["Progressing"]["lastTransitionTime"] == T0
 
 
+def test_a_generation_once_ready_is_degraded_whichever_handler_looks() -> None:
+    """An operator restarted while a node is down runs reconcile (not established) again:
+    the status it finds says this generation was ready, so the cluster is Degraded; a new
+    generation is being rolled out, so it is Provisioning."""
+    ready = status.reconciled(_observed(3), 1, {}, T0, established=False)
+    assert status.reconciled(_observed(2), 1, ready, T1, established=False)["phase"] == ("Degraded")
+    degraded = status.reconciled(_observed(2), 1, ready, T1, established=True)
+    assert status.reconciled(_observed(2), 1, degraded, T1, established=False)["phase"] == (
+        "Degraded"
+    )
+    assert status.reconciled(_observed(2), 2, ready, T1, established=False)["phase"] == (
+        "Provisioning"
+    )
+
+
 def test_an_invalid_spec_fails_with_the_reason_in_degraded() -> None:
     st = status.invalid("invalid spec: spec.shards: too many", 2, {}, T0)
     assert st["phase"] == "Failed"
