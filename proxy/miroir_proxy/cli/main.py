@@ -1,7 +1,13 @@
-"""`miroir`: developer commands. `miroir dev up` runs a local cluster (nodes + proxy, or
-`--proxies N --store redis`: N proxy pods sharing a Redis of the cluster's own), in the
-foreground until Ctrl-C/SIGTERM or, with `--detach`, in the background until
-`miroir dev down --data-dir DIR`."""
+"""`miroir`: a Miroir cluster from a shell.
+
+`miroir status|group|node|ops` drive any proxy's admin API (`admin.py`; `--url`/`--key` or
+env MIROIR_URL/MIROIR_ADMIN_KEY, `--json` for scripts, `--wait` to follow an operation).
+Exit codes: 0 ok, 1 the API answered an error or an awaited operation did not succeed,
+2 usage, 3 the proxy did not answer.
+
+`miroir dev up` runs a local cluster (nodes + proxy, or `--proxies N --store redis`: N proxy
+pods sharing a Redis of the cluster's own), in the foreground until Ctrl-C/SIGTERM or, with
+`--detach`, in the background until `miroir dev down --data-dir DIR`."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from . import admin
 from .devcluster import (
     DEFAULT_DATA_DIR,
     DEFAULT_MASTER_KEY,
@@ -28,8 +35,11 @@ _WATCH_INTERVAL_S = 0.5
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="miroir", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="miroir", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="group", required=True)
+    admin.add_commands(commands)
     dev = commands.add_parser("dev", help="a local cluster for development").add_subparsers(
         dest="command", required=True
     )
@@ -142,6 +152,8 @@ def _down(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.group != "dev":
+        sys.exit(admin.run(args))
     command = _up if args.command == "up" else _down
     sys.exit(command(args))
 
