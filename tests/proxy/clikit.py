@@ -37,7 +37,7 @@ HTTP_TIMEOUT_S = 10
 # running, whatever the machine's speed.
 SETTINGS: dict[str, Any] = {
     "health": {"interval_ms": 200, "timeout_ms": 1_000, "unhealthy_after": 3},
-    "operations": {"copy_page_size": 100, "copy_docs_per_s": 1_000},
+    "operations": {"copy_page_size": 100, "copy_docs_per_s": 500},
 }
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
