@@ -208,7 +208,7 @@ class DocumentWriter:
         layout = self._cluster.layout
         targets: dict[str, _Target] = {}
         for group in layout.topology.groups:
-            held = layout.placement(group, meta.shards).node_shards
+            held = layout.placement(group, meta.shards).holdings
             for node in group.nodes:
                 targets[node.id] = _Target(group.id, sorted(held.get(node.id, ())), body)
         return await self._write(job, method, path, {}, targets, layout, meta.shards)
@@ -318,7 +318,7 @@ def shard_targets(
     """One JSON array per node, holding the items of every shard it replicates."""
     targets: dict[str, _Target] = {}
     for group in layout.topology.groups:
-        replicas = layout.placement(group, shards).replicas
+        replicas = layout.placement(group, shards).writes
         for shard in by_shard:
             for node_id in replicas[shard]:
                 target = targets.get(node_id)
