@@ -76,6 +76,13 @@ class DrainNode:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class UndrainNode:
+    """A canceled drain: the node may take replicas again."""
+
+    node_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RemoveNode:
     """Forget a node. It must hold no replica any more (drained) unless `force`: a dead
     node then simply leaves every row it was in, and a move refills them."""
@@ -132,7 +139,8 @@ class ReplaceLayout:
 
 
 Change = (
-    AddGroup | RemoveGroup | SetGroupState | Rebalance | AddNode | DrainNode | RemoveNode
+    AddGroup | RemoveGroup | SetGroupState | Rebalance | AddNode | DrainNode | UndrainNode
+    | RemoveNode
     | BeginMove | CutOver | Retire | AbortMove | FinishMove | ReplaceLayout
 )  # fmt: skip
 
@@ -181,6 +189,13 @@ def _apply(topology: Topology, change: Change) -> Topology:
             drained = dataclasses.replace(group, nodes=nodes)
             _check_size(drained, topology.replication_factor, placeable=True)
             return topology.with_group(drained)
+        case UndrainNode(node_id):
+            group = _group_of(topology, node_id)
+            nodes = tuple(
+                dataclasses.replace(n, draining=False) if n.id == node_id else n
+                for n in group.nodes
+            )
+            return topology.with_group(dataclasses.replace(group, nodes=nodes))
         case RemoveNode(node_id, force):
             group = _group_of(topology, node_id)
             tables = {**(group.move.tables if group.move else {}), **group.tables}

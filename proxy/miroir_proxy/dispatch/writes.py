@@ -224,10 +224,14 @@ class DocumentWriter:
         shards: int,
     ) -> WriteResult:
         # Once node batches are on their way the outcome must be registered even if the
-        # client goes away, or the nodes would hold writes no task describes.
-        return await asyncio.shield(
+        # client goes away, or the nodes would hold writes no task describes. The write
+        # counts as in flight from here (no await since `layout` was taken) to its end.
+        done = self._cluster.writing(layout)
+        write = asyncio.ensure_future(
             self._write_unshielded(job, method, path, params, targets, layout, shards)
         )
+        write.add_done_callback(lambda _: done())
+        return await asyncio.shield(write)
 
     async def _write_unshielded(
         self,

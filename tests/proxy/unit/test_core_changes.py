@@ -21,6 +21,7 @@ from miroir_proxy.core.changes import (
     SetGroupState,
     apply,
 )
+from miroir_proxy.core.covering import covering_set
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.core.placement import Layout, Placement
 from miroir_proxy.core.quorum import judge_write
@@ -208,3 +209,17 @@ def test_a_dead_node_is_removed_with_force_and_the_move_refills_its_rows() -> No
     refilled = _moved(gone)
     for table in refilled.group("g0").tables.values():
         assert all(len(row) == 2 and "d" not in row for row in table)
+
+
+def test_a_node_filling_a_replica_is_told_to_filter_it_out_of_searches() -> None:
+    # RF=1: each node serves every shard it holds, so searches send it no shard filter,
+    # until a drain starts copying shards onto it that it does not serve yet.
+    g0 = ReplicaGroup("g0", nodes("a", "b", "c"))
+    current = Topology(1, 8, 1, (g0.with_tables({8: plan(None, g0.node_ids, 1, 8)}),))
+    settled = covering_set([("g0", Layout(current).placement(current.groups[0], 8))], "abc")
+    assert not any(a.restrict for a in settled.assignments)
+    dual = apply(apply(current, DrainNode("a")), BeginMove("g0"))
+    placement = Layout(dual).placement(dual.groups[0], 8)
+    covering = covering_set([("g0", placement)], "abc")
+    filling = {n for row in placement.incoming for n in row}
+    assert filling and all(a.restrict for a in covering.assignments if a.node_id in filling)
