@@ -212,3 +212,42 @@ async def test_a_pod_frozen_past_its_ack_reads_the_epoch_again_before_it_writes(
             assert write.status == 202
             assert (await _topology(a))["epoch"] == current["epoch"] + 1
     assert any("/documents" in r.path for node in fleet.groups[1] for r in node.writes())
+
+
+async def test_a_pod_acknowledges_an_epoch_only_once_its_older_writes_are_done(
+    tmp_path: Path,
+) -> None:
+    # A write routed with epoch E is still on its way to a node when pod b publishes E+1.
+    # Pod a routes new requests with E+1 at once, but it must not acknowledge E+1 before
+    # that write ended: an operation waiting for every pod would otherwise copy a shard
+    # while a write that misses its new owner may still land on the old one.
+    async with search_fleet() as fleet:
+        configs = [_pod_config(fleet, tmp_path, pod) for pod in PODS[:2]]
+        async with proxy_app(configs[0]) as a, proxy_app(configs[1]) as b:
+            await create_index(a)
+            gate = asyncio.Event()
+            for node in fleet.groups[0]:
+                node.write_gate = gate
+            write = asyncio.create_task(
+                a.post("/indexes/books/documents", json=[{"id": i} for i in range(20)])
+            )
+            await eventually(lambda: all(n.held_writes for n in fleet.groups[0]))
+            current = await _topology(b)
+            response = await b.put(TOPOLOGY_PATH, json=_with_group_one(current, fleet))
+            assert response.status == 200, await response.text()
+            new_epoch = current["epoch"] + 1
+            store = a.app[STORE]
+
+            async def a_routes_with_it() -> bool:
+                return (await _topology(a))["epoch"] == new_epoch
+
+            await eventually(a_routes_with_it, timeout_s=2.0)
+            await a.app[TOPOLOGY].poll_once()  # an acknowledgement after the swap
+            assert await laggards(store, ["pod-a"], new_epoch) == {"pod-a"}
+            gate.set()
+            assert (await write).status == 202
+
+            async def acknowledged() -> bool:
+                return not await laggards(store, ["pod-a"], new_epoch)
+
+            await eventually(acknowledged, timeout_s=2.0)

@@ -30,6 +30,13 @@ from miroir_proxy.operations.groups import (
     RemoveGroupOperation,
     sync_handler,
 )
+from miroir_proxy.operations.nodes import (
+    MOVE_JOB,
+    AddNodeOperation,
+    DrainNodeOperation,
+    RemoveNodeOperation,
+    move_handler,
+)
 from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
@@ -127,7 +134,11 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine = app[OPERATIONS] = Operations(store, cluster, app[CATALOG], epochs, pod, config)
         engine.register(AddGroupOperation())
         engine.register(RemoveGroupOperation())
+        engine.register(AddNodeOperation())
+        engine.register(DrainNodeOperation())
+        engine.register(RemoveNodeOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
+        pod.register(MOVE_JOB, move_handler(store, cluster, config))
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 
 from miroir_proxy.core.assignment import Table, plan
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.core.topology import GroupState, Node, ReplicaGroup, Topology
+from miroir_proxy.core.placement import group_table
+from miroir_proxy.core.topology import GroupState, Move, MovePhase, Node, ReplicaGroup, Topology
 
 
 def invalid(message: str) -> MiroirError:
@@ -55,15 +56,28 @@ class Rebalance:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AddNode:
-    """A node joins a group; the group's tables give it its balanced share."""
+    """A node joins a group holding nothing yet; `BeginMove` gives it its balanced share.
+
+    `counts` are the shard counts of existing indexes: their tables are written down from
+    the group as it was, so no placement changes before data has moved."""
 
     group_id: str
     node: Node
+    counts: frozenset[int] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class DrainNode:
-    """The node stays in its group but the tables move every replica it holds away."""
+    """Mark the node draining: it keeps what it holds until `BeginMove` plans it away, and
+    the planner gives it nothing new."""
+
+    node_id: str
+    counts: frozenset[int] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UndrainNode:
+    """A canceled drain: the node may take replicas again."""
 
     node_id: str
 
@@ -71,10 +85,47 @@ class DrainNode:
 @dataclasses.dataclass(frozen=True, slots=True)
 class RemoveNode:
     """Forget a node. It must hold no replica any more (drained) unless `force`: a dead
-    node's replicas are then planned onto the group's other nodes."""
+    node then simply leaves every row it was in, and a move refills them."""
 
     node_id: str
     force: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BeginMove:
+    """Plan the group's balanced tables (fewest moves) and start dual-writing to them."""
+
+    group_id: str
+    counts: frozenset[int] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CutOver:
+    """Searches switch to the new tables; writes still reach the old ones too."""
+
+    group_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retire:
+    """Writes stop reaching the old replicas; they are deleted next."""
+
+    group_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AbortMove:
+    """Give up a move before its cut-over: the old tables keep serving, and the partly
+    filled new replicas are left to the cleanup."""
+
+    group_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FinishMove:
+    """The cleanup deleted every replica the group no longer serves."""
+
+    group_id: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,8 +139,9 @@ class ReplaceLayout:
 
 
 Change = (
-    AddGroup | RemoveGroup | SetGroupState | Rebalance | AddNode | DrainNode | RemoveNode
-    | ReplaceLayout
+    AddGroup | RemoveGroup | SetGroupState | Rebalance | AddNode | DrainNode | UndrainNode
+    | RemoveNode
+    | BeginMove | CutOver | Retire | AbortMove | FinishMove | ReplaceLayout
 )  # fmt: skip
 
 
@@ -124,31 +176,69 @@ def _apply(topology: Topology, change: Change) -> Topology:
         case Rebalance(group_id):
             group = _group(topology, group_id)
             return _replanned(topology, group, group)
-        case AddNode(group_id, node):
+        case AddNode(group_id, node, counts):
             if any(n.id == node.id for n in topology.nodes()):
                 raise invalid(f"Node `{node.id}` already belongs to a replica group.")
-            group = _group(topology, group_id)
-            return _replanned(topology, group, group.with_node(node))
-        case DrainNode(node_id):
-            group = _group_of(topology, node_id)
+            group = _settled(topology, group_id, counts)
+            return topology.with_group(group.with_node(node))
+        case DrainNode(node_id, counts):
+            group = _settled(topology, _group_of(topology, node_id).id, counts)
             nodes = tuple(
                 dataclasses.replace(n, draining=n.draining or n.id == node_id) for n in group.nodes
             )
             drained = dataclasses.replace(group, nodes=nodes)
             _check_size(drained, topology.replication_factor, placeable=True)
-            return _replanned(topology, group, drained)
+            return topology.with_group(drained)
+        case UndrainNode(node_id):
+            group = _group_of(topology, node_id)
+            nodes = tuple(
+                dataclasses.replace(n, draining=False) if n.id == node_id else n
+                for n in group.nodes
+            )
+            return topology.with_group(dataclasses.replace(group, nodes=nodes))
         case RemoveNode(node_id, force):
             group = _group_of(topology, node_id)
-            held = sum(node_id in row for table in group.tables.values() for row in table)
+            tables = {**(group.move.tables if group.move else {}), **group.tables}
+            held = sum(node_id in row for table in tables.values() for row in table)
             if held and not force:
                 raise MiroirError(
                     "miroir_node_not_drained",
                     f"Node `{node_id}` still holds {held} replicas: drain it first, or remove "
                     "it with `force` if it is dead.",
                 )
-            smaller = group.without_node(node_id)  # tables planned from `group`'s below
-            _check_size(smaller, topology.replication_factor, placeable=True)
-            return _replanned(topology, group, smaller)
+            if group.move is not None:
+                raise _moving(group)
+            smaller = group.without_node(node_id).with_tables(
+                {s: tuple(_without(row, node_id) for row in t) for s, t in group.tables.items()}
+            )
+            return topology.with_group(smaller)
+        case BeginMove(group_id, counts):
+            group = _settled(topology, group_id, counts)
+            if group.move is not None:
+                raise _moving(group)
+            rf = topology.replication_factor
+            _check_size(group, rf, placeable=True)
+            target = {s: plan(t, group.placeable_ids, rf, s) for s, t in group.tables.items()}
+            if target == group.tables:  # balanced already: nothing moves
+                return topology.with_group(group)
+            return topology.with_group(group.with_move(Move(MovePhase.DUAL, target)))
+        case CutOver(group_id):
+            group = _moving_group(topology, group_id, MovePhase.DUAL)
+            assert group.move is not None
+            old = group.tables
+            moved = group.with_tables(group.move.tables)
+            return topology.with_group(moved.with_move(Move(MovePhase.CUTOVER, old)))
+        case Retire(group_id):
+            group = _moving_group(topology, group_id, MovePhase.CUTOVER)
+            assert group.move is not None
+            return topology.with_group(group.with_move(Move(MovePhase.CLEANUP, group.move.tables)))
+        case AbortMove(group_id):
+            group = _moving_group(topology, group_id, MovePhase.DUAL)
+            assert group.move is not None
+            return topology.with_group(group.with_move(Move(MovePhase.CLEANUP, group.move.tables)))
+        case FinishMove(group_id):
+            _moving_group(topology, group_id, MovePhase.CLEANUP)
+            return topology.with_group(_group(topology, group_id).with_move(None))
         case ReplaceLayout(shards, replication_factor, groups):
             return _replace(topology, shards, replication_factor, groups)
     raise TypeError(f"not a topology change: {change!r}")
@@ -166,6 +256,32 @@ def _group_of(topology: Topology, node_id: str) -> ReplicaGroup:
         if node_id in group.node_ids:
             return group
     raise MiroirError("miroir_node_not_found", f"Node `{node_id}` not found.")
+
+
+def _settled(topology: Topology, group_id: str, counts: Iterable[int]) -> ReplicaGroup:
+    """The group with a table written down for every shard count in use, so that a change
+    of its nodes moves nothing by itself."""
+    group = _group(topology, group_id)
+    rf = topology.replication_factor
+    wanted = {*topology.shard_counts(), *counts}
+    missing = {s: group_table(group, s, rf) for s in wanted if s not in group.tables}
+    return group.with_tables({**group.tables, **missing}) if missing else group
+
+
+def _without(row: tuple[str, ...], node_id: str) -> tuple[str, ...]:
+    return tuple(n for n in row if n != node_id)
+
+
+def _moving(group: ReplicaGroup) -> MiroirError:
+    return invalid(f"Replica group `{group.id}` is moving replicas; wait for that to finish.")
+
+
+def _moving_group(topology: Topology, group_id: str, phase: MovePhase) -> ReplicaGroup:
+    group = _group(topology, group_id)
+    if group.move is None or group.move.phase is not phase:
+        now = "no move" if group.move is None else f"a move in phase `{group.move.phase}`"
+        raise invalid(f"Replica group `{group_id}` has {now}, not one in phase `{phase}`.")
+    return group
 
 
 def _check_size(group: ReplicaGroup, rf: int, *, placeable: bool = False) -> None:

@@ -113,7 +113,7 @@ def covering_set(
         if not pending:
             break
         chosen, pending = assign_shards(group_placement, pending, healthy, rotation)
-        held: Mapping[str, frozenset[int]] = group_placement.node_shards
+        held: Mapping[str, frozenset[int]] = group_placement.holdings
         for node_id, served in chosen.items():
             assignments.append(
                 NodeAssignment(

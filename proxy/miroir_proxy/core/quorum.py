@@ -79,7 +79,14 @@ def judge_write(
                     acks += 1
                 else:
                     degraded.append(MissedReplica(group.id, shard, node_id))
-            if group.serves_searches and replicas and acks >= quorum_size(len(replicas)):
+            # A replica being filled serves searches after the cut-over with whatever it
+            # has, so a write it missed must not count as made in its group.
+            filled = True
+            for node_id in placement.incoming[shard]:
+                if node_id not in acked_set:
+                    filled = False
+                    degraded.append(MissedReplica(group.id, shard, node_id))
+            if group.serves_searches and replicas and filled and acks >= quorum_size(len(replicas)):
                 reached = True
         if not reached:
             no_quorum.append(shard)

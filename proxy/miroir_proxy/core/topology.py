@@ -29,6 +29,28 @@ class GroupState(enum.StrEnum):
     DRAINING = "draining"
 
 
+class MovePhase(enum.StrEnum):
+    """Where a group is in moving replicas from one set of tables to another.
+
+    `DUAL`: `tables` serve; writes also reach `Move.tables` (the target), whose new
+    replicas must acknowledge a write for it to count. `CUTOVER`: `tables` (the target)
+    serve; writes still reach `Move.tables` (the source), so a pod still reading the source
+    misses nothing. `CLEANUP`: only `tables` take writes; `Move.tables`' nodes may still
+    hold documents of shards they lost (searches filter them out) until the cleanup
+    deleted them.
+    """
+
+    DUAL = "dual"
+    CUTOVER = "cutover"
+    CLEANUP = "cleanup"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Move:
+    phase: MovePhase
+    tables: Mapping[int, Table]
+
+
 def check_node_id(value: object) -> str:
     if not isinstance(value, str) or not value or not set(value) <= NODE_ID_CHARS:
         raise ValueError(f"node id {value!r} must be non-empty [A-Za-z0-9._-]")
@@ -70,26 +92,27 @@ class ReplicaGroup:
     nodes: tuple[Node, ...]
     state: GroupState = GroupState.ACTIVE
     tables: Mapping[int, Table] = dataclasses.field(default_factory=dict)
+    # Replicas on their way from one set of tables to another (node add, drain, removal).
+    move: Move | None = None
 
     def __post_init__(self) -> None:
         ids = [node.id for node in self.nodes]
         if len(set(ids)) != len(ids):
             raise ValueError(f"group {self.id!r} lists a node twice")
         members = set(ids)
-        for shards, table in self.tables.items():
+        moving = self.move.tables if self.move is not None else {}
+        for shards, table in (*self.tables.items(), *moving.items()):
             if len(table) != shards:
                 raise ValueError(
                     f"group {self.id!r}: the table for S={shards} has {len(table)} rows"
                 )
+            # A row may be empty: a shard whose only replicas in this group were on a node
+            # removed by force has none here until the move that follows refills it.
             for replicas in table:
-                if (
-                    not replicas
-                    or len(set(replicas)) != len(replicas)
-                    or not members >= set(replicas)
-                ):
+                if len(set(replicas)) != len(replicas) or not members >= set(replicas):
                     raise ValueError(
-                        f"group {self.id!r}: the table for S={shards} names a node twice, "
-                        "none, or one outside the group"
+                        f"group {self.id!r}: the table for S={shards} names a node twice "
+                        "or one outside the group"
                     )
 
     @property
@@ -114,10 +137,13 @@ class ReplicaGroup:
     def without_node(self, node_id: str) -> ReplicaGroup:
         """The group without the node, and without tables (they named it: replan them)."""
         nodes = tuple(n for n in self.nodes if n.id != node_id)
-        return dataclasses.replace(self, nodes=nodes, tables={})
+        return dataclasses.replace(self, nodes=nodes, tables={}, move=None)
 
     def with_tables(self, tables: Mapping[int, Table]) -> ReplicaGroup:
         return dataclasses.replace(self, tables=dict(tables))
+
+    def with_move(self, move: Move | None) -> ReplicaGroup:
+        return dataclasses.replace(self, move=move)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -198,13 +224,15 @@ def to_document(topology: Topology, *, tables: bool = True) -> dict[str, Any]:
                     }
                     for node in group.nodes
                 ],
+                **({"tables": _tables_document(group.tables)} if tables else {}),
                 **(
                     {
-                        "tables": {
-                            str(s): [list(r) for r in table] for s, table in group.tables.items()
+                        "move": {
+                            "phase": group.move.phase.value,
+                            **({"tables": _tables_document(group.move.tables)} if tables else {}),
                         }
                     }
-                    if tables
+                    if group.move is not None
                     else {}
                 ),
             }
@@ -213,11 +241,12 @@ def to_document(topology: Topology, *, tables: bool = True) -> dict[str, Any]:
     }
 
 
-def _node_document(node: Node) -> dict[str, Any]:
-    document: dict[str, Any] = {"id": node.id, "url": node.url}
-    if node.draining:
-        document["draining"] = True
-    return document
+def _tables_document(tables: Mapping[int, Table]) -> dict[str, list[list[str]]]:
+    return {str(s): [list(r) for r in table] for s, table in tables.items()}
+
+
+def _tables(stored: Mapping[str, Any]) -> dict[int, Table]:
+    return {int(s): tuple(tuple(r) for r in rows) for s, rows in stored.items()}
 
 
 def from_document(epoch: int, document: Mapping[str, Any]) -> Topology:
@@ -265,8 +294,15 @@ def _group(document: Any, shards: int, rf: int) -> ReplicaGroup:
     if stored is None:
         tables = {shards: rendezvous_table([n.id for n in members], rf, shards)} if members else {}
     else:
-        tables = {int(s): tuple(tuple(r) for r in rows) for s, rows in stored.items()}
-    return ReplicaGroup(group_id, members, GroupState(state), tables)
+        tables = _tables(stored)
+    move = None
+    stored_move = document.get("move")
+    if stored_move is not None:
+        phases = {p.value for p in MovePhase}
+        if stored_move.get("phase") not in phases:
+            raise ValueError(f"group {group_id!r}: `move.phase` must be one of {sorted(phases)}")
+        move = Move(MovePhase(stored_move["phase"]), _tables(stored_move["tables"]))
+    return ReplicaGroup(group_id, members, GroupState(state), tables, move)
 
 
 def _not_a_node(group_id: str) -> Node:

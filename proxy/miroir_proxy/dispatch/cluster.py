@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from miroir_proxy.config import MiroirConfig
@@ -63,6 +63,8 @@ class Cluster:
         self._coverings: dict[Hashable, tuple[Covering, tuple[str, ...]]] = {}
         # Covering sets handed out per replica group (`miroir_group_reads_total`).
         self.reads_by_group: Counter[str] = Counter()
+        # Writes still on their way to the nodes, by the epoch they were routed with.
+        self._writing: Counter[int] = Counter()
 
     @property
     def layout(self) -> Layout:
@@ -72,6 +74,25 @@ class Cluster:
     @property
     def topology(self) -> Topology:
         return self._layout.topology
+
+    @property
+    def settled_epoch(self) -> int:
+        """The epoch this pod can acknowledge: the current one, or the oldest a write still
+        on its way was routed with (an operation waiting for every pod must not go on while
+        a write routed without the new owners may still land)."""
+        return min(self._layout.epoch, *self._writing) if self._writing else self._layout.epoch
+
+    def writing(self, layout: Layout) -> Callable[[], None]:
+        """Count a write routed with `layout` until the returned callable is called."""
+        epoch = layout.epoch
+        self._writing[epoch] += 1
+
+        def done() -> None:
+            self._writing[epoch] -= 1
+            if not self._writing[epoch]:
+                del self._writing[epoch]
+
+        return done
 
     def replace_topology(self, topology: Topology) -> None:
         """Swap in a newer layout; requests already running keep the one they started with."""

@@ -5,7 +5,8 @@ a newer epoch is swapped into the `Cluster` at once (requests already running ke
 layout they started with). After each successful poll the pod records the epoch it routes
 with under `kvkeys.topology_epoch(pod_id)`, refreshed at every poll with a TTL of a few
 polls, so an operation can wait until every live pod has acknowledged an epoch
-(`laggards`): a pod that recorded epoch E has acknowledged every epoch up to E.
+(`laggards`): a pod that recorded epoch E has acknowledged every epoch up to E, and no
+write it routed with an older epoch is still on its way (`Cluster.settled_epoch`).
 
 The poll doubles as this pod's store probe: a `StoreUnavailable` seen anywhere marks the
 store down (writes are then refused before they touch a node) and the next successful
@@ -136,7 +137,7 @@ class TopologyWatcher:
         log.info("topology epoch %d -> %d", previous, epoch)
 
     async def _acknowledge(self) -> None:
-        value = orjson.dumps({"epoch": self._cluster.topology.epoch})
+        value = orjson.dumps({"epoch": self._cluster.settled_epoch})
         await self._store.kv_set(kvkeys.topology_epoch(self.pod_id), value, self._ack_ttl_s)
 
     async def _run(self) -> None:

@@ -208,7 +208,7 @@ class DocumentWriter:
         layout = self._cluster.layout
         targets: dict[str, _Target] = {}
         for group in layout.topology.groups:
-            held = layout.placement(group, meta.shards).node_shards
+            held = layout.placement(group, meta.shards).holdings
             for node in group.nodes:
                 targets[node.id] = _Target(group.id, sorted(held.get(node.id, ())), body)
         return await self._write(job, method, path, {}, targets, layout, meta.shards)
@@ -224,10 +224,14 @@ class DocumentWriter:
         shards: int,
     ) -> WriteResult:
         # Once node batches are on their way the outcome must be registered even if the
-        # client goes away, or the nodes would hold writes no task describes.
-        return await asyncio.shield(
+        # client goes away, or the nodes would hold writes no task describes. The write
+        # counts as in flight from here (no await since `layout` was taken) to its end.
+        done = self._cluster.writing(layout)
+        write = asyncio.ensure_future(
             self._write_unshielded(job, method, path, params, targets, layout, shards)
         )
+        write.add_done_callback(lambda _: done())
+        return await asyncio.shield(write)
 
     async def _write_unshielded(
         self,
@@ -318,7 +322,7 @@ def shard_targets(
     """One JSON array per node, holding the items of every shard it replicates."""
     targets: dict[str, _Target] = {}
     for group in layout.topology.groups:
-        replicas = layout.placement(group, shards).replicas
+        replicas = layout.placement(group, shards).writes
         for shard in by_shard:
             for node_id in replicas[shard]:
                 target = targets.get(node_id)

@@ -103,19 +103,7 @@ class AddGroupOperation:
         await ctx.epochs.wait_acknowledged(current.epoch, ctx.ack_timeout_s)
 
     async def _prepare(self, ctx: OperationContext, data: dict[str, Any]) -> None:
-        io = ShardIO(ctx.cluster, copy_settings(ctx.config))
-        nodes = [n.id for n in _nodes(data)]
-        keys = await _read_any(ctx.cluster, "/keys", {"limit": "10000"})
-        for meta in await ctx.store.list_indexes():
-            settings = await _read_any(ctx.cluster, f"/indexes/{meta.uid}/settings", None)
-            for node in nodes:
-                await _create_index(io, node, meta.uid, meta.primary_key)
-                await io.change(node, "PATCH", f"/indexes/{meta.uid}/settings", settings)
-        for key in keys.get("results", []):
-            wanted = {k: key.get(k) for k in ("uid", "name", "description", "actions")}
-            wanted |= {"indexes": key.get("indexes"), "expiresAt": key.get("expiresAt")}
-            for node in nodes:
-                await _create_key(ctx.cluster, node, wanted)
+        await prepare_nodes(ctx, [n.id for n in _nodes(data)])
 
     async def _sync(self, ctx: OperationContext, data: dict[str, Any]) -> None:
         await _set_state(ctx, data["group"], GroupState.SYNCING)
@@ -136,7 +124,7 @@ class AddGroupOperation:
                 return  # activated: nothing to undo
             removed = await ctx.epochs.publish(RemoveGroup(group_id))
             await ctx.epochs.wait_acknowledged(removed.epoch, ctx.ack_timeout_s)
-        await _settle_jobs(ctx)
+        await settle_chunks(ctx)
         # Every pod routes without the group now and no chunk writes to it any more: what
         # the operation created on its nodes can go (by URL: a pod that never saw the
         # group may be the one rolling back).
@@ -150,7 +138,24 @@ class AddGroupOperation:
                         log.warning("group-add rollback: %s keeps %s: %s", node.id, meta.uid, e)
 
 
-async def _settle_jobs(ctx: OperationContext) -> None:
+async def prepare_nodes(ctx: OperationContext, nodes: Sequence[str]) -> None:
+    """Create every index on `nodes` with its primary key and the settings of an active
+    node, and copy the API keys with their uids (equal uids, equal key values)."""
+    io = ShardIO(ctx.cluster, copy_settings(ctx.config))
+    keys = await _read_any(ctx.cluster, "/keys", {"limit": "10000"})
+    for meta in await ctx.store.list_indexes():
+        settings = await _read_any(ctx.cluster, f"/indexes/{meta.uid}/settings", None)
+        for node in nodes:
+            await _create_index(io, node, meta.uid, meta.primary_key)
+            await io.change(node, "PATCH", f"/indexes/{meta.uid}/settings", settings)
+    for key in keys.get("results", []):
+        wanted = {k: key.get(k) for k in ("uid", "name", "description", "actions")}
+        wanted |= {"indexes": key.get("indexes"), "expiresAt": key.get("expiresAt")}
+        for node in nodes:
+            await _create_key(ctx.cluster, node, wanted)
+
+
+async def settle_chunks(ctx: OperationContext) -> None:
     """Wait until the operation's chunks are all done (each stops at its next page once the
     group left the topology), at most a few claim TTLs: a dead pod's claim must expire."""
     bound_s = 3 * ctx.config.coordination.job_claim_ttl_ms / 1000 + 10
@@ -215,6 +220,19 @@ async def _set_state(ctx: OperationContext, group_id: str, state: GroupState) ->
 
 
 async def _run_job(ctx: OperationContext, data: dict[str, Any], mode: str) -> None:
+    chunks: list[dict[str, Any]] = [
+        {"index": meta.uid, "shard": shard, "shards": meta.shards, "primaryKey": meta.primary_key}
+        for meta in await ctx.store.list_indexes()
+        if meta.primary_key is not None
+        for shard in range(meta.shards)
+    ]
+    payload = {"operation": ctx.record.id, "group": data["group"], "mode": mode}
+    await run_chunks(ctx, SYNC_JOB, chunks, payload)
+
+
+async def run_chunks(
+    ctx: OperationContext, kind: str, chunks: Sequence[dict[str, Any]], payload: dict[str, Any]
+) -> None:
     """Queue one chunk per (index, shard) and follow them to the end, reporting progress.
 
     A chunk the queue gave up on (its handler failed on every claim, e.g. while no source
@@ -222,22 +240,16 @@ async def _run_job(ctx: OperationContext, data: dict[str, Any], mode: str) -> No
     next round, so a shard is never counted as done unless it was. Rounds are numbered,
     so a new lease holder re-running this step follows the rounds already queued.
     """
-    chunks: list[dict[str, Any]] = [
-        {"index": meta.uid, "shard": shard, "shards": meta.shards, "primaryKey": meta.primary_key}
-        for meta in await ctx.store.list_indexes()
-        if meta.primary_key is not None
-        for shard in range(meta.shards)
-    ]
+    mode = str(payload["mode"])
     unit = "shards verified" if mode == "verify" else "shards"
     total = len(chunks)
-    payload = {"operation": ctx.record.id, "group": data["group"], "mode": mode}
     documents: dict[tuple[str, int], int] = {}
     for round_ in range(MAX_ROUNDS):
         pending = [c for c in chunks if (c["index"], c["shard"]) not in documents]
         if not pending:
-            return
+            break
         job_id = f"{ctx.record.id}:{mode}:{round_}"
-        await ctx.pod.queue.enqueue(job_id, SYNC_JOB, pending, payload)
+        await ctx.pod.queue.enqueue(job_id, kind, pending, payload)
         while True:
             await ctx.check_canceled()
             progress = await ctx.store.job_progress(job_id)
@@ -258,7 +270,10 @@ async def _run_job(ctx: OperationContext, data: dict[str, Any], mode: str) -> No
             await asyncio.sleep(JOB_POLL_S)
         if len(documents) < total:
             log.warning("%s: %d chunks failed; queued again", job_id, total - len(documents))
-    raise CopyFailed(f"{total - len(documents)} shards could not be copied in {MAX_ROUNDS} rounds")
+    if len(documents) < total:
+        missing = total - len(documents)
+        raise CopyFailed(f"{missing} shards could not be copied in {MAX_ROUNDS} rounds")
+    await ctx.report(None, done=total, total=total, unit=unit)
 
 
 def source_order(layout: Layout, shards: int, shard: int, cluster: Cluster) -> list[str]:

@@ -149,7 +149,6 @@ def test_groups_never_share_a_shard_copy() -> None:
         (("a",),),  # one row for S=2
         (("a",), ("a", "a")),  # a node twice
         (("a",), ("z",)),  # not in the group
-        (("a",), ()),  # a shard nobody holds
     ],
 )
 def test_a_table_must_name_each_shard_on_distinct_nodes_of_its_group(

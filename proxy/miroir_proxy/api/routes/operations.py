@@ -1,4 +1,4 @@
-"""Admin API for long cluster changes (ARCHITECTURE §6): operations and replica groups.
+"""Admin API for long cluster changes (ARCHITECTURE §6): operations, replica groups, nodes.
 
 Every route that starts work answers `202 {"operation": "<id>", ...}`; the operation runs
 on whichever pod holds its lease, and `GET /_miroir/operations/{id}` follows it.
@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from miroir_proxy.core.changes import AddGroup, RemoveGroup, apply
+from miroir_proxy.core.changes import AddGroup, AddNode, DrainNode, RemoveGroup, RemoveNode, apply
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.core.topology import (
     GroupState,
@@ -22,6 +22,7 @@ from miroir_proxy.core.topology import (
     check_node_url,
 )
 from miroir_proxy.nodes.errors import NodeError
+from miroir_proxy.operations import nodes as node_ops
 from miroir_proxy.operations.groups import ADD, REMOVE, group_params
 from miroir_proxy.state.store import OperationRecord
 
@@ -142,7 +143,7 @@ async def _check_node(request: web.Request, node: Node) -> None:
     if "pkgVersion" not in await get("/version"):
         raise _bad_node(node, "`GET /version` has no `pkgVersion`")
     if (await get("/indexes?limit=1")).get("total", 0):
-        raise _bad_node(node, "it already holds indexes; a new group's nodes must be empty")
+        raise _bad_node(node, "it already holds indexes; a node joining the cluster must be empty")
 
 
 def _bad_node(node: Node, reason: str) -> MiroirError:
@@ -232,3 +233,107 @@ async def remove_group(request: web.Request) -> web.Response:
     apply(topology, RemoveGroup(group_id))  # 404 / last active group, before any work
     record = await request.app[OPERATIONS].start(REMOVE, {"group": group_id})
     return json_response({"group": group_id, "operation": record.id}, status=202)
+
+
+# --- nodes ----------------------------------------------------------------------------
+
+
+def _node_body(body: Any, topology: Topology) -> AddNode:
+    if not isinstance(body, dict):
+        raise _invalid("The body must be a JSON object with `id`, `url` and `group`.")
+    unknown = set(body) - {"id", "url", "group"}
+    if unknown:
+        raise _invalid(f"Unknown field `{sorted(unknown)[0]}`: expected `id`, `url` and `group`.")
+    group_id = body.get("group")
+    if group_id is None and len(topology.groups) == 1:
+        group_id = topology.groups[0].id
+    try:
+        node = Node(check_node_id(body.get("id")), check_node_url(body.get("url")))
+        check_group_id(group_id)
+    except ValueError as e:
+        raise _invalid(f"{str(e)[:1].upper()}{str(e)[1:]}.") from e
+    change = AddNode(str(group_id), node)
+    apply(topology, change)  # unknown group, a node id already taken
+    return change
+
+
+@routes.post("/_miroir/nodes")
+async def add_node(request: web.Request) -> web.Response:
+    """Add a node to a group; the group's replicas then move onto it (its balanced share)."""
+    require_admin(request)
+    body = await read_json(request)
+    await request.app[OPERATIONS].ensure_idle()
+    change = _node_body(body, request.app[CLUSTER].topology)
+    await _check_node(request, change.node)
+    params = node_ops.node_params(change.node.id, change.group_id, url=change.node.url)
+    record = await request.app[OPERATIONS].start(node_ops.ADD, params)
+    return _started(change.node.id, change.group_id, record)
+
+
+@routes.post("/_miroir/nodes/{node_id}/drain")
+async def drain_node(request: web.Request) -> web.Response:
+    """Move every replica off the node; it stays in its group, holding nothing."""
+    require_admin(request)
+    await request.app[OPERATIONS].ensure_idle()
+    topology = request.app[CLUSTER].topology
+    node_id = request.match_info["node_id"]
+    apply(topology, DrainNode(node_id))  # unknown node, too few nodes left
+    record = await request.app[OPERATIONS].start(
+        node_ops.DRAIN, node_ops.node_params(node_id, _group_of(topology, node_id))
+    )
+    return _started(node_id, _group_of(topology, node_id), record)
+
+
+@routes.delete("/_miroir/nodes/{node_id}")
+async def remove_node(request: web.Request) -> web.Response:
+    """Forget a drained node; `?force=true` forgets a dead one and refills its replicas
+    from the survivors (its group's, then other groups')."""
+    require_admin(request)
+    force = request.query.get("force", "false")
+    if force not in ("true", "false"):
+        raise _invalid("`force` must be `true` or `false`.")
+    await request.app[OPERATIONS].ensure_idle()
+    topology = request.app[CLUSTER].topology
+    node_id = request.match_info["node_id"]
+    change = RemoveNode(node_id, force=force == "true")
+    apply(topology, change)  # unknown node, not drained, too few nodes left
+    group_id = _group_of(topology, node_id)
+    params = node_ops.node_params(node_id, group_id, force=change.force)
+    record = await request.app[OPERATIONS].start(node_ops.REMOVE, params)
+    return _started(node_id, group_id, record)
+
+
+@routes.get("/_miroir/nodes")
+async def list_nodes(request: web.Request) -> web.Response:
+    """Every node with its group, health, whether it drains, and the shards it serves
+    (of indexes with the default S)."""
+    require_admin(request)
+    cluster = request.app[CLUSTER]
+    topology = cluster.topology
+    health = cluster.health.snapshot() if cluster.health else {}
+    results = []
+    for group in topology.groups:
+        held = cluster.layout.placement(group, topology.shards).node_shards
+        for node in group.nodes:
+            results.append(
+                {
+                    "id": node.id,
+                    "url": node.url,
+                    "group": group.id,
+                    "health": health[node.id].state.value if node.id in health else "unknown",
+                    "draining": node.draining,
+                    "shards": len(held.get(node.id, ())),
+                }
+            )
+    return json_response({"results": results})
+
+
+def _group_of(topology: Topology, node_id: str) -> str:
+    for group in topology.groups:
+        if node_id in group.node_ids:
+            return group.id
+    raise MiroirError("miroir_node_not_found", f"Node `{node_id}` not found.")
+
+
+def _started(node_id: str, group_id: str, record: OperationRecord) -> web.Response:
+    return json_response({"node": node_id, "group": group_id, "operation": record.id}, status=202)
