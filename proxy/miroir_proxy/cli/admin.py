@@ -121,7 +121,9 @@ def add_commands(commands: Any) -> None:
     )
     node_add.add_argument("node_id", metavar="ID")
     node_add.add_argument("node_url", metavar="URL")
-    node_add.add_argument("--group", required=True, help="the replica group it joins")
+    node_add.add_argument(
+        "--group", help="the replica group it joins (may be left out when there is one group)"
+    )
     _wait_option(node_add)
     node_add.set_defaults(run=_node_add)
     drain = node.add_parser("drain", parents=[common], help="move every replica off a node")
@@ -337,7 +339,9 @@ async def _group_remove(api: AdminClient, args: argparse.Namespace, out: TextIO)
 
 
 async def _node_add(api: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
-    body = {"id": args.node_id, "url": args.node_url, "group": args.group}
+    body = {"id": args.node_id, "url": args.node_url}
+    if args.group is not None:
+        body["group"] = args.group
     answer = await api.post("/_miroir/nodes", body)
     what = f"adding node {answer['node']} to group {answer['group']}"
     return await _started(api, args, out, answer, what)
