@@ -40,6 +40,9 @@ SETTINGS: dict[str, Any] = {
     "operations": {"copy_page_size": 100, "copy_docs_per_s": 500},
 }
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# What makes rich treat a pipe as a terminal or the reverse, or fixes its width: the tests
+# decide those themselves.
+RICH_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR", "COLUMNS", "LINES")
 
 
 @dataclass
@@ -78,13 +81,17 @@ class Cluster:
         return response.json()
 
 
+def _scrubbed(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in RICH_ENV}
+
+
 def miroir(*args: str, env: dict[str, str] | None = None) -> Ran:
     """Run `miroir ARGS` with pipes (not a terminal)."""
     done = subprocess.run(
         [MIROIR, *args],
         capture_output=True,
         text=True,
-        env=env if env is not None else dict(os.environ),
+        env=_scrubbed(env if env is not None else dict(os.environ)),
         timeout=COMMAND_DEADLINE_S,
         check=False,
     )
@@ -96,8 +103,7 @@ def miroir_on_terminal(*args: str, env: dict[str, str], columns: int = 120) -> R
     output has its terminal control sequences removed (`stderr` is empty: one stream)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    env = {**env, "TERM": "xterm-256color"}
-    env.pop("NO_COLOR", None)
+    env = {**_scrubbed(env), "TERM": "xterm-256color"}
     process = subprocess.Popen(
         [MIROIR, *args], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env
     )

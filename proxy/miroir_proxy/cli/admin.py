@@ -261,6 +261,8 @@ async def _ops(api: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
         if not args.wait:
             if args.json:
                 _print_json(canceled, out)
+            elif canceled["state"] != RUNNING:
+                print(f"operation {op_id} already ended: {canceled['state']}", file=out)
             else:
                 print(
                     f"operation {op_id}: cancel requested; it stops at its next safe point",
@@ -315,8 +317,8 @@ async def _started(
 async def _follow(api: AdminClient, op_id: str, args: argparse.Namespace, out: TextIO) -> int:
     try:
         operation = await follow(api, op_id, sys.stderr)
-    except asyncio.CancelledError:
-        print(f"\nstopped following {op_id}; it goes on (`miroir ops {op_id}`)", file=sys.stderr)
+    except (asyncio.CancelledError, Unreachable, ApiError):
+        print(f"\nstopped following {op_id}; it goes on: miroir ops {op_id}", file=sys.stderr)
         raise
     if args.json:
         _print_json(operation, out)
