@@ -190,6 +190,7 @@ def test_a_proxy_that_never_answers_meets_the_deadline() -> None:
         (["node", "remove"], "the following arguments are required: ID"),
         (["status", "--url", "127.0.0.1:7700"], "expected http(s)://HOST[:PORT]"),
         (["nodes"], "invalid choice: 'nodes'"),
+        (["ops", "--timeout", "0"], "expected a positive number of seconds"),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], says: str) -> None:

@@ -40,6 +40,16 @@ def _proxy_url(text: str) -> str:
     return text
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of seconds")
+    return value
+
+
 def _connection_options() -> argparse.ArgumentParser:
     """Options every admin command takes, so they may follow the command's own words."""
     options = argparse.ArgumentParser(add_help=False)
@@ -57,7 +67,7 @@ def _connection_options() -> argparse.ArgumentParser:
     options.add_argument("--json", action="store_true", help="print the admin API's JSON")
     options.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=CALL_TIMEOUT_S,
         help=f"seconds each HTTP call may take (default {CALL_TIMEOUT_S:g})",
     )
