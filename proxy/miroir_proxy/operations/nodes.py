@@ -169,9 +169,13 @@ async def _clean(ctx: OperationContext, data: Mapping[str, Any]) -> None:
             body = {"filter": f"{SHARD_FIELD} IN [{', '.join(map(str, extra))}]"}
             try:
                 await io.change(node, "POST", f"/indexes/{meta.uid}/documents/delete", body)
-            except CopyFailed as e:
-                if "index_not_found" not in str(e):
-                    raise
+            except (NodeError, CopyFailed) as e:
+                if "index_not_found" in str(e):
+                    continue
+                if placement.node_shards[node]:
+                    raise  # it serves other shards: what it keeps would be searched
+                # A drained node that died: nothing reads from it any more.
+                log.warning("cleanup: %s keeps shards %s of %s: %s", node, extra, meta.uid, e)
         done += 1
         await ctx.report(None, done=done, total=len(indexes), unit="indexes cleaned")
     await _publish(ctx, FinishMove(group.id), True)

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 
 from miroir_proxy.cli.devcluster import ClusterSpec, DevCluster
-from miroir_proxy.cli.processes import LocalNodes, NodeProcess
+from miroir_proxy.cli.processes import LocalNodes, NodeProcess, ProxyProcess
 from miroir_proxy.core.hashing import shard_of
 
-from .conftest import MASTER_KEY, NODE_KEY, eventually, http, ok
+from .conftest import KEYS, MASTER_KEY, NODE_KEY, eventually, http, ok
 from .test_group_add import INDEX, Writer, _settings, group_documents, load, wait_operation
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -181,6 +182,20 @@ def copying(fleet: Fleet, op_id: str) -> bool:
     return bool(seen["phase"] == "copy" and seen["progress"]["done"] >= 1)
 
 
+def lease_holder(fleet: Fleet, op_id: str) -> ProxyProcess:
+    """The pod holding the operation's lease (its token is the lease's value)."""
+    assert fleet.fleet.store_url is not None
+    client = redis.Redis.from_url(fleet.fleet.store_url, decode_responses=True)
+    try:
+        token = client.get(KEYS.lease(f"operation:{op_id}"))
+    finally:
+        client.close()
+    for proxy in fleet.fleet.proxies:
+        if ok(http("GET", f"{proxy.url}/_miroir/coordination"))["token"] == token:
+            return proxy
+    raise AssertionError(f"no pod holds the lease of {op_id} ({token!r})")
+
+
 def succeeded(fleet: Fleet, op_id: str) -> None:
     final = wait_operation(fleet, op_id)
     assert final["state"] == "succeeded", final
@@ -198,16 +213,13 @@ def test_a_node_joins_and_drains_out_under_writes_and_searches(fleet: Fleet) -> 
         spare = {"id": "s0", "url": fleet.spare.nodes[0].url, "group": "g0"}
         op_id = start(fleet, "POST", "/_miroir/nodes", json=spare)
         eventually(lambda: copying(fleet, op_id), "the move copies", timeout_s=180)
-        # The pod running a chunk dies: another takes the chunk over, the move completes.
-        busy = next(
-            p
-            for p in fleet.fleet.proxies
-            if ok(http("GET", f"{p.url}/_miroir/coordination"))["jobsInProgress"]
-        )
-        busy.kill()
+        # The pod running the move (its lease holder) dies: another pod takes the lease
+        # over within its TTL and the move completes.
+        holder = lease_holder(fleet, op_id)
+        holder.kill()
         succeeded(fleet, op_id)
-        busy.start()
-        busy.wait_ready(timeout_s=180)
+        holder.start()
+        holder.wait_ready(timeout_s=180)
         joined = tables(fleet)
 
         op_id = start(fleet, "POST", "/_miroir/nodes/s0/drain")
