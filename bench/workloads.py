@@ -331,8 +331,10 @@ def group_sync_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
 
 def rebalance_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
     """Add a third, empty node to a group of two holding `sizes.sync_documents` documents
-    (RF=1, S=8) and time `POST /_miroir/nodes` to `succeeded`; then have the new node
-    ingest the documents it received sent to it directly (as `group_sync_run` does).
+    (RF=1, S=8) and time `POST /_miroir/nodes` to `succeeded`; then time what the nodes
+    alone must do for the same move: ingest the documents the new node received, sent to it
+    directly (as `group_sync_run` does), and delete them again by `_miroir_shard` filter
+    (the old owners' cleanup).
     `rebalance_moved_over_ideal` divides the replicas that moved (the tables before and
     after) by the fewest any balanced table needs (`assignment.minimum_moves`)."""
     with LocalNodes(3, base / f"rebalance-nodes-{run}", MASTER_KEY) as nodes:
@@ -357,11 +359,17 @@ def rebalance_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
             after = call(f"{proxy.url}/_miroir/shards")["groups"]["g0"]
         finally:
             proxy.stop()
-        held = _all_documents(nodes.urls[2], "sync")
+        new = nodes.urls[2]
+        held = _all_documents(new, "sync")
+        moved_shards = sorted({d["_miroir_shard"] for d in held})
+        body = {"filterableAttributes": ["_miroir_shard"]}
+        wait_task(new, call(f"{new}/indexes/direct/settings", "PATCH", body)["taskUid"])
         started = time.monotonic()
-        last = _enqueue_all(nodes.urls[2], "direct", held)
+        last = _enqueue_all(new, "direct", held)
         if last is not None:
-            wait_task(nodes.urls[2], last)
+            wait_task(new, last)
+        body = {"filter": f"_miroir_shard IN {moved_shards}"}
+        wait_task(new, call(f"{new}/indexes/direct/documents/delete", "POST", body)["taskUid"])
         ingest_s = time.monotonic() - started
     previous = tuple(tuple(row) for row in before)
     moved = moves(previous, tuple(tuple(row) for row in after))
