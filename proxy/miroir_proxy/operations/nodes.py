@@ -55,6 +55,7 @@ from .groups import (
     RECORD_TTL_S,
     chunk_record_key,
     copy_settings,
+    delete_indexes,
     prepare_nodes,
     run_chunks,
     settle_chunks,
@@ -292,13 +293,7 @@ class AddNodeOperation(_Move):
         node = Node(str(data["node"]), str(data["url"]))
         if topology.has_group(str(data["group"])) and node.id in _group(topology, data).node_ids:
             await _publish(ctx, RemoveNode(node.id), True)
-        io = ShardIO(ctx.cluster, copy_settings(ctx.config))
-        for meta in await ctx.store.list_indexes():
-            try:
-                await io.change(node, "DELETE", f"/indexes/{meta.uid}")
-            except (NodeError, CopyFailed) as e:
-                if "index_not_found" not in str(e):
-                    log.warning("node-add rollback: %s keeps %s: %s", node.id, meta.uid, e)
+        await delete_indexes(ctx, [node])
 
 
 class DrainNodeOperation(_Move):
