@@ -45,6 +45,9 @@ TARGETS: dict[str, tuple[str, str, float, bool]] = {
     "rg3_over_rg1": ("throughput RG=3 / RG=1 (capacity-limited)", "x", 2.8, True),
     "group_sync_over_ingest": ("group sync rate / the nodes' own ingest", "x", 0.8, True),
     "group_sync_docs_per_s": ("group sync, documents copied per second", "/s", float("nan"), True),
+    "rebalance_over_ingest": ("node join: move rate / the node's own ingest", "x", 0.8, True),
+    "rebalance_docs_per_s": ("node join, documents moved per second", "/s", float("nan"), True),
+    "rebalance_moved_over_ideal": ("node join: replicas moved / minimum", "x", 1.0, False),
     "rss_idle_mb": ("proxy RSS idle", "MB", 150, False),
     "rss_500_concurrent_mb": ("proxy RSS, 500 concurrent searches", "MB", 400, False),
     # The best any table can do on the simulator's shapes is 1.25 (N=10, S=16, RF=1: some
@@ -111,6 +114,8 @@ def measure_all(
         raw["scaling"] = _repeat(sizes.runs, scaling)
     log("group sync: RG=1 -> RG=2, two nodes each, RF=1, S=8")
     raw["group_sync"] = _repeat(sizes.runs, lambda run: workloads.group_sync_run(base, sizes, run))
+    log("rebalance: a third node joins a group of two, RF=1, S=8")
+    raw["rebalance"] = _repeat(sizes.runs, lambda run: workloads.rebalance_run(base, sizes, run))
     log("micro-benchmarks: merge and routing")
     number = 2 if sizes is SMOKE else 20
     raw["micro"] = [

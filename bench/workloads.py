@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from miroir_proxy.cli.processes import LocalNodes, ProxyProcess, poll_until
+from miroir_proxy.core.assignment import minimum_moves, moves
 
 from .harness import (
     MASTER_KEY,
@@ -325,6 +326,58 @@ def group_sync_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
         "group_sync_docs_per_s": copied / sync_s,
         "group_ingest_docs_per_s": copied / ingest_s,
         "group_sync_over_ingest": ingest_s / sync_s,
+    }
+
+
+def rebalance_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
+    """Add a third, empty node to a group of two holding `sizes.sync_documents` documents
+    (RF=1, S=8) and time `POST /_miroir/nodes` to `succeeded`; then time what the nodes
+    alone must do for the same move: ingest the documents the new node received, sent to it
+    directly (as `group_sync_run` does), and delete them again by `_miroir_shard` filter
+    (the old owners' cleanup).
+    `rebalance_moved_over_ideal` divides the replicas that moved (the tables before and
+    after) by the fewest any balanced table needs (`assignment.minimum_moves`)."""
+    with LocalNodes(3, base / f"rebalance-nodes-{run}", MASTER_KEY) as nodes:
+        config = proxy_config([nodes.urls[:2]], shards=8, rf=1)
+        config["operations"] = {"copy_page_size": SYNC_PAGE}
+        proxy = start_proxy(base / f"proxy-rebalance-{run}", config)
+        try:
+            seed(proxy.url, "sync", documents(sizes.sync_documents, seed_value=run))
+            before = call(f"{proxy.url}/_miroir/shards")["groups"]["g0"]
+            body = {"id": "new", "url": nodes.urls[2], "group": "g0"}
+            started = time.monotonic()
+            operation = call(f"{proxy.url}/_miroir/nodes", "POST", body)["operation"]
+
+            def finished() -> bool:
+                state = call(f"{proxy.url}/_miroir/operations/{operation}")["state"]
+                if state not in ("running", "succeeded"):
+                    raise RuntimeError(f"node add {operation} {state}")
+                return bool(state == "succeeded")
+
+            poll_until(finished, 600, what="the node addition")
+            move_s = time.monotonic() - started
+            after = call(f"{proxy.url}/_miroir/shards")["groups"]["g0"]
+        finally:
+            proxy.stop()
+        new = nodes.urls[2]
+        held = _all_documents(new, "sync")
+        moved_shards = sorted({d["_miroir_shard"] for d in held})
+        body = {"filterableAttributes": ["_miroir_shard"]}
+        wait_task(new, call(f"{new}/indexes/direct/settings", "PATCH", body)["taskUid"])
+        started = time.monotonic()
+        last = _enqueue_all(new, "direct", held)
+        if last is not None:
+            wait_task(new, last)
+        body = {"filter": f"_miroir_shard IN {moved_shards}"}
+        wait_task(new, call(f"{new}/indexes/direct/documents/delete", "POST", body)["taskUid"])
+        ingest_s = time.monotonic() - started
+    previous = tuple(tuple(row) for row in before)
+    moved = moves(previous, tuple(tuple(row) for row in after))
+    ideal = minimum_moves(previous, ["n0-0", "n0-1", "new"], 1, len(previous))
+    return {
+        "rebalance_docs_per_s": len(held) / move_s,
+        "rebalance_over_ingest": ingest_s / move_s,
+        "rebalance_moved_over_ideal": moved / ideal,
     }
 
 

@@ -61,6 +61,7 @@ from .middlewares import observe
 from .plugins import install as install_plugins
 from .routes import (
     admin,
+    aliases,
     documents,
     documents_read,
     indexes,
@@ -162,7 +163,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
     app.cleanup_ctx.append(_components)
     for module in (
         *(instance, admin, search, documents_read, documents, tasks),
-        *(indexes, settings, keys, maintenance, webhooks, jobs, operations),
+        *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases),
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)

@@ -24,6 +24,7 @@ from .appkeys import BODY_LIMIT, METRICS, TOPOLOGY
 from .auth import authorize
 from .idempotency import idempotency, write_action
 from .responses import error_response, raw_json_response
+from .routes.aliases import resolve_request
 from .sessions import remember_session
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,10 @@ def _store_unavailable(request: web.Request, exc: StoreUnavailable) -> web.Respo
 
 
 async def _admit(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authorization, then for writes idempotency keys and read-your-writes sessions."""
+    """Authorization (of the name the client sent), alias resolution, then for writes
+    idempotency keys and read-your-writes sessions."""
     await authorize(request)
+    resolve_request(request)
     action = write_action(request)
     if action is None:
         return await handler(request)

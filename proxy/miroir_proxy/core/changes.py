@@ -16,7 +16,16 @@ from collections.abc import Iterable, Sequence
 from miroir_proxy.core.assignment import Table, plan
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.core.placement import group_table
-from miroir_proxy.core.topology import GroupState, Move, MovePhase, Node, ReplicaGroup, Topology
+from miroir_proxy.core.topology import (
+    ALIAS_HISTORY,
+    AliasFlip,
+    GroupState,
+    Move,
+    MovePhase,
+    Node,
+    ReplicaGroup,
+    Topology,
+)
 
 
 def invalid(message: str) -> MiroirError:
@@ -129,6 +138,22 @@ class FinishMove:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SetAlias:
+    """Point `alias` at index `target` (creating the alias or flipping it); `at` is the
+    time recorded in the history."""
+
+    alias: str
+    target: str
+    at: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RemoveAlias:
+    alias: str
+    at: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ReplaceLayout:
     """A whole layout as `PUT /_miroir/topology` gives it: groups keep their tables where
     their nodes allow; nothing is copied (an expert's tool: data does not follow)."""
@@ -141,7 +166,8 @@ class ReplaceLayout:
 Change = (
     AddGroup | RemoveGroup | SetGroupState | Rebalance | AddNode | DrainNode | UndrainNode
     | RemoveNode
-    | BeginMove | CutOver | Retire | AbortMove | FinishMove | ReplaceLayout
+    | BeginMove | CutOver | Retire | AbortMove | FinishMove | SetAlias | RemoveAlias
+    | ReplaceLayout
 )  # fmt: skip
 
 
@@ -239,6 +265,14 @@ def _apply(topology: Topology, change: Change) -> Topology:
         case FinishMove(group_id):
             _moving_group(topology, group_id, MovePhase.CLEANUP)
             return topology.with_group(_group(topology, group_id).with_move(None))
+        case SetAlias(alias, target, at):
+            if target in topology.aliases:
+                raise invalid(f"`{target}` is an alias: an alias names an index.")
+            return _aliased(topology, alias, target, at)
+        case RemoveAlias(alias, at):
+            if alias not in topology.aliases:
+                raise alias_not_found(alias)
+            return _aliased(topology, alias, None, at)
         case ReplaceLayout(shards, replication_factor, groups):
             return _replace(topology, shards, replication_factor, groups)
     raise TypeError(f"not a topology change: {change!r}")
@@ -256,6 +290,21 @@ def _group_of(topology: Topology, node_id: str) -> ReplicaGroup:
         if node_id in group.node_ids:
             return group
     raise MiroirError("miroir_node_not_found", f"Node `{node_id}` not found.")
+
+
+def alias_not_found(alias: str) -> MiroirError:
+    return MiroirError("miroir_alias_not_found", f"Alias `{alias}` not found.")
+
+
+def _aliased(topology: Topology, alias: str, target: str | None, at: str) -> Topology:
+    aliases = {k: v for k, v in topology.aliases.items() if k != alias}
+    if target is not None:
+        aliases[alias] = target
+    flip = AliasFlip(alias, topology.aliases.get(alias), target, at)
+    history = (*topology.alias_history, flip)[-ALIAS_HISTORY:]
+    return dataclasses.replace(
+        topology, epoch=topology.epoch + 1, aliases=aliases, alias_history=history
+    )
 
 
 def _settled(topology: Topology, group_id: str, counts: Iterable[int]) -> ReplicaGroup:

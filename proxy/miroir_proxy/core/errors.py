@@ -35,7 +35,7 @@ _CODES_BY_KIND: dict[tuple[int, str], str] = {
     (404, "invalid_request"): (
         "index_not_found document_not_found task_not_found webhook_not_found api_key_not_found "
         "batch_not_found miroir_route_not_found miroir_job_not_found miroir_group_not_found "
-        "miroir_node_not_found miroir_operation_not_found"
+        "miroir_node_not_found miroir_operation_not_found miroir_alias_not_found"
     ),
     (401, "auth"): "missing_authorization_header missing_master_key",
     (403, "auth"): "invalid_api_key",
@@ -44,7 +44,8 @@ _CODES_BY_KIND: dict[tuple[int, str], str] = {
     ),
     (409, "invalid_request"): (
         "index_already_exists miroir_idempotency_key_reused miroir_idempotency_key_in_use "
-        "miroir_topology_epoch_stale miroir_operation_in_progress miroir_node_not_drained"
+        "miroir_topology_epoch_stale miroir_operation_in_progress miroir_node_not_drained "
+        "miroir_alias_conflict"
     ),
     (405, "invalid_request"): "miroir_method_not_allowed",
 }

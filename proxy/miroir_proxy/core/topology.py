@@ -147,11 +147,28 @@ class ReplicaGroup:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AliasFlip:
+    """One change of an alias: `target` None when it was removed, `previous` None when new."""
+
+    alias: str
+    previous: str | None
+    target: str | None
+    at: str
+
+
+ALIAS_HISTORY = 50  # flips kept, newest last
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Topology:
     epoch: int
     shards: int
     replication_factor: int
     groups: tuple[ReplicaGroup, ...]
+    # Alias name -> the index it names. Part of the epoch, so a flip reaches every pod
+    # the way a layout change does, and a request resolves a name once, with its layout.
+    aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    alias_history: tuple[AliasFlip, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.shards <= MAX_SHARDS:
@@ -209,7 +226,17 @@ class Topology:
 
 def to_document(topology: Topology, *, tables: bool = True) -> dict[str, Any]:
     """The JSON form kept in the state store (the epoch is stored beside it)."""
+    aliases: dict[str, Any] = {}
+    if topology.aliases or topology.alias_history:
+        aliases = {
+            "aliases": dict(topology.aliases),
+            "aliasHistory": [
+                {"alias": f.alias, "previous": f.previous, "target": f.target, "at": f.at}
+                for f in topology.alias_history
+            ],
+        }
     return {
+        **aliases,
         "shards": topology.shards,
         "replicationFactor": topology.replication_factor,
         "groups": [
@@ -263,11 +290,18 @@ def from_document(epoch: int, document: Mapping[str, Any]) -> Topology:
             raise ValueError("`shards` and `replicationFactor` must be integers")
         if not isinstance(groups, list):
             raise ValueError("`groups` must be an array")
+        aliases = document.get("aliases") or {}
+        history = document.get("aliasHistory") or []
         return Topology(
             epoch=epoch,
             shards=shards,
             replication_factor=replication_factor,
             groups=tuple(_group(g, shards, replication_factor) for g in groups),
+            aliases={str(k): str(v) for k, v in aliases.items()},
+            alias_history=tuple(
+                AliasFlip(str(f["alias"]), f.get("previous"), f.get("target"), str(f["at"]))
+                for f in history
+            ),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"the topology document is malformed: {e!r}") from e

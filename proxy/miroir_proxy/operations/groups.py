@@ -128,14 +128,19 @@ class AddGroupOperation:
         # Every pod routes without the group now and no chunk writes to it any more: what
         # the operation created on its nodes can go (by URL: a pod that never saw the
         # group may be the one rolling back).
-        io = ShardIO(ctx.cluster, copy_settings(ctx.config))
-        for meta in await ctx.store.list_indexes():
-            for node in _nodes(data):
-                try:
-                    await io.change(node, "DELETE", f"/indexes/{meta.uid}")
-                except (NodeError, CopyFailed) as e:
-                    if "index_not_found" not in str(e):
-                        log.warning("group-add rollback: %s keeps %s: %s", node.id, meta.uid, e)
+        await delete_indexes(ctx, _nodes(data))
+
+
+async def delete_indexes(ctx: OperationContext, nodes: Sequence[Node]) -> None:
+    """Delete every index on `nodes` (by URL: they may have left the topology already)."""
+    io = ShardIO(ctx.cluster, copy_settings(ctx.config))
+    for meta in await ctx.store.list_indexes():
+        for node in nodes:
+            try:
+                await io.change(node, "DELETE", f"/indexes/{meta.uid}")
+            except (NodeError, CopyFailed) as e:
+                if "index_not_found" not in str(e):
+                    log.warning("%s: %s keeps %s: %s", ctx.record.kind, node.id, meta.uid, e)
 
 
 async def prepare_nodes(ctx: OperationContext, nodes: Sequence[str]) -> None:

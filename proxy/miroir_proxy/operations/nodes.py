@@ -21,6 +21,7 @@ cut-over on, the rollback completes the move instead (going back would copy agai
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -54,6 +55,7 @@ from .groups import (
     RECORD_TTL_S,
     chunk_record_key,
     copy_settings,
+    delete_indexes,
     prepare_nodes,
     run_chunks,
     settle_chunks,
@@ -158,22 +160,28 @@ async def _clean(ctx: OperationContext, data: Mapping[str, Any]) -> None:
         return
     layout = Layout(topology)
     io = ShardIO(ctx.cluster, copy_settings(ctx.config))
-    indexes = await ctx.store.list_indexes()
-    done = 0
-    for meta in indexes:
-        placement = layout.placement(group, meta.shards)
-        for node in group.node_ids:
-            extra = sorted(placement.holdings[node] - placement.node_shards[node])
-            if not extra:
-                continue
-            body = {"filter": f"{SHARD_FIELD} IN [{', '.join(map(str, extra))}]"}
-            try:
-                await io.change(node, "POST", f"/indexes/{meta.uid}/documents/delete", body)
-            except CopyFailed as e:
-                if "index_not_found" not in str(e):
-                    raise
-        done += 1
-        await ctx.report(None, done=done, total=len(indexes), unit="indexes cleaned")
+
+    async def delete(uid: str, node: str, shards: list[int], serves_others: bool) -> None:
+        body = {"filter": f"{SHARD_FIELD} IN [{', '.join(map(str, shards))}]"}
+        try:
+            await io.change(node, "POST", f"/indexes/{uid}/documents/delete", body)
+        except (NodeError, CopyFailed) as e:
+            if "index_not_found" in str(e):
+                return
+            if serves_others:
+                raise  # what it keeps would be searched
+            # A drained node that died: nothing reads from it any more.
+            log.warning("cleanup: %s keeps shards %s of %s: %s", node, shards, uid, e)
+
+    # Every node deletes at once (one task per node and index, each waited for).
+    async with asyncio.TaskGroup() as tasks:
+        for meta in await ctx.store.list_indexes():
+            placement = layout.placement(group, meta.shards)
+            for node in group.node_ids:
+                extra = sorted(placement.holdings[node] - placement.node_shards[node])
+                if extra:
+                    serves = bool(placement.node_shards[node])
+                    tasks.create_task(delete(meta.uid, node, extra, serves))
     await _publish(ctx, FinishMove(group.id), True)
 
 
@@ -285,13 +293,7 @@ class AddNodeOperation(_Move):
         node = Node(str(data["node"]), str(data["url"]))
         if topology.has_group(str(data["group"])) and node.id in _group(topology, data).node_ids:
             await _publish(ctx, RemoveNode(node.id), True)
-        io = ShardIO(ctx.cluster, copy_settings(ctx.config))
-        for meta in await ctx.store.list_indexes():
-            try:
-                await io.change(node, "DELETE", f"/indexes/{meta.uid}")
-            except (NodeError, CopyFailed) as e:
-                if "index_not_found" not in str(e):
-                    log.warning("node-add rollback: %s keeps %s: %s", node.id, meta.uid, e)
+        await delete_indexes(ctx, [node])
 
 
 class DrainNodeOperation(_Move):

@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 
 from miroir_proxy.cli.devcluster import ClusterSpec, DevCluster
-from miroir_proxy.cli.processes import LocalNodes, NodeProcess
+from miroir_proxy.cli.processes import LocalNodes, NodeProcess, ProxyProcess
 from miroir_proxy.core.hashing import shard_of
 
-from .conftest import MASTER_KEY, NODE_KEY, eventually, http, ok
-from .test_group_add import INDEX, Writer, _settings, group_documents, load, wait_operation
+from .conftest import KEYS, MASTER_KEY, NODE_KEY, eventually, http, ok
+from .test_group_add import INDEX, Writer, _settings, load, wait_operation
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -153,20 +154,24 @@ def assert_placed(
 
 
 def group_documents_of(node: NodeProcess, index: str) -> dict[str, list[dict[str, Any]]]:
-    if index == INDEX:
-        return group_documents([node])
+    """Every document of `index` on `node`, by id (none when the node lacks the index)."""
     held: dict[str, list[dict[str, Any]]] = {}
-    page = ok(
-        http(
+    offset = 0
+    while True:
+        response = http(
             "POST",
             f"{node.url}/indexes/{index}/documents/fetch",
             key=NODE_KEY,
-            json={"limit": STABLE_DOCS + 10},
+            json={"offset": offset, "limit": 1_000},
         )
-    )["results"]
-    for doc in page:
-        held.setdefault(str(doc["id"]), []).append(doc)
-    return held
+        if response.status_code == 404:
+            return held
+        page = ok(response)["results"]
+        for doc in page:
+            held.setdefault(str(doc["id"]), []).append(doc)
+        offset += len(page)
+        if len(page) < 1_000:
+            return held
 
 
 def start(fleet: Fleet, method: str, path: str, **kwargs: Any) -> str:
@@ -179,6 +184,20 @@ def copying(fleet: Fleet, op_id: str) -> bool:
     seen = ok(http("GET", f"{fleet.url}/_miroir/operations/{op_id}"))
     assert seen["state"] == "running", f"the operation ended before it was interrupted: {seen}"
     return bool(seen["phase"] == "copy" and seen["progress"]["done"] >= 1)
+
+
+def lease_holder(fleet: Fleet, op_id: str) -> ProxyProcess:
+    """The pod holding the operation's lease (its token is the lease's value)."""
+    assert fleet.fleet.store_url is not None
+    client = redis.Redis.from_url(fleet.fleet.store_url, decode_responses=True)
+    try:
+        token = client.get(KEYS.lease(f"operation:{op_id}"))
+    finally:
+        client.close()
+    for proxy in fleet.fleet.proxies:
+        if ok(http("GET", f"{proxy.url}/_miroir/coordination"))["token"] == token:
+            return proxy
+    raise AssertionError(f"no pod holds the lease of {op_id} ({token!r})")
 
 
 def succeeded(fleet: Fleet, op_id: str) -> None:
@@ -198,16 +217,13 @@ def test_a_node_joins_and_drains_out_under_writes_and_searches(fleet: Fleet) -> 
         spare = {"id": "s0", "url": fleet.spare.nodes[0].url, "group": "g0"}
         op_id = start(fleet, "POST", "/_miroir/nodes", json=spare)
         eventually(lambda: copying(fleet, op_id), "the move copies", timeout_s=180)
-        # The pod running a chunk dies: another takes the chunk over, the move completes.
-        busy = next(
-            p
-            for p in fleet.fleet.proxies
-            if ok(http("GET", f"{p.url}/_miroir/coordination"))["jobsInProgress"]
-        )
-        busy.kill()
+        # The pod running the move (its lease holder) dies: another pod takes the lease
+        # over within its TTL and the move completes.
+        holder = lease_holder(fleet, op_id)
+        holder.kill()
         succeeded(fleet, op_id)
-        busy.start()
-        busy.wait_ready(timeout_s=180)
+        holder.start()
+        holder.wait_ready(timeout_s=180)
         joined = tables(fleet)
 
         op_id = start(fleet, "POST", "/_miroir/nodes/s0/drain")
@@ -266,6 +282,19 @@ def test_a_dead_node_is_removed_with_force_and_a_drain_survives_restarted_pods(
 
     expected = load(fleet, 3_000)
     spare = {"id": "s0", "url": fleet.spare.nodes[0].url, "group": "g0"}
+    # Canceled mid-copy: the node leaves again, empty, and the tables are as they were.
+    before = tables(fleet)
+    op_id = start(fleet, "POST", "/_miroir/nodes", json=spare)
+    eventually(lambda: copying(fleet, op_id), "the move copies", timeout_s=180)
+    ok(http("POST", f"{fleet.url}/_miroir/operations/{op_id}/cancel"), 202)
+    assert wait_operation(fleet, op_id)["state"] == "canceled"
+    assert tables(fleet) == before
+    nodes = ok(http("GET", f"{fleet.url}/_miroir/nodes"))["results"]
+    assert [n["id"] for n in nodes] == ["n0", "n1", "n2"]
+    held = ok(http("GET", f"{fleet.spare.nodes[0].url}/indexes", key=NODE_KEY))
+    assert held["total"] == 0, held
+    assert_placed(fleet, INDEX, expected, before)
+
     succeeded(fleet, start(fleet, "POST", "/_miroir/nodes", json=spare))
 
     # n2 dies for good: its replicas come back from the survivors.

@@ -18,7 +18,7 @@ from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.core.topology import from_document, to_document
 from miroir_proxy.dispatch.topowatch import StaleEpoch
 
-from ..appkeys import CLUSTER, CONFIG, EPOCHS, METRICS
+from ..appkeys import CLUSTER, CONFIG, EPOCHS, METRICS, OPERATIONS
 from ..responses import json_response, read_json
 
 routes = web.RouteTableDef()
@@ -77,7 +77,7 @@ def layout_change(body: Any) -> tuple[int, ReplaceLayout]:
     if not isinstance(groups, list) or not groups:
         raise _invalid("`groups` must be a non-empty array.")
     # Tables are the planner's business: whatever the body says of them is recomputed.
-    untabled = [{**g, "tables": {}} if isinstance(g, dict) else g for g in groups]
+    untabled = [{**g, "tables": {}, "move": None} if isinstance(g, dict) else g for g in groups]
     try:
         parsed = from_document(epoch, {**body, "groups": untabled})
     except ValueError as e:
@@ -90,6 +90,7 @@ async def put_topology(request: web.Request) -> web.Response:
     """Publish a layout as given (no data moves; see the module docstring)."""
     require_admin(request)
     expected, change = layout_change(await read_json(request))
+    await request.app[OPERATIONS].ensure_idle()  # it would replace what one is changing
     try:
         topology = await request.app[EPOCHS].publish(change, based_on=expected)
     except StaleEpoch as e:

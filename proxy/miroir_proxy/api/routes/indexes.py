@@ -84,6 +84,11 @@ async def create_index(request: web.Request) -> web.Response:
         raise NodeRefused(response)
     if not request[AUTH].allows_index(uid):
         raise invalid_key()
+    if uid in request.app[CLUSTER].topology.aliases:
+        raise MiroirError(
+            "miroir_alias_conflict",
+            f"`{uid}` is an alias: an alias and an index may not share a name.",
+        )
     tasks = request.app[TASKS]
     details = {"primaryKey": body.get("primaryKey")}
     created = await request.app[CATALOG].create(uid, body)

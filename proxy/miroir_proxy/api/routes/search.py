@@ -29,6 +29,7 @@ from ..auth import AUTH, invalid_key
 from ..responses import json_response, raw_json_response, read_json
 from ..searchparams import search_body_from_params
 from ..sessions import session_group
+from .aliases import resolve
 
 routes = web.RouteTableDef()
 
@@ -183,13 +184,14 @@ def _prefixed(failure: multisearch.QueryFailed) -> web.Response:
 
 async def _views(request: web.Request, queries: Sequence[Mapping[str, Any]]) -> list[IndexView]:
     auth = request[AUTH]
+    topology = request.app[CLUSTER].topology  # aliases resolved once for every query
     views = []
     for position, query in enumerate(queries):
         uid = query["indexUid"]
         try:
             if not auth.allows_index(uid):
                 raise invalid_key()
-            views.append(await index_view(request, uid))
+            views.append(await index_view(request, resolve(topology, uid)))
         except (MiroirError, NodeRefused) as e:
             raise multisearch.QueryFailed(position, e) from e
     return views

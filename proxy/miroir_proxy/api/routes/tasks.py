@@ -18,9 +18,10 @@ from miroir_proxy.dispatch.taskstatus import iso_duration, parse_timestamp, rend
 from miroir_proxy.state.store import TaskRecord
 from miroir_proxy.state.taskquery import STATUSES, TaskQuery, parse
 
-from ..appkeys import CATALOG, STORE, TASKS
+from ..appkeys import CATALOG, CLUSTER, STORE, TASKS
 from ..auth import AUTH
 from ..responses import json_response
+from .aliases import resolve
 
 routes = web.RouteTableDef()
 
@@ -37,6 +38,10 @@ def _uid(request: web.Request, name: str, code: str, what: str) -> int:
 
 
 async def _visible_query(request: web.Request, query: TaskQuery) -> TaskQuery:
+    topology = request.app[CLUSTER].topology
+    if query.index_uids is not None and topology.aliases:
+        names = frozenset(resolve(topology, uid) for uid in query.index_uids)
+        query = dataclasses.replace(query, index_uids=names)
     auth = request.get(AUTH)
     if auth is None or auth.is_master or "*" in auth.key_indexes:
         return query
