@@ -135,11 +135,11 @@ def frames(output: str) -> list[str]:
     return [line.strip() for line in re.split(r"[\r\n]+", output) if line.strip()]
 
 
-def load(cluster: Cluster, count: int) -> None:
-    cluster.api("POST", "/indexes", MASTER_KEY, json={"uid": INDEX, "primaryKey": "id"})
+def load(cluster: Cluster, count: int, index: str = INDEX) -> None:
+    cluster.api("POST", "/indexes", MASTER_KEY, json={"uid": index, "primaryKey": "id"})
     task = cluster.api(
         "POST",
-        f"/indexes/{INDEX}/documents",
+        f"/indexes/{index}/documents",
         MASTER_KEY,
         json=[{"id": i, "title": f"book {i}"} for i in range(count)],
     )

@@ -17,6 +17,7 @@ from .clikit import (
     SHARDS,
     Cluster,
     frames,
+    load,
     miroir,
     miroir_on_terminal,
     start_cluster,
@@ -115,6 +116,9 @@ def test_group_add_waits_with_a_live_progress_bar_then_remove_reports_as_lines(
 
 
 def test_a_canceled_operation_exits_1(cluster: Cluster) -> None:
+    # A bigger index keeps the throttled sync copying far longer than the `miroir ops cancel`
+    # process takes to start on a loaded machine: the cancel must find it copying.
+    load(cluster, 15_000, "shelf")
     before = cluster.api("GET", "/_miroir/topology")["groups"]
     started = miroir("group", "add", *_spare_nodes(cluster, 2), "--json", env=cluster.env())
     assert started.code == 0, started
