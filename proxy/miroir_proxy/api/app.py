@@ -56,6 +56,7 @@ from .routes import (
     admin,
     documents,
     documents_read,
+    experimental,
     indexes,
     instance,
     jobs,
@@ -151,7 +152,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
     app.cleanup_ctx.append(_components)
     for module in (
         *(instance, admin, search, documents_read, documents, tasks),
-        *(indexes, settings, keys, maintenance, webhooks, jobs, operations),
+        *(indexes, settings, keys, maintenance, webhooks, jobs, operations, experimental),
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)
