@@ -106,8 +106,7 @@ def _update_index(node: Node, task: Task, payload: Payload) -> None:
         node.storage.rename_index(uid, new_uid)
         index.uid = new_uid
         node.entries[new_uid] = node.entries.pop(uid)
-    if task.details is not None:
-        task.details["primaryKey"] = index.primary_key
+    # The details keep the request's `primaryKey` (null for a rename alone), as Meilisearch.
     _touch(node, entry)
 
 

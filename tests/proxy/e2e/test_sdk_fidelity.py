@@ -4,15 +4,21 @@ asked through the HTTP API of the proxy and of one devnode and compared (issue 1
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import meilisearch
 import pytest
 
 from miroir_proxy.cli.devcluster import DevCluster
 from miroir_proxy.cli.processes import NodeProcess
 
-from .conftest import MASTER_KEY, http
+from .conftest import MASTER_KEY, http, sdk, wait_done
+from .parity_data import Targets, both, load, make_documents
 
+DOCUMENTS = make_documents(30)
+DUMP_UID = re.compile(r"^\d{8}-\d{9}$")
+HUMAN_SIZE = re.compile(r"^\d+\.\d\d (B|KiB|MiB|GiB|TiB)$")
 FEATURE_DOC = "https://docs.meilisearch.com/errors#feature_not_enabled"
 
 # Routes of features a fresh Meilisearch refuses until an experimental flag is set, with
@@ -118,3 +124,66 @@ def test_a_key_with_the_action_gets_the_refusal_not_a_403(
             http("DELETE", f"{base}/keys/{key['uid']}")
     assert found[1] == (400, "feature_not_enabled", 403)
     assert found[0] == found[1]
+
+
+@pytest.fixture(scope="module")
+def targets(e2e_cluster: DevCluster, devnode: NodeProcess) -> Targets:
+    return {"proxy": sdk(e2e_cluster.url, MASTER_KEY), "node": sdk(devnode.url, MASTER_KEY)}
+
+
+def test_a_dump_task_names_its_dump(targets: Targets) -> None:
+    def ask(client: meilisearch.Client) -> Any:
+        done = wait_done(client, client.create_dump().task_uid)
+        return done.status, done.details
+
+    proxy, node = both(targets, ask)
+    for status, details in (proxy, node):
+        assert status == "succeeded"
+        assert DUMP_UID.match(details["dumpUid"]), details
+
+
+def test_a_compaction_reports_the_sizes_before_and_after(targets: Targets) -> None:
+    def ask(client: meilisearch.Client) -> Any:
+        load(client, "e2e_fidelity_compact", DOCUMENTS[:20])
+        index = client.index("e2e_fidelity_compact")
+        done = wait_done(client, index.compact().task_uid)
+        wait_done(client, index.delete().task_uid)
+        return done.status, done.details
+
+    proxy, node = both(targets, ask)
+    for status, details in (proxy, node):
+        assert status == "succeeded"
+        assert sorted(details) == ["postCompactionSize", "preCompactionSize"]
+        assert all(HUMAN_SIZE.match(size) for size in details.values()), details
+
+
+def test_a_rename_alone_reports_the_requested_primary_key(targets: Targets) -> None:
+    """Meilisearch's `indexUpdate` details echo the request's `primaryKey`: null when only
+    the uid changes, even though the index has one."""
+
+    def ask(client: meilisearch.Client) -> Any:
+        wait_done(client, client.create_index("e2e_fidelity_old", {"primaryKey": "id"}).task_uid)
+        renamed = client.index("e2e_fidelity_old").update(new_uid="e2e_fidelity_new")
+        done = wait_done(client, renamed.task_uid)
+        key = client.get_index("e2e_fidelity_new").primary_key
+        wait_done(client, client.delete_index("e2e_fidelity_new").task_uid)
+        return done.details, key
+
+    proxy, node = both(targets, ask)
+    expected = {"primaryKey": None, "oldIndexUid": "e2e_fidelity_old"}
+    expected |= {"newIndexUid": "e2e_fidelity_new"}
+    assert node == (expected, "id")
+    assert proxy == node
+
+
+def test_an_index_deletion_counts_each_document_once(targets: Targets) -> None:
+    """RG=2 x RF=2: every document is stored four times, and deleted once."""
+
+    def ask(client: meilisearch.Client) -> Any:
+        load(client, "e2e_fidelity_deleted", DOCUMENTS)
+        done = wait_done(client, client.delete_index("e2e_fidelity_deleted").task_uid)
+        return done.status, done.details
+
+    proxy, node = both(targets, ask)
+    assert node == ("succeeded", {"deletedDocuments": len(DOCUMENTS)})
+    assert proxy == node
