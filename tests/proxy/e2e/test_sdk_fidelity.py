@@ -13,10 +13,11 @@ import pytest
 from miroir_proxy.cli.devcluster import DevCluster
 from miroir_proxy.cli.processes import NodeProcess
 
-from .conftest import MASTER_KEY, http, sdk, wait_done
+from .conftest import MASTER_KEY, http, sdk, strip, wait_done
 from .parity_data import Targets, both, load, make_documents
 
 DOCUMENTS = make_documents(30)
+FEDERATED = "e2e_fidelity_federated"
 DUMP_UID = re.compile(r"^\d{8}-\d{9}$")
 HUMAN_SIZE = re.compile(r"^\d+\.\d\d (B|KiB|MiB|GiB|TiB)$")
 FEATURE_DOC = "https://docs.meilisearch.com/errors#feature_not_enabled"
@@ -186,4 +187,31 @@ def test_an_index_deletion_counts_each_document_once(targets: Targets) -> None:
 
     proxy, node = both(targets, ask)
     assert node == ("succeeded", {"deletedDocuments": len(DOCUMENTS)})
+    assert proxy == node
+
+
+def test_federated_totals_count_a_document_two_queries_match_once(targets: Targets) -> None:
+    """ "amber" also matches "ember" (one typo): many documents match both queries."""
+    queries = [
+        {"indexUid": FEDERATED, "q": "amber", "sort": ["rank:asc"]},
+        {"indexUid": FEDERATED, "q": "delta", "sort": ["rank:asc"]},
+        {"indexUid": FEDERATED, "q": "fjord", "filter": "color = red", "sort": ["rank:desc"]},
+    ]
+
+    def ask(client: meilisearch.Client) -> Any:
+        load(client, FEDERATED, DOCUMENTS)
+        found = []
+        for federation in ({"limit": 4}, {"limit": 100}, {"page": 2, "hitsPerPage": 3}):
+            answer = client.multi_search(queries, federation)
+            counts = {k: answer.get(k) for k in ("estimatedTotalHits", "totalHits", "totalPages")}
+            found.append((counts, [hit["id"] for hit in answer["hits"]]))
+        # Hits that do not show the primary key are told apart by it all the same.
+        shown = {"attributesToRetrieve": ["title"], "attributesToHighlight": ["title"]}
+        answer = client.multi_search([{**q, **shown} for q in queries], {"limit": 100})
+        found.append((answer["estimatedTotalHits"], [strip(hit) for hit in answer["hits"]]))
+        return found
+
+    proxy, node = both(targets, ask)
+    matched = node[1][0]["estimatedTotalHits"]
+    assert len(node[1][1]) == matched < len(DOCUMENTS)
     assert proxy == node

@@ -297,9 +297,6 @@ def _search(run: Run) -> None:
             ],
             {"limit": 5},
         ),
-        # "amber" also matches "ember" (one typo), so some documents match both queries.
-        known="federated estimatedTotalHits counts a document matched by two queries twice"
-        " (46 through Miroir, 39 on one node, which counts it once); the hits are equal",
     )
     vectors = client.index("vectors")
     run("Client.create_index", lambda: client.create_index("vectors", {"primaryKey": "id"}))
