@@ -108,7 +108,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = store
         app[CLUSTER] = cluster
         app[CATALOG] = Catalog(store, cluster)
-        app[KEYS] = KeyCache(cluster)
+        app[KEYS] = KeyCache(cluster, config.master_key)
         registry = TaskRegistry(store, cluster)
         app[TASKS] = registry
         coordination, features = config.coordination, config.features

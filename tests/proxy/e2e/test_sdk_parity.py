@@ -15,6 +15,8 @@ Both targets are private (a fresh node and a fresh cluster), so instance-wide an
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import inspect
 import json
 import re
@@ -47,11 +49,6 @@ NOT_EXERCISED: dict[str, str] = {
 BROWSE_ORDER = (
     "browse order: one node lists documents in internal-id (insertion) order, Miroir in"
     " shard order, so an offset page holds other documents (contents compared by id below)"
-)
-KEY_VALUE = (
-    "a key's value is HMAC(master key, uid) computed by the nodes, which have a master key"
-    " of their own: through Miroir it follows the nodes' key, not the proxy's (equal only"
-    " when both are configured equal); tenant tokens signed with it differ too"
 )
 BOOKS = "books"
 COUNT = 60
@@ -86,7 +83,7 @@ def plain(value: Any, key: str = "") -> Any:
     if isinstance(value, datetime):
         return "<time>"
     if isinstance(value, dict):
-        return {str(k): plain(v, str(k)) for k, v in value.items()}
+        return {str(k): plain(v, str(k)) for k, v in _derived_key(value).items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and key in _UID_KEYS:
@@ -105,6 +102,16 @@ def plain(value: Any, key: str = "") -> Any:
         return value
     attributes = {k: v for k, v in vars(value).items() if k not in _SKIP_ATTRS}
     return {type(value).__name__: plain(attributes)}
+
+
+def _derived_key(value: dict[Any, Any]) -> dict[Any, Any]:
+    """An API key whose value is Meilisearch's derivation from the master key and its uid
+    (`uid` is random for the default keys an instance creates) has that as its value."""
+    uid, key = value.get("uid"), value.get("key")
+    if not isinstance(uid, str) or not isinstance(key, str):
+        return value
+    derived = hmac.new(MASTER_KEY.encode(), uid.encode(), hashlib.sha256).hexdigest()
+    return {**value, "key": "<derived from uid>"} if key == derived else value
 
 
 @dataclass(frozen=True)
@@ -370,19 +377,15 @@ def _keys(run: Run) -> None:
         "indexes": [BOOKS],
         "expiresAt": None,
     }
-    run("Client.create_key", known=KEY_VALUE, call=lambda: client.create_key(options))
-    run("Client.get_key", lambda: client.get_key(KEY_UID), known=KEY_VALUE)
-    run(
-        "Client.update_key",
-        known=KEY_VALUE,
-        call=lambda: client.update_key(KEY_UID, {"name": "renamed"}),
-    )
-    run("Client.get_keys", lambda: client.get_keys({"limit": 10}), known=KEY_VALUE)
+    run("Client.create_key", lambda: client.create_key(options))
+    run("Client.get_key", lambda: client.get_key(KEY_UID))
+    run("Client.update_key", lambda: client.update_key(KEY_UID, {"name": "renamed"}))
+    run("Client.get_keys", lambda: client.get_keys({"limit": 10}))
     key = client.get_key(KEY_UID).key
     token = client.generate_tenant_token(
         KEY_UID, {BOOKS: {"filter": "color = blue"}}, expires_at=EXPIRES, api_key=key
     )
-    run("Client.generate_tenant_token", lambda: token, known=KEY_VALUE)
+    run("Client.generate_tenant_token", lambda: token)
     tenant = meilisearch.Client(client.config.url, token)
     run(
         "Index.search",
