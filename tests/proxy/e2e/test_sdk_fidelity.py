@@ -4,6 +4,8 @@ asked through the HTTP API of the proxy and of one devnode and compared (issue 1
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from typing import Any
 
@@ -14,10 +16,10 @@ from miroir_proxy.cli.devcluster import DevCluster
 from miroir_proxy.cli.processes import NodeProcess
 
 from .conftest import MASTER_KEY, http, sdk, strip, wait_done
-from .parity_data import Targets, both, load, make_documents
+from .parity_data import Targets, both, error_of, load, make_documents
 
 DOCUMENTS = make_documents(30)
-FEDERATED = "e2e_fidelity_federated"
+SHARED = "e2e_fidelity"
 DUMP_UID = re.compile(r"^\d{8}-\d{9}$")
 HUMAN_SIZE = re.compile(r"^\d+\.\d\d (B|KiB|MiB|GiB|TiB)$")
 FEATURE_DOC = "https://docs.meilisearch.com/errors#feature_not_enabled"
@@ -129,7 +131,9 @@ def test_a_key_with_the_action_gets_the_refusal_not_a_403(
 
 @pytest.fixture(scope="module")
 def targets(e2e_cluster: DevCluster, devnode: NodeProcess) -> Targets:
-    return {"proxy": sdk(e2e_cluster.url, MASTER_KEY), "node": sdk(devnode.url, MASTER_KEY)}
+    pair = {"proxy": sdk(e2e_cluster.url, MASTER_KEY), "node": sdk(devnode.url, MASTER_KEY)}
+    both(pair, lambda client: load(client, SHARED, DOCUMENTS))
+    return pair
 
 
 def test_a_dump_task_names_its_dump(targets: Targets) -> None:
@@ -193,13 +197,12 @@ def test_an_index_deletion_counts_each_document_once(targets: Targets) -> None:
 def test_federated_totals_count_a_document_two_queries_match_once(targets: Targets) -> None:
     """ "amber" also matches "ember" (one typo): many documents match both queries."""
     queries = [
-        {"indexUid": FEDERATED, "q": "amber", "sort": ["rank:asc"]},
-        {"indexUid": FEDERATED, "q": "delta", "sort": ["rank:asc"]},
-        {"indexUid": FEDERATED, "q": "fjord", "filter": "color = red", "sort": ["rank:desc"]},
+        {"indexUid": SHARED, "q": "amber", "sort": ["rank:asc"]},
+        {"indexUid": SHARED, "q": "delta", "sort": ["rank:asc"]},
+        {"indexUid": SHARED, "q": "fjord", "filter": "color = red", "sort": ["rank:desc"]},
     ]
 
     def ask(client: meilisearch.Client) -> Any:
-        load(client, FEDERATED, DOCUMENTS)
         found = []
         for federation in ({"limit": 4}, {"limit": 100}, {"page": 2, "hitsPerPage": 3}):
             answer = client.multi_search(queries, federation)
@@ -214,4 +217,41 @@ def test_federated_totals_count_a_document_two_queries_match_once(targets: Targe
     proxy, node = both(targets, ask)
     matched = node[1][0]["estimatedTotalHits"]
     assert len(node[1][1]) == matched < len(DOCUMENTS)
+    assert proxy == node
+
+
+def test_a_key_has_the_value_one_node_with_the_same_master_key_gives_it(
+    targets: Targets,
+) -> None:
+    """The nodes behind Miroir have a master key of their own; clients see the value the
+    clients' master key derives, and use it like one node's key."""
+    uid = "7d1fbb1c-26a8-4a7b-9a0e-4c3c8d2f5e61"
+    spec = {"uid": uid, "actions": ["search", "documents.get"], "indexes": [SHARED]}
+
+    def ask(client: meilisearch.Client) -> Any:
+        created = client.create_key({**spec, "expiresAt": None})
+        try:
+            by_value = client.http.get(f"keys/{created.key}")
+            renamed = client.http.patch(f"keys/{created.key}", {"name": "renamed"})
+            reader = sdk(client.config.url, created.key).index(SHARED)
+            token = client.generate_tenant_token(
+                uid, {SHARED: {"filter": "color = red"}}, api_key=created.key
+            )
+            tenant = sdk(client.config.url, token).index(SHARED)
+            found = (
+                created.key,
+                (by_value["uid"], by_value["key"], renamed["name"], renamed["key"]),
+                dict(reader.get_document(3)),
+                [hit["id"] for hit in tenant.search("", {"sort": ["rank:asc"]})["hits"]],
+            )
+        finally:
+            client.delete_key(created.key)
+        return found, error_of(lambda: client.get_key(uid))
+
+    proxy, node = both(targets, ask)
+    value = node[0][0]
+    assert value == hmac.new(MASTER_KEY.encode(), uid.encode(), hashlib.sha256).hexdigest()
+    assert node[0][1] == (uid, value, "renamed", value)
+    assert node[0][3] and all(DOCUMENTS[i]["color"] == "red" for i in node[0][3])
+    assert node[1] == (404, "api_key_not_found", "invalid_request")
     assert proxy == node
