@@ -45,10 +45,13 @@ NOT_EXERCISED: dict[str, str] = {
     "Client.export": "pushes indexes to another Meilisearch instance over the network",
 }
 
-# Known differences (found by this harness, not fixed yet); each marks the steps it explains.
+# Differences sharding makes inherent (README, "Differences from one Meilisearch"); each
+# marks the steps it explains.
 BROWSE_ORDER = (
-    "browse order: one node lists documents in internal-id (insertion) order, Miroir in"
-    " shard order, so an offset page holds other documents (contents compared by id below)"
+    "browse order without `sort`: one node lists documents by the internal ids it handed out"
+    " while indexing (freed ids reused first), which no node behind Miroir holds for the"
+    " whole index; Miroir lists shard by shard, so an offset page holds other documents"
+    " (the same documents, compared by id below)"
 )
 BOOKS = "books"
 COUNT = 60
@@ -140,7 +143,7 @@ class Run:
     ) -> Any:
         """Call, wait for the task(s) it returns, and record the plain result. `error`: one
         node answers this step with an error or a failed task; `known`: why this step's
-        result differs through Miroir (a known difference, not yet fixed)."""
+        result differs through Miroir (a difference sharding makes inherent)."""
         try:
             out = call()
         except MeilisearchApiError as failure:
@@ -360,9 +363,11 @@ def _tasks_and_indexes(run: Run) -> None:
     run(
         "Client.get_all_stats",
         client.get_all_stats,
-        known="an index's rawDocumentDbSize sums every replica's copy and avgDocumentSize"
-        " (128 vs 75 bytes) counts Miroir's `_miroir_shard` field; the SDK's IndexStats"
-        " model drops both fields, so Index.get_stats cannot show it",
+        known="index sizes: every node stores each document with Miroir's `_miroir_shard`"
+        " and `_miroir_updated_at` and measures it in its own storage format, so"
+        " rawDocumentDbSize/avgDocumentSize are the nodes' figures (per copy), larger than"
+        " one node's; the SDK's IndexStats model drops both fields, so Index.get_stats"
+        " cannot show it",
     )
     run("Client.delete_index", lambda: client.delete_index(BOOKS))
 

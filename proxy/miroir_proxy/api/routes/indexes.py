@@ -157,7 +157,7 @@ async def list_index_fields(request: web.Request) -> web.Response:
 
 @routes.post("/indexes/{index_uid}/compact")
 async def compact_index(request: web.Request) -> web.Response:
-    """Every node compacts its copy; the sizes before and after stay on the node tasks."""
+    """Every node compacts its copy; the task adds up their sizes before and after."""
     uid = request.match_info["index_uid"]
     refs = task_refs(await broadcast(request.app[CLUSTER], "POST", f"/indexes/{uid}/compact"))
     tasks = request.app[TASKS]
