@@ -30,26 +30,23 @@ _FEATURES = {
     "edit": ("edit documents by function", "https://github.com/orgs/meilisearch/discussions/762"),
 }
 
-# (method, path, feature, the action Meilisearch names in its message)
+_RULES = "Using the `/dynamic-search-rules` routes"
+_CHAT_SETTINGS = "using the /chats/settings route"
+# (methods, path, feature, the action Meilisearch names in its message)
 REFUSED: tuple[tuple[str, str, str, str], ...] = (
-    ("GET", "/network", "network", "Using the /network route"),
-    ("PATCH", "/network", "network", "Using the /network route"),
+    ("GET PATCH", "/network", "network", "Using the /network route"),
     ("GET", "/chats", "chats", "listing the chats"),
     ("GET", "/chats/{workspace}", "chats", "displaying a chat"),
     ("DELETE", "/chats/{workspace}", "chats", "deleting a chat"),
-    ("GET", "/chats/{workspace}/settings", "chats", "using the /chats/settings route"),
-    ("PATCH", "/chats/{workspace}/settings", "chats", "using the /chats/settings route"),
-    ("DELETE", "/chats/{workspace}/settings", "chats", "using the /chats/settings route"),
+    ("GET PATCH DELETE", "/chats/{workspace}/settings", "chats", _CHAT_SETTINGS),
     (
         "POST",
         "/chats/{workspace}/chat/completions",
         "chats",
         "using the /chats chat completions route",
     ),
-    ("POST", "/dynamic-search-rules", "rules", "Using the `/dynamic-search-rules` routes"),
-    ("GET", "/dynamic-search-rules/{rule}", "rules", "Using the `/dynamic-search-rules` routes"),
-    ("PATCH", "/dynamic-search-rules/{rule}", "rules", "Using the `/dynamic-search-rules` routes"),
-    ("DELETE", "/dynamic-search-rules/{rule}", "rules", "Using the `/dynamic-search-rules` routes"),
+    ("POST", "/dynamic-search-rules", "rules", _RULES),
+    ("GET PATCH DELETE", "/dynamic-search-rules/{rule}", "rules", _RULES),
     ("POST", "/render-template", "render", "calling the /render-template route"),
     ("POST", "/indexes/{index_uid}/documents/edit", "edit", "Using the documents edit route"),
 )
@@ -67,5 +64,6 @@ def _refuse(message: str) -> Handler:
     return handler
 
 
-for _method, _path, _feature, _action in REFUSED:
-    routes.route(_method, _path)(_refuse(not_enabled_message(_feature, _action)))
+for _methods, _path, _feature, _action in REFUSED:
+    for _method in _methods.split():
+        routes.route(_method, _path)(_refuse(not_enabled_message(_feature, _action)))
