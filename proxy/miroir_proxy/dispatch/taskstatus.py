@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.core.sizes import human_size, parse_size
+from miroir_proxy.core.sizes import parse_size, unit_size
 from miroir_proxy.state.store import NodeTaskRef, TaskRecord
 
 Policy = Literal["quorum", "all"]
@@ -242,7 +242,7 @@ def _fill_from_nodes(details: dict[str, Any], refs: list[NodeTaskRef]) -> None:
       (`YYYYMMDD-HHMMSSmmm`); the task names the first one, as the cluster's dump started
       then (the others are in the node tasks).
     - `preCompactionSize`/`postCompactionSize`: an index's size on disk summed over the
-      nodes that compacted it, rendered as Meilisearch renders them (`12.00 KiB`).
+      nodes that compacted it, rendered as Meilisearch renders them (`12 KiB`).
     """
     done = [ref.get("details") or {} for ref in refs if ref["status"] == "succeeded"]
     if "dumpUid" in details and details["dumpUid"] is None:
@@ -251,7 +251,7 @@ def _fill_from_nodes(details: dict[str, Any], refs: list[NodeTaskRef]) -> None:
     for field in COMPACTION_FIELDS:
         sizes = [parse_size(d[field]) for d in done if field in d]
         if sizes and all(size is not None for size in sizes):
-            details[field] = human_size(sum(size for size in sizes if size is not None))
+            details[field] = unit_size(sum(size for size in sizes if size is not None))
 
 
 def finish_canceled(record: TaskRecord, canceled_by: int, now: datetime) -> None:
