@@ -20,7 +20,7 @@ from .engine.search import filtered_universe
 from .engine.vectors import VECTORS, missing_vectors, parse_document
 from .errors import MeiliError
 from .node import IndexEntry, Node, index_not_found
-from .sizes import render_bytes
+from .sizes import task_size
 from .tasks import Task
 from .timeutil import now
 
@@ -106,8 +106,7 @@ def _update_index(node: Node, task: Task, payload: Payload) -> None:
         node.storage.rename_index(uid, new_uid)
         index.uid = new_uid
         node.entries[new_uid] = node.entries.pop(uid)
-    if task.details is not None:
-        task.details["primaryKey"] = index.primary_key
+    # The details keep the request's `primaryKey` (null for a rename alone), as Meilisearch.
     _touch(node, entry)
 
 
@@ -288,7 +287,7 @@ def _delete_tasks(node: Node, task: Task, payload: Payload) -> None:
 def _compact_index(node: Node, task: Task, payload: Payload) -> None:
     """Nothing to defragment in SQLite rows: the sizes before and after are the same."""
     entry = node.get_entry(_index_uid(task))
-    size = render_bytes(node.storage.raw_documents_size(entry.index.uid), True)
+    size = task_size(node.storage.raw_documents_size(entry.index.uid))
     task.details = {"preCompactionSize": size, "postCompactionSize": size}
 
 

@@ -3,6 +3,7 @@ version, health, webhooks, dumps and snapshots."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -173,6 +174,8 @@ def test_compact_an_index(client: meilisearch.Client, make_index: Callable[..., 
     task = wait_for(client, index.compact())
     assert (task.status, task.type, task.index_uid) == ("succeeded", "indexCompaction", "compacted")
     assert set(task.details or {}) == {"preCompactionSize", "postCompactionSize"}
+    # Meilisearch writes these sizes with the largest unit they reach, binary or decimal.
+    assert re.match(r"^\d+(\.\d+)? (B|[KMGTPE]i?B)$", (task.details or {})["preCompactionSize"])
     missing = wait_for(client, client.index("nowhere").compact())
     assert missing.status == "failed"
     assert (missing.error or {})["code"] == "index_not_found"

@@ -1,15 +1,20 @@
 """Keys and auth through the proxy over real devnodes: keys identical on every node and
-usable through Miroir, Meilisearch's 401/403 answers, tenant tokens on search only."""
+usable through Miroir by the value the clients' master key derives, Meilisearch's 401/403
+answers, tenant tokens on search only."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 from miroir_proxy.cli.processes import LocalNodes
 from miroir_proxy.core.tokens import encode
 
 from .devfleet import (
+    MASTER,
     MASTER_HEADERS,
+    NODE_KEY,
     ProxyClient,
     StartProxy,
     devnodes,
@@ -23,6 +28,11 @@ from .devfleet import (
 __all__ = ["devnodes", "start"]
 
 NO_KEY = {"Authorization": ""}
+
+
+def derived(master_key: str, uid: str) -> str:
+    """Meilisearch's key value: hex HMAC-SHA256 of the uid, keyed by the master key."""
+    return hmac.new(master_key.encode(), uid.encode(), hashlib.sha256).hexdigest()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -46,10 +56,13 @@ async def test_keys_exist_identically_on_every_node(
 ) -> None:
     async with start() as proxy:
         key = await make_key(proxy, actions=["indexes.get"], indexes=["*"], name="reader")
+        # Each side derives the value from its own master key, as one Meilisearch does.
+        assert key["key"] == derived(MASTER, key["uid"]) != derived(NODE_KEY, key["uid"])
         for url in devnodes.urls:
             status, on_node = await node_call(url, "GET", f"/keys/{key['uid']}")
             assert status == 200
-            assert (on_node["key"], on_node["name"]) == (key["key"], "reader")
+            assert (on_node["key"], on_node["name"]) == (derived(NODE_KEY, key["uid"]), "reader")
+        assert (await (await proxy.get(f"/keys/{key['key']}")).json())["uid"] == key["uid"]
         chosen = await make_key(proxy, actions=["search"], indexes=["*"], uid=_UID)
         assert chosen["uid"] == _UID
         listed = await (await proxy.get("/keys", params={"limit": "100"})).json()

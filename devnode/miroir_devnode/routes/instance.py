@@ -88,31 +88,54 @@ async def patch_features(request: web.Request) -> web.Response:
     return json_response(node.features)
 
 
-_DISABLED: dict[str, str] = {
-    "metrics": "Getting metrics requires enabling the `metrics` experimental feature. "
-    "See https://github.com/meilisearch/product/discussions/625",
-    "logs": "Modifying logs through the `/logs/*` routes requires enabling the `logs route` "
-    "experimental feature. See https://github.com/orgs/meilisearch/discussions/721",
-    "network": "Using the /network route requires enabling the `network` experimental feature. "
-    "See https://github.com/orgs/meilisearch/discussions/805",
-    "chats": "Using the /chats settings requires enabling the `chat completions` experimental "
-    "feature. See https://github.com/orgs/meilisearch/discussions/835",
-    "dynamic-search-rules": "Calling the `POST /dynamic-search-rules` route requires enabling "
-    "the `dynamic search rules` experimental feature. "
-    "See https://github.com/orgs/meilisearch/discussions/884",
-    "export": "Using the /export route is not supported by the Miroir development node.",
-    "render-template": "Using the /render-template route is not supported by the Miroir "
-    "development node.",
+_DISCUSSIONS = "https://github.com/orgs/meilisearch/discussions/"
+# feature -> (the feature's name in Meilisearch's message, its discussion)
+_FLAGS: dict[str, tuple[str, str]] = {
+    "metrics": ("metrics", "https://github.com/meilisearch/product/discussions/625"),
+    "logs": ("logs route", _DISCUSSIONS + "721"),
+    "network": ("network", _DISCUSSIONS + "805"),
+    "chats": ("chat completions", _DISCUSSIONS + "835"),
+    "dynamic-search-rules": ("dynamic search rules", _DISCUSSIONS + "884"),
+    "render-template": ("render_route", _DISCUSSIONS + "888"),
+}
+_FIXED_ACTIONS = {
+    "metrics": "Getting metrics",
+    "logs": "Modifying logs through the `/logs/*` routes",
+    "network": "Using the /network route",
+    "dynamic-search-rules": "Using the `/dynamic-search-rules` routes",
+    "render-template": "calling the /render-template route",
 }
 
 
-def feature_disabled(feature: str) -> NoReturn:
-    raise MeiliError("feature_not_enabled", _DISABLED[feature])
+def _chats_action(method: str, path: str) -> str:
+    """What Meilisearch says the caller was doing, per chats route."""
+    depth = len(path.strip("/").split("/"))
+    if path.endswith("/chat/completions"):
+        return "using the /chats chat completions route"
+    if path.endswith("/settings"):
+        return "using the /chats/settings route"
+    if depth == 1:
+        return "listing the chats"
+    return "deleting a chat" if method == "DELETE" else "displaying a chat"
+
+
+def feature_disabled(feature: str, method: str = "GET", path: str = "") -> NoReturn:
+    if feature == "export":
+        raise MeiliError(
+            "feature_not_enabled",
+            "Using the /export route is not supported by the Miroir development node.",
+        )
+    action = _chats_action(method, path) if feature == "chats" else _FIXED_ACTIONS[feature]
+    name, link = _FLAGS[feature]
+    raise MeiliError(
+        "feature_not_enabled",
+        f"{action} requires enabling the `{name}` experimental feature. See {link}",
+    )
 
 
 def _disabled_route(feature: str) -> Any:
     async def handler(request: web.Request) -> web.Response:
-        feature_disabled(feature)
+        feature_disabled(feature, request.method, request.path)
 
     return handler
 

@@ -64,6 +64,7 @@ from .routes import (
     aliases,
     documents,
     documents_read,
+    experimental,
     indexes,
     instance,
     jobs,
@@ -115,7 +116,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = store
         app[CLUSTER] = cluster
         app[CATALOG] = Catalog(store, cluster)
-        app[KEYS] = KeyCache(cluster)
+        app[KEYS] = KeyCache(cluster, config.master_key)
         registry = TaskRegistry(store, cluster)
         app[TASKS] = registry
         coordination, features = config.coordination, config.features
@@ -164,6 +165,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
     for module in (
         *(instance, admin, search, documents_read, documents, tasks),
         *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases),
+        experimental,
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)

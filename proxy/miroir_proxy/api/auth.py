@@ -75,6 +75,17 @@ _ROUTES_BY_ACTION: dict[str, tuple[str, ...]] = {
     "webhooks.create": ("POST /webhooks",),
     "webhooks.update": ("PATCH /webhooks/{}",),
     "webhooks.delete": ("DELETE /webhooks/{}",),
+    # Refused with `feature_not_enabled` (routes/experimental.py), after the key check.
+    "network.get": ("GET /network",),
+    "network.update": ("PATCH /network",),
+    "chats.get": ("GET /chats GET /chats/{}",),
+    "chats.delete": ("DELETE /chats/{}",),
+    "chatsSettings.get": ("GET /chats/{}/settings",),
+    "chatsSettings.update": ("PATCH /chats/{}/settings DELETE /chats/{}/settings",),
+    "chatCompletions": ("POST /chats/{}/chat/completions",),
+    "dynamicSearchRules.get": ("POST /dynamic-search-rules GET /dynamic-search-rules/{}",),
+    "dynamicSearchRules.update": ("PATCH /dynamic-search-rules/{}",),
+    "dynamicSearchRules.delete": ("DELETE /dynamic-search-rules/{}",),
 }
 _ACTIONS: dict[tuple[str, str], str] = {}
 for _action, _listed in _ROUTES_BY_ACTION.items():

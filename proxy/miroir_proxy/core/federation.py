@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
+import orjson
+
 from miroir_proxy.core.facets_merge import merge_facet_distributions, merge_facet_stats
 from miroir_proxy.core.ranking import Hit
 
@@ -25,6 +27,11 @@ class FederatedQuery:
     weight: float = 1.0
     show_ranking_score: bool = False
     show_ranking_score_details: bool = False
+    # The index's primary key, when hits carry it: a document several queries of one index
+    # match is returned once, for its first query in the merged order.
+    primary_key: str | None = None
+    # The primary key was added to the hits for that and is removed again.
+    hide_primary_key: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,6 +63,11 @@ def _weighted(
 
 def _federated_hit(hit: Hit, query: FederatedQuery, position: int, score: float) -> Hit:
     out = dict(hit)
+    if query.hide_primary_key and query.primary_key is not None:
+        out.pop(query.primary_key, None)
+        formatted = out.get("_formatted")
+        if isinstance(formatted, dict):
+            out["_formatted"] = {k: v for k, v in formatted.items() if k != query.primary_key}
     if not query.show_ranking_score:
         out.pop("_rankingScore", None)
     if not query.show_ranking_score_details:
@@ -68,12 +80,35 @@ def _federated_hit(hit: Hit, query: FederatedQuery, position: int, score: float)
     return out
 
 
+def _first_of_each(
+    merged: Iterator[tuple[float, int, int, float, Hit]], queries: Sequence[FederatedQuery]
+) -> Iterator[tuple[float, int, int, float, Hit]]:
+    """The merged hits without a document's later occurrences in the same index."""
+    seen: set[tuple[str, str]] = set()
+    for entry in merged:
+        query = queries[entry[1]]
+        key = query.primary_key
+        if key is not None and key in entry[4]:
+            identity = (query.index_uid, orjson.dumps(entry[4][key]).decode())
+            if identity in seen:
+                continue
+            seen.add(identity)
+        yield entry
+
+
+def answer_total(answer: Mapping[str, Any]) -> int:
+    """The number of hits one answer counts, in either pagination mode."""
+    return int(answer.get("totalHits", answer.get("estimatedTotalHits")) or 0)
+
+
 def merge_federated(
     answers: Sequence[Mapping[str, Any]],
     queries: Sequence[FederatedQuery],
     federation: Federation,
+    total: int | None = None,
 ) -> dict[str, Any]:
-    """The federated response body (without `requestUid` and facets)."""
+    """The federated response body (without `requestUid` and facets); `total` is the number
+    of documents the queries match together (else the sum of the answers' totals)."""
     if len(answers) != len(queries):
         raise ValueError("one answer per query is needed")
     offset, limit = federation.window()
@@ -81,7 +116,7 @@ def merge_federated(
         _weighted(answer.get("hits") or (), position, query.weight)
         for position, (answer, query) in enumerate(zip(answers, queries, strict=True))
     ]
-    page = islice(heapq.merge(*streams), offset, offset + limit)
+    page = islice(_first_of_each(heapq.merge(*streams), queries), offset, offset + limit)
     hits = [
         _federated_hit(hit, queries[position], position, score)
         for _, position, _, score, hit in page
@@ -90,15 +125,15 @@ def merge_federated(
         "hits": hits,
         "processingTimeMs": max((int(a.get("processingTimeMs") or 0) for a in answers), default=0),
     }
+    if total is None:
+        total = sum(answer_total(a) for a in answers)
     if federation.page_mode:
-        total = sum(int(a.get("totalHits", a.get("estimatedTotalHits")) or 0) for a in answers)
         per_page = 20 if federation.hits_per_page is None else federation.hits_per_page
         result["hitsPerPage"] = per_page
         result["page"] = 1 if federation.page is None else federation.page
         result["totalPages"] = -(-total // per_page) if per_page else 0
         result["totalHits"] = total
     else:
-        total = sum(int(a.get("estimatedTotalHits", a.get("totalHits")) or 0) for a in answers)
         result["limit"] = federation.limit
         result["offset"] = federation.offset
         result["estimatedTotalHits"] = total

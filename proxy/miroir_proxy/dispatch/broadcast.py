@@ -168,6 +168,18 @@ def task_refs(outcomes: Sequence[NodeOutcome]) -> list[NodeTaskRef]:
     return [o.task_ref() for o in outcomes]
 
 
+def mark_held_shards(cluster: Cluster, refs: list[NodeTaskRef], shards: int) -> None:
+    """Name on each node task the shards its node holds for an index of `shards` shards, so
+    that counts the nodes report for the whole index (an index deletion's
+    `deletedDocuments`) are divided by the copies each shard has in a group."""
+    topology = cluster.topology
+    for ref in refs:
+        if not topology.has_group(ref["group"]):
+            continue
+        placement = cluster.placement(topology.group(ref["group"]), shards)
+        ref["shards"] = sorted(placement.node_shards.get(ref["node"], ()))
+
+
 def raise_refusal(outcome: NodeOutcome) -> NoReturn:
     """Turn a refusing outcome into the error the client sees: a node's 4xx unchanged,
     anything else as Miroir's node-unavailable error."""

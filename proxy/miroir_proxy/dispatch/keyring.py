@@ -1,14 +1,22 @@
 """The nodes' API keys as the proxy sees them: read from one node with the node master key.
 
 Keys created through the proxy exist identically on every node, so one node's list is
-the cluster's. The copy is refreshed when a presented key is unknown (at most once per
-`REFRESH_MIN_S`, so a stream of bad keys cannot hammer a node) and after every key change
-made through the proxy.
+the cluster's. A key's value is Meilisearch's derivation from the master key and the key's
+uid (hex HMAC-SHA256 of the uid keyed by the master key): the nodes derive theirs from the
+node master key, which clients never see, so the proxy shows and accepts the value derived
+from the clients' master key (`client_value`), as one node with that master key would.
+Node values never leave the proxy.
+
+The copy is refreshed when a presented key is unknown (at most once per `REFRESH_MIN_S`,
+so a stream of bad keys cannot hammer a node) and after every key change made through the
+proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,11 +42,13 @@ class ApiKey:
     expires_at: float | None
 
     @classmethod
-    def from_node(cls, raw: dict[str, Any]) -> ApiKey:
+    def from_node(cls, raw: dict[str, Any], master_key: str | None = None) -> ApiKey:
+        """The key a node lists, with the value clients know it by (see the module doc)."""
         expires = raw.get("expiresAt")
+        uid = str(raw["uid"])
         return cls(
-            uid=str(raw["uid"]),
-            key=str(raw["key"]),
+            uid=uid,
+            key=str(raw["key"]) if master_key is None else client_value(master_key, uid),
             indexes=tuple(raw.get("indexes") or ()),
             granted=granted_actions(raw.get("actions") or ()),
             expires_at=None if expires is None else _epoch_s(str(expires)),
@@ -49,6 +59,23 @@ class ApiKey:
         return live and action in self.granted
 
 
+def client_value(master_key: str, uid: str) -> str:
+    """The value of key `uid` under the clients' master key."""
+    digest = hmac.digest(master_key.encode("utf-8"), uid.encode("utf-8"), hashlib.sha256)
+    return digest.hex()
+
+
+def with_client_values(answer: Any, master_key: str | None) -> Any:
+    """A node's key answer (one key, or a page of `results`) with client values."""
+    if master_key is None or not isinstance(answer, dict):
+        return answer
+    listed = answer.get("results")
+    for key in listed if isinstance(listed, list) else [answer]:
+        if isinstance(key, dict) and isinstance(key.get("uid"), str) and "key" in key:
+            key["key"] = client_value(master_key, key["uid"])
+    return answer
+
+
 def _epoch_s(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -56,8 +83,14 @@ def _epoch_s(text: str) -> float:
 class KeyCache:
     """The nodes' API keys by value and by uid, read from one node with the node master key."""
 
-    def __init__(self, cluster: Cluster, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        master_key: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._cluster = cluster
+        self._master_key = master_key
         self._clock = clock
         self._by_value: dict[str, ApiKey] = {}
         self._by_uid: dict[str, ApiKey] = {}
@@ -98,6 +131,7 @@ class KeyCache:
             return
         if not response.ok:
             return
-        keys = [ApiKey.from_node(raw) for raw in response.json().get("results", [])]
+        listed = response.json().get("results", [])
+        keys = [ApiKey.from_node(raw, self._master_key) for raw in listed]
         self._by_value = {k.key: k for k in keys}
         self._by_uid = {k.uid: k for k in keys}

@@ -25,6 +25,7 @@ from miroir_proxy.core.facets_merge import merge_facet_distributions, merge_face
 from miroir_proxy.core.federation import (
     FederatedQuery,
     Federation,
+    answer_total,
     merge_facets_across_indexes,
     merge_federated,
 )
@@ -148,12 +149,20 @@ async def federated(
         body = _node_query(query)
         queried.add(view.uid)
         request = merge_request(body, view.settings)
+        key = view.primary_key
+        retrieve = body.get("attributesToRetrieve")
+        hide = False
+        if isinstance(retrieve, list) and "*" not in retrieve and key not in retrieve:
+            hide = key is not None
+            body = {**body, "attributesToRetrieve": [*retrieve, key]} if hide else body
         tags.append(
             FederatedQuery(
                 view.uid,
                 _weight(query),
                 request.show_ranking_score,
                 request.show_ranking_score_details,
+                key,
+                hide,
             )
         )
         request = dataclasses.replace(request, show_ranking_score=True)
@@ -166,17 +175,34 @@ async def federated(
         raise NotUnderstood
     results = await _settled(runs)
     answers = [r.body for r in results]
-    merged = merge_federated(answers, tags, federation)
     degraded = set(_degraded(results))
     fanout = sum(r.fanout for r in results)
+    by_uid: dict[str, list[tuple[IndexView, Mapping[str, Any]]]] = {}
+    for view, query in zip(views, queries, strict=True):
+        by_uid.setdefault(view.uid, []).append((view, query))
+    # A document several queries of one index match counts once: only the nodes can take
+    # that union, so indexes with several queries (or facets) are counted apart.
+    joint = sorted(uid for uid, pairs in by_uid.items() if len(pairs) > 1 or uid in facets_by_index)
+    unions = await asyncio.gather(
+        *(
+            _index_union(cluster, by_uid[uid], facets_by_index.get(uid), uid in facets_by_index)
+            for uid in joint
+        )
+    )
+    total = sum(union.count for union in unions)
+    total += sum(
+        answer_total(answer)
+        for answer, view in zip(answers, views, strict=True)
+        if view.uid not in joint
+    )
+    merged = merge_federated(answers, tags, federation, total)
+    by_index: dict[str, dict[str, Any]] = {}
+    for uid, union in zip(joint, unions, strict=True):
+        degraded.update(union.degraded)
+        fanout += union.fanout
+        if union.facets is not None:
+            by_index[uid] = union.facets
     if facets_by_index:
-        by_index: dict[str, dict[str, Any]] = {}
-        for uid in sorted(facets_by_index):
-            faceted_queries = [(v, q) for v, q in zip(views, queries, strict=True) if v.uid == uid]
-            facets = await _index_facets(cluster, faceted_queries, facets_by_index[uid])
-            by_index[uid] = facets.body
-            degraded.update(facets.degraded)
-            fanout += facets.fanout
         merge_facets = raw.get("mergeFacets")
         if isinstance(merge_facets, dict):
             merged.update(
@@ -189,17 +215,33 @@ async def federated(
     return ReadResult(merged, tuple(sorted(degraded)), fanout)
 
 
-async def _index_facets(
-    cluster: Cluster, queries: Sequence[tuple[IndexView, Mapping[str, Any]]], facets: Any
-) -> ReadResult:
-    """`facetsByIndex` of one index: over the union of the documents its queries match.
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Union:
+    """What the queries of one index match together: how many documents, their facets."""
+
+    count: int
+    facets: dict[str, Any] | None
+    degraded: tuple[int, ...]
+    fanout: int
+
+
+async def _index_union(
+    cluster: Cluster,
+    queries: Sequence[tuple[IndexView, Mapping[str, Any]]],
+    facets: Any,
+    want_facets: bool,
+) -> _Union:
+    """The documents one index's queries match together: their number and, when asked,
+    their `facetsByIndex` entry.
 
     Only a node can take that union, so each node of a covering set is sent the index's
     queries as a federated search restricted to its shards; its counts then add up.
     """
     view = queries[0][0]
     plans = [(NodeBodies(_node_query(query), v), query) for v, query in queries]
-    federation = {"limit": 0, "facetsByIndex": {view.uid: facets}}
+    federation: dict[str, Any] = {"limit": 0}
+    if want_facets:
+        federation["facetsByIndex"] = {view.uid: facets}
 
     def body_for(assignment: NodeAssignment) -> bytes:
         node_queries = []
@@ -213,6 +255,9 @@ async def _index_facets(
     gathered = await gather(
         cluster, shards=view.shards, method="POST", path="/multi-search", body_for=body_for
     )
+    count = sum(answer_total(answer) for answer in gathered.answers)
+    if not want_facets:
+        return _Union(count, None, gathered.degraded, gathered.fanout)
     parts = [
         without_reserved_facets(dict(answer["facetsByIndex"][view.uid]))
         for answer in gathered.answers
@@ -226,4 +271,4 @@ async def _index_facets(
         ),
         "stats": merge_facet_stats(part.get("stats") or {} for part in parts),
     }
-    return ReadResult(merged, gathered.degraded, gathered.fanout)
+    return _Union(count, merged, gathered.degraded, gathered.fanout)

@@ -29,6 +29,7 @@ import orjson
 
 from miroir_proxy.core.covering import NodeAssignment
 from miroir_proxy.core.planner import shard_restriction
+from miroir_proxy.core.sizes import human_size
 from miroir_proxy.core.topology import ReplicaGroup
 from miroir_proxy.nodes.errors import NodeError
 from miroir_proxy.state.store import IndexMeta
@@ -145,16 +146,7 @@ def merge_index_stats(
     return merged
 
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 _SIZES = ("databaseSize", "usedDatabaseSize", "rawDocumentDbSize", "avgDocumentSize")
-
-
-def human_size(size: int) -> str:
-    """`19.64 MiB`: the size in the largest binary unit it reaches, two decimals."""
-    unit = 0
-    while unit + 1 < len(_UNITS) and size >= 1024 ** (unit + 1):
-        unit += 1
-    return f"{size / 1024**unit:.2f} {_UNITS[unit]}"
 
 
 def human_sizes(stats: dict[str, Any]) -> dict[str, Any]:

@@ -24,12 +24,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.core.sizes import parse_size, unit_size
 from miroir_proxy.state.store import NodeTaskRef, TaskRecord
 
 Policy = Literal["quorum", "all"]
 PENDING = frozenset({"enqueued", "processing"})
 LOST = "lost"
 COUNT_FIELDS = ("indexedDocuments", "deletedDocuments", "editedDocuments")
+COMPACTION_FIELDS = ("preCompactionSize", "postCompactionSize")
 # Internal bookkeeping kept in `TaskRecord.extra`; never rendered.
 POLICY_KEY = "_miroir_policy"
 INTERNAL_PREFIX = "_miroir_"
@@ -225,10 +227,31 @@ def _finish(record: TaskRecord, active_groups: Collection[str], now: datetime) -
                 details[field] = (
                     logical_count(refs, field, active_groups) if status == "succeeded" else 0
                 )
+        if status == "succeeded":
+            _fill_from_nodes(details, refs)
         unconfirmed = sorted({ref["node"] for ref in refs if ref["status"] != "succeeded"})
         if status == "succeeded" and unconfirmed:
             details[UNCONFIRMED_KEY] = unconfirmed
         record.details = details
+
+
+def _fill_from_nodes(details: dict[str, Any], refs: list[NodeTaskRef]) -> None:
+    """Details a node only knows once its task ran.
+
+    - `dumpUid`: every node writes a dump of its own, named from the moment it started
+      (`YYYYMMDD-HHMMSSmmm`); the task names the first one, as the cluster's dump started
+      then (the others are in the node tasks).
+    - `preCompactionSize`/`postCompactionSize`: an index's size on disk summed over the
+      nodes that compacted it, rendered as Meilisearch renders them (`12 KiB`).
+    """
+    done = [ref.get("details") or {} for ref in refs if ref["status"] == "succeeded"]
+    if "dumpUid" in details and details["dumpUid"] is None:
+        named = sorted(str(d["dumpUid"]) for d in done if d.get("dumpUid"))
+        details["dumpUid"] = named[0] if named else None
+    for field in COMPACTION_FIELDS:
+        sizes = [parse_size(d[field]) for d in done if field in d]
+        if sizes and all(size is not None for size in sizes):
+            details[field] = unit_size(sum(size for size in sizes if size is not None))
 
 
 def finish_canceled(record: TaskRecord, canceled_by: int, now: datetime) -> None:

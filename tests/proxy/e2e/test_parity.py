@@ -8,6 +8,8 @@ documents; tests that change settings or keys use their own index or key.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 from miroir_proxy.cli.devcluster import DevCluster
 from miroir_proxy.cli.processes import NodeProcess
 
-from .conftest import http, node_http, sdk, strip, wait_done
+from .conftest import MASTER_KEY, NODE_KEY, http, node_http, sdk, strip, wait_done
 from .parity_data import Targets, both, error_of, load, make_documents, unique_word
 
 UID = "e2e_parity"
@@ -244,10 +246,15 @@ def test_keys_created_through_the_proxy_exist_identically_on_every_node(
         }
     )
     try:
+        # The nodes derive the value from their own master key, the proxy from the clients'.
+        on_nodes = hmac.new(NODE_KEY.encode(), key.uid.encode(), hashlib.sha256).hexdigest()
+        assert (
+            key.key == hmac.new(MASTER_KEY.encode(), key.uid.encode(), hashlib.sha256).hexdigest()
+        )
         for node_id, node in e2e_cluster.node_ids().items():
             held = node_http(node, "GET", f"/keys/{key.uid}")
             assert held.status_code == 200, (node_id, held.text)
-            assert (held.json()["uid"], held.json()["key"]) == (key.uid, key.key), node_id
+            assert (held.json()["uid"], held.json()["key"]) == (key.uid, on_nodes), node_id
         reader = sdk(e2e_cluster.url, key.key)
         assert dict(reader.index(UID).get_document(7)) == DOCUMENTS[7]
     finally:

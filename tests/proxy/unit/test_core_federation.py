@@ -96,3 +96,27 @@ def test_facet_search_hits_sum_per_value() -> None:
         "Adventure",
         "Animation",
     ]
+
+
+def test_a_document_two_queries_of_one_index_match_is_returned_once() -> None:
+    shared = {"id": 7, "title": "amber", "_formatted": {"id": "7", "title": "amber"}}
+    answers = [
+        {"hits": [{**shared, "_rankingScore": 0.9}, {"id": 1, "_rankingScore": 0.5}]},
+        {"hits": [{**shared, "_rankingScore": 0.8}, {"id": 2, "_rankingScore": 0.7}]},
+        {"hits": [{"id": 7, "_rankingScore": 0.6}]},
+    ]
+    queries = [
+        FederatedQuery("books", primary_key="id", hide_primary_key=True),
+        FederatedQuery("books", primary_key="id", hide_primary_key=True),
+        FederatedQuery("films", primary_key="id"),
+    ]
+    merged = merge_federated(answers, queries, Federation(offset=1, limit=10), total=5)
+    positions = [h["_federation"]["queriesPosition"] for h in merged["hits"]]
+    assert positions == [1, 2, 0]
+    assert merged["hits"][0] == {
+        "_federation": {"indexUid": "books", "queriesPosition": 1, "weightedRankingScore": 0.7}
+    }
+    assert merged["hits"][1]["id"] == 7
+    assert merged["estimatedTotalHits"] == 5
+    first = merge_federated(answers, queries, Federation(limit=1))["hits"][0]
+    assert (first["title"], first["_formatted"]) == ("amber", {"title": "amber"})

@@ -3,6 +3,10 @@
 from datetime import UTC, datetime
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from miroir_proxy.core.sizes import human_size, parse_size, unit_size
 from miroir_proxy.dispatch.taskstatus import (
     POLICY_KEY,
     iso_duration,
@@ -175,3 +179,75 @@ def test_a_lost_node_task_ends_the_task_when_it_is_given_up() -> None:
         "2026-01-02T03:04:05.100000Z",
         "2026-01-02T03:04:05.678901Z",
     )
+
+
+def _done(node: str, group: str, details: dict[str, Any]) -> NodeTaskRef:
+    return NodeTaskRef(
+        node=node, group=group, shards=[], uid=1, status="succeeded", error=None, details=details
+    )
+
+
+def test_a_dump_names_the_first_node_dump() -> None:
+    task = record(
+        [
+            _done("a", "g0", {"dumpUid": "20260102-030406120"}),
+            _done("b", "g1", {"dumpUid": "20260102-030405990"}),
+        ],
+        policy="all",
+        dumpUid=None,
+    )
+    assert settle(task, {"g0", "g1"}, NOW)
+    assert task.details == {"dumpUid": "20260102-030405990"}
+
+
+def test_compaction_sizes_are_summed_over_the_nodes() -> None:
+    refs = [
+        _done("a", "g0", {"preCompactionSize": "1.5 KiB", "postCompactionSize": "512 B"}),
+        _done("b", "g0", {"preCompactionSize": "2.5 KiB", "postCompactionSize": "1.01 KB"}),
+    ]
+    task = record(refs, policy="all")
+    task.details = {}
+    assert settle(task, {"g0"}, NOW)
+    assert task.details == {"preCompactionSize": "4 KiB", "postCompactionSize": "1.486328125 KiB"}
+
+
+@given(st.integers(min_value=0, max_value=2**50))
+def test_rendered_sizes_read_back_within_their_rounding(size: int) -> None:
+    text = human_size(size)
+    back = parse_size(text)
+    assert back is not None
+    unit = 1024 ** (["B", "KiB", "MiB", "GiB", "TiB", "PiB"].index(text.split()[1]))
+    assert abs(back - size) <= unit * 0.005 + 1
+
+
+def test_task_sizes_are_written_as_meilisearch_writes_them() -> None:
+    # The `byte_unit` crate's own examples, and the edges between units.
+    sizes = [0, 512, 999, 1000, 1010, 1024, 10_000, 12_288, 5 * 10**6, 2**30]
+    assert [unit_size(size) for size in sizes] == [
+        "0 B",
+        "512 B",
+        "999 B",
+        "1 KB",
+        "1.01 KB",
+        "1 KiB",
+        "9.765625 KiB",
+        "12 KiB",
+        "4.76837158203125 MiB",
+        "1 GiB",
+    ]
+
+
+@given(st.integers(min_value=0, max_value=2**50))
+def test_task_sizes_read_back_exactly(size: int) -> None:
+    assert parse_size(unit_size(size)) == size
+
+
+def test_sizes_in_other_forms() -> None:
+    assert [parse_size(t) for t in (12, "1.5 kB", "2 MB", "3 B", "x KiB", "7 parsecs")] == [
+        12,
+        1500,
+        2_000_000,
+        3,
+        None,
+        None,
+    ]

@@ -15,7 +15,13 @@ from typing import Any
 from aiohttp import web
 
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.dispatch.broadcast import NodeRefused, broadcast, read_any, task_refs
+from miroir_proxy.dispatch.broadcast import (
+    NodeRefused,
+    broadcast,
+    mark_held_shards,
+    read_any,
+    task_refs,
+)
 from miroir_proxy.dispatch.fields import list_fields
 from miroir_proxy.dispatch.payloads import check_parameters
 from miroir_proxy.dispatch.reads import enforce_policy
@@ -131,7 +137,11 @@ async def update_index(request: web.Request) -> web.Response:
 @routes.delete("/indexes/{index_uid}")
 async def delete_index(request: web.Request) -> web.Response:
     uid = request.match_info["index_uid"]
+    meta = await request.app[CATALOG].get(uid)
     refs = task_refs(await broadcast(request.app[CLUSTER], "DELETE", f"/indexes/{uid}"))
+    if meta is not None:
+        # Each node counts the documents of its shards: divided by the copies, once each.
+        mark_held_shards(request.app[CLUSTER], refs, meta.shards)
     await request.app[CATALOG].forget(uid)
     tasks = request.app[TASKS]
     record = await tasks.enqueue(
@@ -152,7 +162,7 @@ async def list_index_fields(request: web.Request) -> web.Response:
 
 @routes.post("/indexes/{index_uid}/compact")
 async def compact_index(request: web.Request) -> web.Response:
-    """Every node compacts its copy; the sizes before and after stay on the node tasks."""
+    """Every node compacts its copy; the task adds up their sizes before and after."""
     uid = request.match_info["index_uid"]
     refs = task_refs(await broadcast(request.app[CLUSTER], "POST", f"/indexes/{uid}/compact"))
     tasks = request.app[TASKS]

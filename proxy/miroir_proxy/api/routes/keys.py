@@ -5,10 +5,14 @@ none); the nodes share one master key and derive a key's value from its uid, so 
 uid means the same key value everywhere. A creation some node refuses is deleted again
 from the nodes that accepted it. Reads answer from one node. The middleware refuses
 these routes when no client master key is configured (`missing_master_key`).
+
+Key values are shown as derived from the clients' master key (`dispatch.keyring`), and a
+route may name a key by that value: it reaches the nodes as the key's uid.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 
@@ -22,29 +26,40 @@ from miroir_proxy.dispatch.broadcast import (
     raise_refusal,
     read_any,
 )
+from miroir_proxy.dispatch.keyring import with_client_values
 from miroir_proxy.nodes.client import NodeResponse
 
-from ..appkeys import CLUSTER, KEYS
-from ..responses import raw_json_response, read_json
+from ..appkeys import CLUSTER, CONFIG, KEYS
+from ..responses import json_response, read_json
 
 routes = web.RouteTableDef()
+# A key value (a uid is a UUID, with hyphens).
+_VALUE = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-def _passed(response: NodeResponse) -> web.Response:
+def _passed(request: web.Request, response: NodeResponse) -> web.Response:
     if not response.ok:
         raise NodeRefused(response)
-    return raw_json_response(response.body, response.status)
+    answer = with_client_values(response.json(), request.app[CONFIG].master_key)
+    return json_response(answer, status=response.status)
+
+
+async def _key_path(request: web.Request) -> str:
+    """`/keys/{uid}` for the key the route names by uid or by its (client) value."""
+    named = request.match_info["key"]
+    found = await request.app[KEYS].by_value(named) if _VALUE.match(named) else None
+    return f"/keys/{named if found is None else found.uid}"
 
 
 @routes.get("/keys")
 async def list_keys(request: web.Request) -> web.Response:
-    return _passed(await read_any(request.app[CLUSTER], "GET", "/keys", params=request.query))
+    answer = await read_any(request.app[CLUSTER], "GET", "/keys", params=request.query)
+    return _passed(request, answer)
 
 
 @routes.get("/keys/{key}")
 async def get_key(request: web.Request) -> web.Response:
-    path = f"/keys/{request.match_info['key']}"
-    return _passed(await read_any(request.app[CLUSTER], "GET", path))
+    return _passed(request, await read_any(request.app[CLUSTER], "GET", await _key_path(request)))
 
 
 @routes.post("/keys")
@@ -61,7 +76,7 @@ async def create_key(request: web.Request) -> web.Response:
         if accepted:
             await broadcast(cluster, "DELETE", f"/keys/{body['uid']}", only=accepted)
         raise_refusal(refusal)
-    return _passed(_settle(outcomes))
+    return _passed(request, _settle(outcomes))
 
 
 def _settle(outcomes: Sequence[NodeOutcome]) -> NodeResponse:
@@ -80,16 +95,15 @@ def _settle(outcomes: Sequence[NodeOutcome]) -> NodeResponse:
 @routes.patch("/keys/{key}")
 async def update_key(request: web.Request) -> web.Response:
     body = await read_json(request)
-    path = f"/keys/{request.match_info['key']}"
+    path = await _key_path(request)
     outcomes = await broadcast(request.app[CLUSTER], "PATCH", path, json_body=body)
     request.app[KEYS].invalidate()
-    return _passed(_settle(outcomes))
+    return _passed(request, _settle(outcomes))
 
 
 @routes.delete("/keys/{key}")
 async def delete_key(request: web.Request) -> web.Response:
-    path = f"/keys/{request.match_info['key']}"
-    outcomes = await broadcast(request.app[CLUSTER], "DELETE", path)
+    outcomes = await broadcast(request.app[CLUSTER], "DELETE", await _key_path(request))
     request.app[KEYS].invalidate()
     _settle(outcomes)
     return web.Response(status=204)
