@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.progress import (
@@ -43,7 +44,7 @@ async def follow(client: AdminClient, op_id: str, stream: TextIO) -> dict[str, A
 
 
 async def _poll(client: AdminClient, op_id: str) -> dict[str, Any]:
-    operation: dict[str, Any] = await client.get(f"/_miroir/operations/{op_id}")
+    operation: dict[str, Any] = await client.get(f"/_miroir/operations/{quote(op_id, safe='')}")
     return operation
 
 
