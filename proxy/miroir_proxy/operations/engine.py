@@ -158,7 +158,11 @@ class Operations:
                 raise _in_progress(record.id)
 
     async def cancel(self, op_id: str) -> OperationRecord:
-        record = await self._store.request_cancel(op_id)
+        """Ask the operation to stop; one that already ended is answered as it is."""
+        current = await self._store.get_operation(op_id)
+        record = current if current is not None and current.finished else None
+        if record is None:
+            record = await self._store.request_cancel(op_id)
         if record is None:
             raise MiroirError("miroir_operation_not_found", f"Operation `{op_id}` not found.")
         return record

@@ -295,7 +295,11 @@ def test_a_dead_node_is_removed_with_force_and_a_drain_survives_restarted_pods(
     assert held["total"] == 0, held
     assert_placed(fleet, INDEX, expected, before)
 
-    succeeded(fleet, start(fleet, "POST", "/_miroir/nodes", json=spare))
+    op_id = start(fleet, "POST", "/_miroir/nodes", json=spare)
+    succeeded(fleet, op_id)
+    # A cancel that comes too late changes nothing, not even the record.
+    late = ok(http("POST", f"{fleet.url}/_miroir/operations/{op_id}/cancel"), 202)
+    assert late["state"] == "succeeded" and late["cancelRequested"] is False
 
     # n2 dies for good: its replicas come back from the survivors.
     fleet.fleet.node_ids()["n2"].kill()
