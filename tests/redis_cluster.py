@@ -78,14 +78,24 @@ class RedisCluster:
                 capture_output=True,
                 timeout=30,
             )
-            deadline = time.monotonic() + READY_DEADLINE_S
-            while not all(_cluster_ok(node.port) for node in self.nodes):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
-                time.sleep(0.05)
+            self._wait_ok()
         except BaseException:
             self.stop()
             raise
+
+    def restart(self) -> None:
+        """Start the stopped nodes again: same ports, and each node's `nodes.conf` still
+        names its slots and peers, so the cluster re-forms (with no data)."""
+        for node in self.nodes:
+            node.start()
+        self._wait_ok()
+
+    def _wait_ok(self) -> None:
+        deadline = time.monotonic() + READY_DEADLINE_S
+        while not all(_cluster_ok(node.port) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for node in self.nodes:

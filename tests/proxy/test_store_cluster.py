@@ -2,8 +2,11 @@
 masters, and the scripts' answer when the data their caller read to name keys went stale.
 (The whole store contract runs on the cluster too: tests/proxy/store.)"""
 
+import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,12 +18,14 @@ from miroir_proxy.state import scripts
 from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.keys import TASK_DATES, TASK_INDEXED, Keys
 from miroir_proxy.state.redis import RedisStore
-from miroir_proxy.state.store import IndexMeta, TaskRecord
+from miroir_proxy.state.store import IndexMeta, StoreUnavailable, TaskRecord
 from miroir_proxy.state.taskquery import parse
 
 from ..redis_cluster import RedisCluster
 from ..redis_server import RedisServer
 
+PROMPT_S = 2.0
+HEAL_DEADLINE_S = 15.0
 BASE = {"replica_groups": [{"id": "g", "nodes": [{"id": "n", "url": "http://127.0.0.1:1"}]}]}
 
 
@@ -111,3 +116,74 @@ async def test_save_operation_refuses_a_scope_that_is_not_the_stored_one(raw: An
     done[1] = "topology"
     assert await raw.eval(scripts.SAVE_OPERATION, 2, *right, *done) == 1
     assert await raw.get(k.running("topology")) is None
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A Redis Cluster this test may stop, freeze and restart."""
+    cluster = RedisCluster(tmp_path / "cluster")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _calls(store: RedisStore) -> list[Callable[[], Awaitable[object]]]:
+    return [
+        store.ping,
+        store.next_task_stamp,
+        lambda: store.list_tasks(parse({}, action="list")),
+        lambda: store.lease_acquire("s", "pod-a", 1000),
+        lambda: store.claim_chunk("pod-a", 1000),
+        store.queue_depth,
+        store.list_indexes,
+    ]
+
+
+async def _unavailable_promptly(call: Callable[[], Awaitable[object]]) -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await call()
+    assert time.monotonic() - started < PROMPT_S
+
+
+async def _heals(store: RedisStore) -> None:
+    deadline = time.monotonic() + HEAL_DEADLINE_S
+    while True:
+        try:
+            await store.next_task_stamp()
+            return
+        except StoreUnavailable:
+            assert time.monotonic() < deadline, "the store did not come back"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_frozen_or_stopped_cluster_is_unavailable_promptly_and_heals(
+    own_cluster: RedisCluster,
+) -> None:
+    store = RedisStore(own_cluster.client_url, namespace="outage:", timeout_s=0.3, cluster=True)
+    try:
+        assert (await store.next_task_stamp())[0] == 0
+        # Frozen masters: connections stay open, nothing answers; the deadline ends each call.
+        for node in own_cluster.nodes:
+            node.pause()
+        try:
+            for call in _calls(store):
+                await _unavailable_promptly(call)
+        finally:
+            for node in own_cluster.nodes:
+                node.resume()
+        await _heals(store)
+        # Stopped masters: refused at once.
+        own_cluster.stop()
+        for call in _calls(store):
+            await _unavailable_promptly(call)
+        own_cluster.restart()  # same ports and cluster configuration, empty
+        await _heals(store)
+        assert (await store.next_task_stamp())[0] == 1
+        assert await store.lease_acquire("s", "pod-a", 1000)
+        assert await store.enqueue_job("j", "k", {}, [{}])
+        assert await store.claim_chunk("pod-a", 1000) is not None  # scripts reloaded
+    finally:
+        await store.close()
