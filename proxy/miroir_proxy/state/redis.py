@@ -215,12 +215,15 @@ class RedisStore:
         new = _indexed_values(task)
         moments = (task.enqueued_at, task.started_at, task.finished_at)
         scores = ["" if moment is None else _micros(moment) for moment in moments]
+        # A new uid has no old values yet: a create reads them only if the script says so.
+        old: list[str] | None = [""] * len(TASK_INDEXED) if mode == "create" else None
         async with self._reachable():
             while True:
                 # The script ZREMs the task from the sets of its old values: read them to
                 # declare those sets; the script answers _STALE if they changed meanwhile.
-                got = await self._redis.hmget(k.task(task.uid), list(TASK_INDEXED))
-                old = ["" if v is None else _text(v) for v in got]
+                if old is None:
+                    got = await self._redis.hmget(k.task(task.uid), list(TASK_INDEXED))
+                    old = ["" if v is None else _text(v) for v in got]
                 keys = [k.task(task.uid), k.tasks, k.task_bodies]
                 keys += [k.task_by(f, v) for f, v in zip(TASK_INDEXED, old, strict=True)]
                 keys += [k.task_by(f, v) for f, v in zip(TASK_INDEXED, new, strict=True)]
@@ -228,6 +231,7 @@ class RedisStore:
                 args: list[Any] = [mode, task.uid, body, *old, *new, *scores]
                 if int(await self._put_task(keys=keys, args=args)) != _STALE:
                     return
+                old = None
 
     async def create_task(self, task: TaskRecord) -> None:
         await self._write_task("create", task)
