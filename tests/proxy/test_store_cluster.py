@@ -64,6 +64,25 @@ async def test_a_cluster_url_opens_a_store_whose_state_spreads_over_the_masters(
     assert holding >= 2
 
 
+async def test_calls_beyond_the_connection_limit_wait_for_a_connection(
+    redis_cluster: RedisCluster,
+) -> None:
+    # redis-py's cluster client raises at once when a node has no free connection.
+    namespace = f"busy-{uuid.uuid4().hex[:8]}:"
+    store = RedisStore(
+        redis_cluster.client_url,
+        namespace=namespace,
+        timeout_s=5.0,
+        max_connections=2,
+        cluster=True,
+    )
+    try:
+        stamps = await asyncio.gather(*(store.next_task_stamp() for _ in range(50)))
+        assert sorted(uid for uid, _ in stamps) == list(range(50))
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [

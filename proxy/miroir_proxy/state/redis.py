@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,6 +159,12 @@ class RedisStore:
             url, cluster=cluster, timeout_s=timeout_s, max_connections=max_connections
         )
         self._timeout_s = timeout_s
+        # The cluster client fails a call at once when a node has no free connection (the
+        # standalone pool waits for one): callers wait here instead, within the deadline.
+        # No call holds more than one connection per node.
+        self._gate: AbstractAsyncContextManager[Any] = (
+            asyncio.Semaphore(max_connections) if cluster else nullcontext()
+        )
         register = self._redis.register_script
         self._next_task_stamp = register(scripts.NEXT_TASK_STAMP)
         self._lease_acquire = register(scripts.LEASE_ACQUIRE)
@@ -188,7 +194,7 @@ class RedisStore:
         """The one boundary: a deadline on every call, and every way of not getting an
         answer (refused, reset, timed out) turned into `StoreUnavailable`."""
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(self._timeout_s), self._gate:
                 yield
         except (
             redis_errors.ConnectionError,
