@@ -21,6 +21,7 @@ from meilisearch.models.task import Task, TaskInfo
 
 from miroir_proxy.cli.processes import NodeBinary, NodeProcess, resolve_node_binary
 
+from .redis_cluster import RedisCluster
 from .redis_server import RedisServer
 
 MASTER_KEY = "miroir-test-master-key-0123456789"
@@ -47,6 +48,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real 3-master Redis Cluster per session, isolated by key namespace as well."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

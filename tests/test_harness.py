@@ -154,7 +154,7 @@ def test_async_tests_that_leave_tasks_running_fail(tmp_path: Path) -> None:
     # The same layout as the repository: the guard only counts tasks of code under it.
     tests = tmp_path / "tests"
     tests.mkdir()
-    for module in ("conftest.py", "redis_server.py"):
+    for module in ("conftest.py", "redis_server.py", "redis_cluster.py"):
         shutil.copy(Path(__file__).with_name(module), tests / module)
     (tmp_path / "pytest.ini").write_text(
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"

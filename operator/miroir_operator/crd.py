@@ -172,7 +172,11 @@ SPEC: Schema = _obj(
                 ),
                 "redis": _obj(
                     {
-                        "url": _str("redis://host:port/db", pattern=r"^rediss?://"),
+                        "url": _str(
+                            "redis://host:port/db, or redis+cluster://host:port for a Redis "
+                            "Cluster (any one node)",
+                            pattern=r"^rediss?(\+cluster)?://",
+                        ),
                         "secretRef": _secret_ref("a Secret holding the redis URL", "url"),
                     },
                     default=False,

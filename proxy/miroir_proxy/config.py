@@ -138,7 +138,9 @@ class MiroirConfig(_Strict):
     )
     state_path: str = Field("miroir-state.sqlite3", description="SQLite state file (one pod)")
     store: str | None = Field(
-        None, description="None: SQLite at state_path; redis://host:port/db: shared by many pods"
+        None,
+        description="None: SQLite at state_path; redis://host:port/db: shared by many pods; "
+        "redis+cluster://host:port: a Redis Cluster (any one node), shared by many pods",
     )
     coordination: CoordinationConfig = CoordinationConfig()
     features: FeaturesConfig = FeaturesConfig()

@@ -19,9 +19,13 @@ from miroir_proxy.state.redis import RedisStore
 from miroir_proxy.state.sqlite import SqliteStore
 from miroir_proxy.state.store import Store
 
+from ..redis_cluster import RedisCluster
 from ..redis_server import RedisServer
 
 BACKENDS = ["sqlite", "redis"]
+# The store contract suites also run on a 3-master Redis Cluster: every script's keys must
+# be declared and share one hash slot there.
+STORE_BACKENDS = [*BACKENDS, "redis-cluster"]
 # Short enough to wait out on a real clock, long enough that a few calls never outlive it.
 SHORT_TTL_MS = 300
 DEADLINE_S = 5.0
@@ -41,8 +45,13 @@ def store_maker(
     """A factory of stores that all see the same state (a reopen is a new store)."""
     if backend == "sqlite":
         return lambda: SqliteStore(tmp_path / "state.sqlite3", clock=clock)
-    server: RedisServer = request.getfixturevalue("redis_server")
     namespace = f"test-{uuid.uuid4().hex[:12]}:"
+    if backend == "redis-cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        return lambda: RedisStore(
+            cluster.client_url, namespace=namespace, timeout_s=5.0, cluster=True
+        )
+    server: RedisServer = request.getfixturevalue("redis_server")
     # A generous deadline: this suite checks semantics, on a machine that may be busy.
     return lambda: RedisStore(server.url, namespace=namespace, timeout_s=5.0)
 

@@ -13,6 +13,7 @@ import redis.asyncio as redis_client
 
 from miroir_proxy.config import from_mapping
 from miroir_proxy.state.factory import open_store, split_namespace
+from miroir_proxy.state.keys import Keys
 from miroir_proxy.state.redis import RedisStore
 from miroir_proxy.state.sqlite import SqliteStore
 from miroir_proxy.state.store import IndexMeta, StoreUnavailable, TaskRecord
@@ -104,7 +105,7 @@ async def test_a_task_stamp_never_goes_back_when_the_redis_clock_does(
         # As if the server's clock had stepped back an hour after the last stamp.
         ahead = now + timedelta(hours=1)
         micros = (ahead - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-        await raw.set(f"{namespace}task-stamp", micros)
+        await raw.set(Keys(namespace).task_stamp, micros)
         assert await store.next_task_stamp() == (uid + 1, ahead)
         assert await store.next_task_stamp() == (uid + 2, ahead)
     finally:
@@ -135,7 +136,11 @@ async def test_namespaces_isolate_and_no_scratch_key_survives(
         assert await one.queue_depth() == 2
         names = [k.decode() async for k in raw.scan_iter(match="ns-one:*")]
         assert names and not [n for n in names if ":scratch:" in n]
-        assert not [k async for k in raw.scan_iter(match="ns-two:task:*")]
+        # `two` only handed out a task uid.
+        two_keys = Keys("ns-two:")
+        assert sorted([k.decode() async for k in raw.scan_iter(match="ns-two:*")]) == sorted(
+            [two_keys.task_uid, two_keys.task_stamp]
+        )
     finally:
         await one.close()
         await two.close()

@@ -2,6 +2,8 @@
 
 A `namespace` query parameter on the Redis URL (`redis://host:6379/0?namespace=prod:`)
 selects the key prefix, so several clusters can share one Redis; it defaults to `miroir:`.
+A `redis+cluster://host:port` (or `rediss+cluster://`) URL names one node of a Redis
+Cluster: the client discovers the others and sends each call to the master of its slot.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from .sqlite import SqliteStore
 from .store import Store
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Scheme of a Redis Cluster URL -> the scheme redis-py's cluster client reads.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 def split_namespace(url: str) -> tuple[str, str]:
@@ -30,14 +34,19 @@ def split_namespace(url: str) -> tuple[str, str]:
 def open_store(config: MiroirConfig) -> Store:
     if config.store is None:
         return SqliteStore(config.state_path)
-    scheme = urlsplit(config.store).scheme
-    if scheme not in REDIS_SCHEMES:
+    parts = urlsplit(config.store)
+    cluster = parts.scheme in CLUSTER_SCHEMES
+    if not cluster and parts.scheme not in REDIS_SCHEMES:
         raise ValueError(
-            f"store {config.store!r}: expected a redis://, rediss:// or unix:// URL "
-            "(or no `store` for SQLite at state_path)"
+            f"store {config.store!r}: expected a redis://, rediss://, unix://, "
+            "redis+cluster:// or rediss+cluster:// URL (or no `store` for SQLite at state_path)"
         )
-    url, namespace = split_namespace(config.store)
+    if cluster:
+        if parts.path.strip("/") not in ("", "0"):
+            raise ValueError(f"store {config.store!r}: Redis Cluster has only database 0")
+        parts = parts._replace(scheme=CLUSTER_SCHEMES[parts.scheme], path="")
+    url, namespace = split_namespace(urlunsplit(parts))
     # The store answers in well under a millisecond; a node-connect budget is a generous
     # deadline that still turns a dead Redis into a prompt 503.
     timeout_s = config.timeouts.node_connect_ms / 1000
-    return RedisStore(url, namespace=namespace, timeout_s=timeout_s)
+    return RedisStore(url, namespace=namespace, timeout_s=timeout_s, cluster=cluster)

@@ -1,27 +1,28 @@
-"""Redis backend of `Store`: the state many proxy pods share.
+"""Redis backend of `Store`: the state many proxy pods share, on one Redis or a Redis Cluster.
 
 Every multi-key step is one Lua script (`scripts.py`), so pods never see half a write and
-never race each other. Every call has a deadline (socket and connect timeouts), and
-connection failures surface as `StoreUnavailable` at this one boundary; the pool reconnects
-by itself once Redis answers again.
+never race each other. Each script declares its keys, all in one hash slot (`keys.py`), so
+the same scripts run on a standalone Redis and on Redis Cluster. Every call has a deadline
+(socket and connect timeouts), and connection failures surface as `StoreUnavailable` at this
+one boundary; the pool reconnects by itself once Redis answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from . import scripts
-from .keys import DEFAULT_NAMESPACE, TASK_DATES, TASK_INDEXED, Keys
+from .keys import DEFAULT_NAMESPACE, TASK_DATES, TASK_INDEXED, Keys, check_namespace
 from .store import (
     ClaimedChunk,
     IndexMeta,
@@ -54,6 +55,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 # Lua numbers are doubles: keep page sizes where they stay exact.
 _MAX_LIMIT = 1 << 31
+# Finished tasks deleted per script call: bounds the keys one call declares.
+_DELETE_BATCH = 500
+# A script's answer when the data the caller read to name its keys changed meanwhile.
+_STALE = -1
 
 
 def _micros(moment: str) -> int:
@@ -68,6 +73,11 @@ def _indexed_values(task: TaskRecord) -> tuple[str, ...]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _members(reply: Any) -> list[str]:
+    """A ZRANGE without scores (redis-py types it with the WITHSCORES shapes too)."""
+    return [_text(member) for member in reply]
 
 
 def _decode_task(body: bytes | str) -> TaskRecord:
@@ -110,6 +120,28 @@ def _pairs(flat: list[bytes]) -> dict[bytes | str, bytes | str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def _open_client(
+    url: str, *, cluster: bool, timeout_s: float, max_connections: int
+) -> Redis | RedisCluster:
+    # No retries: a failed call is reported at once; the pool re-checks connections on
+    # checkout, so the first call after Redis comes back already succeeds. No socket
+    # timeout: redis-py enforces it with asyncio.wait_for, which on Python 3.11 can swallow
+    # a cancellation; `_reachable` sets the deadline instead.
+    common: dict[str, Any] = {
+        "socket_timeout": None,
+        "socket_connect_timeout": timeout_s,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": False,
+    }
+    if cluster:
+        # Connections per master; redirects (MOVED, ASK) are followed whatever the retry.
+        return RedisCluster.from_url(url, max_connections=max_connections, **common)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout_s, **common
+    )
+    return Redis(connection_pool=pool)
+
+
 class RedisStore:
     def __init__(
         self,
@@ -118,23 +150,21 @@ class RedisStore:
         namespace: str = DEFAULT_NAMESPACE,
         timeout_s: float = 1.0,
         max_connections: int = 64,
+        cluster: bool = False,
     ) -> None:
-        # No retries: a failed call is reported at once; the pool re-checks connections on
-        # checkout, so the first call after Redis comes back already succeeds.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            # No socket timeout: redis-py enforces it with asyncio.wait_for, which on
-            # Python 3.11 can swallow a cancellation; `_reachable` sets the deadline instead.
-            socket_timeout=None,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
+        """`cluster`: `url` (redis:// or rediss://) names one node of a Redis Cluster, and
+        the client finds the others and routes each call to the master of its slot."""
+        self._keys = Keys(check_namespace(namespace))
+        self._redis = _open_client(
+            url, cluster=cluster, timeout_s=timeout_s, max_connections=max_connections
         )
-        self._redis = Redis(connection_pool=pool)
         self._timeout_s = timeout_s
-        self._keys = Keys(namespace)
+        # The cluster client fails a call at once when a node has no free connection (the
+        # standalone pool waits for one): callers wait here instead, within the deadline.
+        # No call holds more than one connection per node.
+        self._gate: AbstractAsyncContextManager[Any] = (
+            asyncio.Semaphore(max_connections) if cluster else nullcontext()
+        )
         register = self._redis.register_script
         self._next_task_stamp = register(scripts.NEXT_TASK_STAMP)
         self._lease_acquire = register(scripts.LEASE_ACQUIRE)
@@ -146,6 +176,7 @@ class RedisStore:
         self._put_topology = register(scripts.PUT_TOPOLOGY)
         self._put_task = register(scripts.PUT_TASK)
         self._list_tasks = register(scripts.LIST_TASKS)
+        self._matching_tasks = register(scripts.MATCHING_TASKS)
         self._delete_tasks = register(scripts.DELETE_TASKS)
         self._enqueue_job = register(scripts.ENQUEUE_JOB)
         self._claim_chunk = register(scripts.CLAIM_CHUNK)
@@ -156,15 +187,24 @@ class RedisStore:
         self._save_operation = register(scripts.SAVE_OPERATION)
         self._request_cancel = register(scripts.REQUEST_CANCEL)
         self._list_operations = register(scripts.LIST_OPERATIONS)
+        self._peer_leave = register(scripts.PEER_LEAVE)
 
     @asynccontextmanager
     async def _reachable(self) -> AsyncIterator[None]:
         """The one boundary: a deadline on every call, and every way of not getting an
         answer (refused, reset, timed out) turned into `StoreUnavailable`."""
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(self._timeout_s), self._gate:
                 yield
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as e:
+        except (
+            redis_errors.ConnectionError,
+            redis_errors.TimeoutError,
+            # Redis Cluster: a master down, its slots uncovered, no node reachable.
+            redis_errors.ClusterDownError,
+            redis_errors.SlotNotCoveredError,
+            redis_errors.RedisClusterUnreachableError,
+            OSError,
+        ) as e:
             raise StoreUnavailable(f"redis: {str(e) or type(e).__name__}") from e
 
     # -- tasks --------------------------------------------------------------------------
@@ -176,50 +216,75 @@ class RedisStore:
         return int(uid), _EPOCH + int(stamp) * _MICRO
 
     async def _write_task(self, mode: str, task: TaskRecord) -> None:
-        keys = self._keys
+        k = self._keys
         body = orjson.dumps({name: getattr(task, name) for name in _TASK_FIELDS})
-        args: list[Any] = [mode, task.uid, body]
-        for field, value in zip(TASK_INDEXED, _indexed_values(task), strict=True):
-            args += [keys.task_by_prefix(field), value]
-        for field, moment in zip(
-            TASK_DATES, (task.enqueued_at, task.started_at, task.finished_at), strict=True
-        ):
-            args += [keys.task_dates(field), "" if moment is None else _micros(moment)]
+        new = _indexed_values(task)
+        moments = (task.enqueued_at, task.started_at, task.finished_at)
+        scores = ["" if moment is None else _micros(moment) for moment in moments]
+        # A new uid has no old values yet: a create reads them only if the script says so.
+        old: list[str] | None = [""] * len(TASK_INDEXED) if mode == "create" else None
         async with self._reachable():
-            await self._put_task(keys=[keys.task(task.uid), keys.tasks], args=args)
+            while True:
+                # The script ZREMs the task from the sets of its old values: read them to
+                # declare those sets; the script answers _STALE if they changed meanwhile.
+                if old is None:
+                    got = await self._redis.hmget(k.task(task.uid), list(TASK_INDEXED))
+                    old = ["" if v is None else _text(v) for v in got]
+                keys = [k.task(task.uid), k.tasks, k.task_bodies]
+                keys += [k.task_by(f, v) for f, v in zip(TASK_INDEXED, old, strict=True)]
+                keys += [k.task_by(f, v) for f, v in zip(TASK_INDEXED, new, strict=True)]
+                keys += [k.task_dates(field) for field in TASK_DATES]
+                args: list[Any] = [mode, task.uid, body, *old, *new, *scores]
+                if int(await self._put_task(keys=keys, args=args)) != _STALE:
+                    return
+                old = None
 
     async def create_task(self, task: TaskRecord) -> None:
         await self._write_task("create", task)
 
     async def get_task(self, uid: int) -> TaskRecord | None:
         async with self._reachable():
-            body = await self._redis.hget(self._keys.task(uid), "body")
+            body = await self._redis.hget(self._keys.task_bodies, str(uid))
         return None if body is None else _decode_task(body)
 
     async def save_task(self, task: TaskRecord) -> None:
         await self._write_task("save", task)
 
-    def _spec(self, query: TaskQuery) -> dict[str, Any]:
-        keys = self._keys
-        sets: list[list[str]] = []
+    def _spec(
+        self, query: TaskQuery, *, finished: bool = False
+    ) -> tuple[list[str], dict[str, Any]]:
+        """(KEYS, spec) of the matching scripts: the spec names each key by its position
+        in KEYS. `finished`: only tasks that are done (what a deletion may take)."""
+        k = self._keys
+        declared: list[str] = []
+
+        def key(name: str) -> int:
+            declared.append(name)
+            return len(declared)
+
+        sets: list[list[int]] = []
         for field, values in (
             ("status", query.statuses),
             ("type", query.types),
             ("index", query.index_uids),
             ("batch", query.batch_uids),
             ("canceled", query.canceled_by),
+            ("status", frozenset(_TERMINAL) if finished else None),
         ):
             if values is not None:
-                sets.append([keys.task_by(field, v) for v in sorted(values, key=str)])
+                sets.append([key(k.task_by(field, v)) for v in sorted(values, key=str)])
         dates = []
         for field, op, moment in query.dates:
             bound = f"({_micros(moment)}"
             low, high = (bound, "+inf") if op == ">" else ("-inf", bound)
-            dates.append([keys.task_dates(field), low, high])
-        return {
-            "all": keys.tasks,
-            "task": keys.task_prefix,
-            "scratch": keys.scratch,
+            dates.append([key(k.task_dates(field)), low, high])
+        # Every group of several sets, the uids, every date range and the intersection may
+        # each take one scratch key.
+        need = sum(len(group) != 1 for group in sets) + len(dates) + 2
+        return declared, {
+            "all": key(k.tasks),
+            "bodies": key(k.task_bodies),
+            "scratch": [key(k.scratch(n)) for n in range(1, need + 1)],
             "sets": sets,
             "uids": None if query.uids is None else sorted(query.uids),
             "dates": dates,
@@ -229,28 +294,47 @@ class RedisStore:
         }
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
-        spec = orjson.dumps(self._spec(query))
+        keys, spec = self._spec(query)
         async with self._reachable():
-            reply = await self._list_tasks(args=[spec])
+            reply = await self._list_tasks(keys=keys, args=[orjson.dumps(spec)])
         following = None if reply[1] is None else int(reply[1])
         return TaskPage([_decode_task(b) for b in reply[2:]], int(reply[0]), following)
 
     async def delete_tasks(self, query: TaskQuery) -> list[int]:
-        keys = self._keys
-        spec = self._spec(query)
-        spec["sets"].append([keys.task_by("status", s) for s in _TERMINAL])
-        spec["indexed"] = [[field, keys.task_by_prefix(field)] for field in TASK_INDEXED]
-        spec["date_sets"] = [keys.task_dates(field) for field in TASK_DATES]
+        k = self._keys
+        keys, spec = self._spec(query, finished=True)
+        deleted: list[int] = []
         async with self._reachable():
-            uids = await self._delete_tasks(args=[orjson.dumps(spec)])
-        return sorted(int(u) for u in uids)
+            found = await self._matching_tasks(keys=keys, args=[orjson.dumps(spec)])
+            uids = [_text(u) for u in found]
+            # Finished tasks never change, so the values read here name their sets until
+            # the task is deleted; each batch is one atomic step.
+            for first in range(0, len(uids), _DELETE_BATCH):
+                batch = uids[first : first + _DELETE_BATCH]
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for uid in batch:
+                        pipe.hmget(k.task(int(uid)), list(TASK_INDEXED))
+                    values = await pipe.execute()
+                batch_keys = [k.tasks, k.task_bodies, *(k.task_dates(f) for f in TASK_DATES)]
+                args: list[str | int] = []
+                for uid, got in zip(batch, values, strict=True):
+                    sets = [
+                        k.task_by(field, _text(v))
+                        for field, v in zip(TASK_INDEXED, got, strict=True)
+                        if v is not None and v != b""
+                    ]
+                    batch_keys += [k.task(int(uid)), *sets]
+                    args += [uid, len(sets)]
+                gone = await self._delete_tasks(keys=batch_keys, args=args)
+                deleted += (int(u) for u in gone)
+        return sorted(deleted)
 
     async def unfinished_tasks(self) -> list[TaskRecord]:
         query = TaskQuery(statuses=frozenset({"enqueued", "processing"}), reverse=True)
-        spec = self._spec(query)
+        keys, spec = self._spec(query)
         spec["limit"] = _MAX_LIMIT
         async with self._reachable():
-            reply = await self._list_tasks(args=[orjson.dumps(spec)])
+            reply = await self._list_tasks(keys=keys, args=[orjson.dumps(spec)])
         return [_decode_task(b) for b in reply[2:]]
 
     # -- index metadata, topology, kv ---------------------------------------------------
@@ -341,10 +425,9 @@ class RedisStore:
         return {flat[i].decode(): orjson.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     async def peer_leave(self, pod_id: str) -> None:
-        async with self._reachable(), self._redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(self._keys.peer_expiry, pod_id)
-            pipe.hdel(self._keys.peers, pod_id)
-            await pipe.execute()
+        keys = [self._keys.peers, self._keys.peer_expiry]
+        async with self._reachable():
+            await self._peer_leave(keys=keys, args=[pod_id])
 
     async def get_phase(self, scope: str) -> dict[str, Any] | None:
         async with self._reachable():
@@ -373,9 +456,18 @@ class RedisStore:
     ) -> ClaimedChunk | None:
         k = self._keys
         wanted = b"" if kinds is None else orjson.dumps(sorted(kinds))
-        args: list[str | bytes | int] = [k.job_prefix, k.SLOTS_SUFFIX, owner, ttl_ms, wanted]
         async with self._reachable():
-            got = await self._claim_chunk(keys=[k.active_jobs, k.job_turn], args=args)
+            while True:
+                # The script walks the active jobs: read them to declare their keys; it
+                # answers _STALE if a job it was not given became active meanwhile.
+                active = _members(await self._redis.zrange(k.active_jobs, 0, -1))
+                keys = [k.active_jobs, k.job_turn]
+                for job in active:
+                    keys += [k.job(job), k.job_slots(job)]
+                args: list[str | bytes | int] = [owner, ttl_ms, wanted, *active]
+                got = await self._claim_chunk(keys=keys, args=args)
+                if got != _STALE:
+                    break
         if got is None:
             return None
         job_id, kind, index, payload, chunk, cursor, attempt = got
@@ -439,19 +531,32 @@ class RedisStore:
     async def list_operations(self, limit: int = 100) -> list[OperationRecord]:
         if limit <= 0:
             return []
-        args: list[str | int] = [self._keys.operation_prefix, min(limit, _MAX_LIMIT)]
+        k = self._keys
         async with self._reachable():
-            found = await self._list_operations(keys=[self._keys.operations], args=args)
+            # Operation records are never deleted: the newest ids name the hashes to read.
+            ids = _members(
+                await self._redis.zrange(k.operations, 0, min(limit, _MAX_LIMIT) - 1, desc=True)
+            )
+            if not ids:
+                return []
+            found = await self._list_operations(keys=[k.operation(i) for i in ids])
         return [_decode_operation(_pairs(flat)) for flat in found]
 
     async def save_operation(self, record: OperationRecord) -> bool:
         check_operation_state(record.state)
-        args: list[str | bytes] = [record.id, self._keys.running_prefix, record.state]
-        args += _op_fields(record, _OP_SAVED)
+        k = self._keys
+        fields = _op_fields(record, _OP_SAVED)
         async with self._reachable():
-            return bool(
-                await self._save_operation(keys=[self._keys.operation(record.id)], args=args)
-            )
+            while True:
+                # Finishing frees the scope the operation was created with: read it to
+                # declare its running key (the script answers _STALE if it differs).
+                stored = await self._redis.hget(k.operation(record.id), "scope")
+                scope = record.scope if stored is None else _text(stored)
+                keys = [k.operation(record.id), k.running(scope)]
+                args: list[str | bytes] = [record.id, scope, record.state, *fields]
+                done = int(await self._save_operation(keys=keys, args=args))
+                if done != _STALE:
+                    return bool(done)
 
     async def request_cancel(self, op_id: str) -> OperationRecord | None:
         async with self._reachable():
@@ -464,4 +569,5 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
-        await self._redis.connection_pool.disconnect()
+        if isinstance(self._redis, Redis):
+            await self._redis.connection_pool.disconnect()

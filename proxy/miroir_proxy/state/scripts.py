@@ -1,8 +1,10 @@
 """Lua scripts of the Redis backend: each one is a single atomic step of the store contract.
 
 Times come from the Redis server (`TIME`), so pods with skewed clocks agree on expiries.
-Key names are always built in Python (`keys.py`) and passed in; a script at most appends a
-value it read to a prefix it was given.
+Every key a script touches is built in Python (`keys.py`) and declared in KEYS, all in one
+hash slot, so the scripts run on Redis Cluster as on a standalone Redis. Where the keys
+depend on data (the sets of a task's old values, the jobs that are active), the caller reads
+that data first and the script checks it is still current, answering -1 when it is not.
 """
 
 from __future__ import annotations
@@ -91,59 +93,72 @@ redis.call('HSET', KEYS[1], 'epoch', epoch + 1, 'body', ARGV[2])
 return epoch + 1
 """
 
-# KEYS: task hash, all-tasks set. ARGV: mode ('create' | 'save'), uid, body, then for each
-# field of keys.TASK_INDEXED its by-value prefix and new value ('' = none), then for each of
-# keys.TASK_DATES its date set and score ('' = none). 'save' never touches a missing or
-# finished task.
+# KEYS: task hash, all-tasks set, bodies, then for each field of keys.TASK_INDEXED the set of
+# its old value, then the set of its new value, then the three date sets of keys.TASK_DATES.
+# ARGV: mode ('create' | 'save'), uid, body, the five old values the caller read, the five
+# new values ('' = none), the three date scores ('' = none). The caller read the old values
+# to name their sets: -1 when they changed since (read again), 0 when 'save' finds the task
+# missing or finished (it never touches those), 1 when written.
 PUT_TASK = """
 local uid = ARGV[2]
 local names = {'status', 'type', 'index', 'batch', 'canceled'}
 local old = redis.call('HMGET', KEYS[1], unpack(names))
+for i = 1, 5 do
+  if (old[i] or '') ~= ARGV[3 + i] then return -1 end
+end
 if ARGV[1] == 'save' then
   local s = old[1]
   if not s or s == 'succeeded' or s == 'failed' or s == 'canceled' then return 0 end
 end
-local fields = {'body', ARGV[3]}
+local fields = {}
 for i, name in ipairs(names) do
-  local prefix, new = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
-  if old[i] and old[i] ~= '' and old[i] ~= new then redis.call('ZREM', prefix .. old[i], uid) end
-  if new ~= '' then redis.call('ZADD', prefix .. new, uid, uid) end
+  local was, new = ARGV[3 + i], ARGV[8 + i]
+  if was ~= '' and was ~= new then redis.call('ZREM', KEYS[3 + i], uid) end
+  if new ~= '' then redis.call('ZADD', KEYS[8 + i], uid, uid) end
   fields[#fields + 1] = name
   fields[#fields + 1] = new
 end
 for i = 1, 3 do
-  local key, score = ARGV[12 + 2 * i], ARGV[13 + 2 * i]
+  local key, score = KEYS[13 + i], ARGV[13 + i]
   if score == '' then redis.call('ZREM', key, uid) else redis.call('ZADD', key, score, uid) end
 end
 redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('HSET', KEYS[3], uid, ARGV[3])
 redis.call('ZADD', KEYS[2], uid, uid)
 return 1
 """
 
 # Builds the sorted set of the uids matching a query (score = uid) out of the per-value
 # sets with ZUNIONSTORE / ZRANGESTORE / ZINTERSTORE, so filtering thousands of tasks stays in
-# Redis' C code. Scratch keys are numbered under spec.scratch and deleted by `cleanup`.
+# Redis' C code. The spec names every key by its position in KEYS: `all`, `sets` (groups of
+# per-value sets), `dates` ([date set, low, high]) and `scratch`, as many temporary keys as
+# the query may need; `cleanup` deletes the ones it made.
 _MATCHING = """
 local spec = cjson.decode(ARGV[1])
 local made = 0
 local function scratch()
   made = made + 1
+  local key = KEYS[spec.scratch[made]]
   -- A script that failed half-way may have left one behind.
-  redis.call('DEL', spec.scratch .. made)
-  return spec.scratch .. made
+  redis.call('DEL', key)
+  return key
 end
 local function cleanup()
-  for i = 1, made do redis.call('DEL', spec.scratch .. i) end
+  for i = 1, made do redis.call('DEL', KEYS[spec.scratch[i]]) end
 end
 local function matching()
   local inputs, weights = {}, {}
   for _, group in ipairs(spec.sets) do
     local key
     if #group == 1 then
-      key = group[1]
+      key = KEYS[group[1]]
     else
       key = scratch()
-      if #group > 1 then redis.call('ZUNIONSTORE', key, #group, unpack(group)) end
+      if #group > 1 then
+        local args = {key, #group}
+        for _, i in ipairs(group) do args[#args + 1] = KEYS[i] end
+        redis.call('ZUNIONSTORE', unpack(args))
+      end
     end
     inputs[#inputs + 1] = key
     weights[#weights + 1] = 1
@@ -165,13 +180,13 @@ local function matching()
   end
   -- Every task is in `all`: it only joins when nothing else scores by uid.
   if #inputs == 0 then
-    inputs[1] = spec.all
+    inputs[1] = KEYS[spec.all]
     weights[1] = 1
   end
   -- Date sets score by date: weight 0 keeps the uid as the score of the intersection.
   for _, range in ipairs(spec.dates) do
     local key = scratch()
-    redis.call('ZRANGESTORE', key, range[1], range[2], range[3], 'BYSCORE')
+    redis.call('ZRANGESTORE', key, KEYS[range[1]], range[2], range[3], 'BYSCORE')
     inputs[#inputs + 1] = key
     weights[#weights + 1] = 0
   end
@@ -188,8 +203,9 @@ local function matching()
 end
 """
 
-# ARGV: spec (JSON: all, scratch, sets, uids, dates, from, reverse, limit). Returns
-# {total, next uid or nil, body...}.
+# KEYS: as the spec names them, with the task bodies at spec.bodies. ARGV: spec (JSON: all,
+# bodies, scratch, sets, uids, dates, from, reverse, limit). Returns {total, next uid or nil,
+# body...}.
 LIST_TASKS = (
     _MATCHING
     + """
@@ -205,33 +221,44 @@ else
 end
 local out = {total, page[spec.limit + 1] or false}
 for i = 1, math.min(#page, spec.limit) do
-  out[#out + 1] = redis.call('HGET', spec.task .. page[i], 'body')
+  out[#out + 1] = redis.call('HGET', KEYS[spec.bodies], page[i])
 end
 cleanup()
 return out
 """
 )
 
-# ARGV: spec as for LIST_TASKS plus `indexed` ([[hash field, by-value prefix]...]) and
-# `date_sets`. Removes every matching task from all its sets; returns the uids.
-DELETE_TASKS = (
+# KEYS and ARGV as for LIST_TASKS. Returns the uids of every matching task.
+MATCHING_TASKS = (
     _MATCHING
     + """
 local uids = redis.call('ZRANGE', matching(), 0, -1)
-for _, uid in ipairs(uids) do
-  local key = spec.task .. uid
-  for _, pair in ipairs(spec.indexed) do
-    local value = redis.call('HGET', key, pair[1])
-    if value and value ~= '' then redis.call('ZREM', pair[2] .. value, uid) end
-  end
-  for _, dates in ipairs(spec.date_sets) do redis.call('ZREM', dates, uid) end
-  redis.call('ZREM', spec.all, uid)
-  redis.call('DEL', key)
-end
 cleanup()
 return uids
 """
 )
+
+# KEYS: all-tasks set, bodies, the three date sets, then per task its hash followed by the
+# sets of its indexed values. ARGV: per task its uid and how many value sets follow its hash.
+# The caller read the values of finished tasks, which never change; a task deleted since is
+# skipped. Returns the uids deleted.
+DELETE_TASKS = """
+local deleted = {}
+local at = 6
+for a = 1, #ARGV, 2 do
+  local uid, sets = ARGV[a], tonumber(ARGV[a + 1])
+  if redis.call('HEXISTS', KEYS[2], uid) == 1 then
+    for j = 1, sets do redis.call('ZREM', KEYS[at + j], uid) end
+    for j = 3, 5 do redis.call('ZREM', KEYS[j], uid) end
+    redis.call('ZREM', KEYS[1], uid)
+    redis.call('HDEL', KEYS[2], uid)
+    redis.call('DEL', KEYS[at])
+    deleted[#deleted + 1] = uid
+  end
+  at = at + 1 + sets
+end
+return deleted
+"""
 
 # KEYS: job, slots, active jobs, turn counter, depth. ARGV: job id, kind, payload, chunk...
 ENQUEUE_JOB = """
@@ -257,33 +284,43 @@ end
 return 1
 """
 
-# KEYS: active jobs, turn counter. ARGV: job prefix, slots suffix, owner, ttl_ms, kinds JSON
-# ('' = any). Walks the jobs from the one claimed least recently; the claimed job moves to
-# the back, so concurrent jobs interleave. Returns {job, kind, index, payload, chunk,
-# cursor or nil, attempt} or nil.
+# KEYS: active jobs, turn counter, then the hash and slots of each job the caller found
+# active. ARGV: owner, ttl_ms, kinds JSON ('' = any), then those job ids. Walks the jobs from
+# the one claimed least recently; the claimed job moves to the back, so concurrent jobs
+# interleave. Returns {job, kind, index, payload, chunk, cursor or nil, attempt}, nil when
+# nothing is claimable, or -1 when nothing was claimable among the jobs the caller named but
+# a job it did not name is active now (read the active jobs again).
 CLAIM_CHUNK = (
     _NOW
     + """
 local kinds = nil
-if ARGV[5] ~= '' then
+if ARGV[3] ~= '' then
   kinds = {}
-  for _, kind in ipairs(cjson.decode(ARGV[5])) do kinds[kind] = true end
+  for _, kind in ipairs(cjson.decode(ARGV[3])) do kinds[kind] = true end
 end
+local named = {}
+for i = 4, #ARGV do named[ARGV[i]] = 2 * (i - 4) + 3 end
+local unnamed = false
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local job = ARGV[1] .. id
-  if kinds == nil or kinds[redis.call('HGET', job, 'kind')] then
-    local slots = job .. ARGV[2]
-    local slot = redis.call('ZRANGE', slots, '-inf', now, 'BYSCORE', 'LIMIT', 0, 1)[1]
-    if slot then
-      redis.call('ZADD', slots, now + tonumber(ARGV[4]), slot)
-      redis.call('HSET', job, 'o:' .. slot, ARGV[3])
-      local attempt = redis.call('HINCRBY', job, 'a:' .. slot, 1)
-      redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), id)
-      local f = redis.call('HMGET', job, 'kind', 'payload', 'c:' .. slot, 'u:' .. slot)
-      return {id, f[1], slot, f[2], f[3], f[4], attempt}
+  local at = named[id]
+  if not at then
+    unnamed = true
+  else
+    local job, slots = KEYS[at], KEYS[at + 1]
+    if kinds == nil or kinds[redis.call('HGET', job, 'kind')] then
+      local slot = redis.call('ZRANGE', slots, '-inf', now, 'BYSCORE', 'LIMIT', 0, 1)[1]
+      if slot then
+        redis.call('ZADD', slots, now + tonumber(ARGV[2]), slot)
+        redis.call('HSET', job, 'o:' .. slot, ARGV[1])
+        local attempt = redis.call('HINCRBY', job, 'a:' .. slot, 1)
+        redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), id)
+        local f = redis.call('HMGET', job, 'kind', 'payload', 'c:' .. slot, 'u:' .. slot)
+        return {id, f[1], slot, f[2], f[3], f[4], attempt}
+      end
     end
   end
 end
+if unnamed then return -1 end
 return false
 """
 )
@@ -335,15 +372,17 @@ redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
 return false
 """
 
-# KEYS: operation hash. ARGV: id, running-key prefix, new state, then field/value pairs.
-# Only a running operation changes; leaving 'running' frees the stored scope.
+# KEYS: operation hash, running key of the scope the caller read from it. ARGV: id, that
+# scope, new state, then field/value pairs. Only a running operation changes; leaving
+# 'running' frees the stored scope. A scope never changes once created, so -1 (the stored
+# scope is another: read it again) only answers a record replaced since the read.
 SAVE_OPERATION = """
 local f = redis.call('HMGET', KEYS[1], 'state', 'scope')
 if f[1] ~= 'running' then return 0 end
+if f[2] ~= ARGV[2] then return -1 end
 redis.call('HSET', KEYS[1], 'state', ARGV[3], unpack(ARGV, 4))
 if ARGV[3] ~= 'running' then
-  local running = ARGV[2] .. f[2]
-  if redis.call('GET', running) == ARGV[1] then redis.call('DEL', running) end
+  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 end
 return 1
 """
@@ -356,12 +395,20 @@ if state == 'running' then redis.call('HSET', KEYS[1], 'cancel_requested', '1') 
 return redis.call('HGETALL', KEYS[1])
 """
 
-# KEYS: operations order. ARGV: operation prefix, limit (>= 1). Returns one flat HGETALL
-# per operation, newest first.
+# KEYS: the hashes of the operations to list. Returns one flat HGETALL per operation that
+# exists, in KEYS order.
 LIST_OPERATIONS = """
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1, 'REV')) do
-  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. id)
+for _, key in ipairs(KEYS) do
+  local fields = redis.call('HGETALL', key)
+  if #fields > 0 then out[#out + 1] = fields end
 end
 return out
+"""
+
+# KEYS: peers, peer expiry. ARGV: pod id.
+PEER_LEAVE = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,8 +125,8 @@ def queue_depth_metric(proxy: ProxyProcess) -> float:
     raise AssertionError("no miroir_background_queue_depth in /metrics")
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+def run_fleet(data_dir: Path, store: str) -> Iterator[DevCluster]:
+    """The module's cluster on `store`: "redis" (a redis-server of its own) or a store URL."""
     spec = ClusterSpec(
         nodes=6,
         replica_groups=2,
@@ -134,10 +135,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
         port=0,
         master_key=MASTER_KEY,
         node_master_key=NODE_KEY,
-        data_dir=tmp_path_factory.mktemp("multipod"),
+        data_dir=data_dir,
         proxy_settings=SETTINGS,
         proxies=3,
-        store="redis",
+        store=store,
         plugins=(PLUGIN,),
         python_path=(REPO_ROOT,),
     )
@@ -145,6 +146,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    yield from run_fleet(tmp_path_factory.mktemp("multipod"), "redis")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Fixtures of the two store suites: each test runs on every backend (SQLite, real Redis)."""
+"""Fixtures of the store suites: each test runs on every backend (SQLite, a real Redis, a real
+3-master Redis Cluster)."""
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 
 from miroir_proxy.state.store import Store
 
-from ..storekit import BACKENDS, FakeClock, Timeline, store_maker
+from ..storekit import STORE_BACKENDS, FakeClock, Timeline, store_maker
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=STORE_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

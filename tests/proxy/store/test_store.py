@@ -1,4 +1,4 @@
-"""The state store contract, run against every backend (SQLite and a real Redis)."""
+"""The state store contract, run against every backend (SQLite, a real Redis, a Redis Cluster)."""
 
 import asyncio
 import random
@@ -96,6 +96,37 @@ async def test_finished_tasks_never_change_back(store: Store) -> None:
     assert got is not None
     assert got.status == "succeeded"
     assert [t.uid for t in await store.unfinished_tasks()] == []
+
+
+async def test_concurrent_saves_leave_each_task_under_its_final_values_only(
+    make_store: Callable[[], Store],
+) -> None:
+    pods = [make_store() for _ in range(3)]
+    statuses, indexes = ("enqueued", "processing"), ("movies", "books", "films")
+    try:
+        for uid in range(4):
+            await pods[0].create_task(task(uid))
+        saves = [
+            pod.save_task(task(uid, status=statuses[n % 2], index_uid=indexes[n % 3]))
+            for n in range(12)
+            for uid in range(4)
+            for pod in pods
+        ]
+        random.Random(7).shuffle(saves)
+        await asyncio.gather(*saves)
+        for uid in range(4):
+            final = await pods[1].get_task(uid)
+            assert final is not None
+            for field, values, value in (
+                ("statuses", statuses, final.status),
+                ("indexUids", indexes, final.index_uid),
+            ):
+                for v in values:
+                    page = await pods[2].list_tasks(parse({field: v}, action="list"))
+                    assert (uid in [t.uid for t in page.results]) == (v == value), (uid, v)
+    finally:
+        for pod in pods:
+            await pod.close()
 
 
 async def test_listing_filters_and_pagination(store: Store) -> None:
