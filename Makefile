@@ -17,12 +17,13 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-# Redis comes from Debian packages; later issues' tests start their own redis-server.
+# Redis comes from Debian packages; tests start their own redis-server (and build a Redis
+# Cluster with redis-cli, from redis-tools).
 redis:
-	@command -v redis-server >/dev/null || { \
-		echo "installing redis-server from Debian packages"; \
+	@{ command -v redis-server && command -v redis-cli; } >/dev/null || { \
+		echo "installing redis-server and redis-tools from Debian packages"; \
 		apt-get update -qq >/dev/null && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
 
 # A local cluster in the foreground (6 nodes, 2 replica groups, RF=2, 16 shards); Ctrl-C stops it.
 DEV_MASTER_KEY ?= miroir-dev-master-key

@@ -18,8 +18,10 @@ from miroir_proxy.cli.processes import (
     NodeBinary,
     NodeProcess,
     NodeStartError,
+    ProxyProcess,
     free_port,
     free_ports,
+    probe_health,
     resolve_node_binary,
 )
 
@@ -180,3 +182,26 @@ def test_async_tests_that_leave_tasks_running_fail(tmp_path: Path) -> None:
     )
     assert "1 failed, 1 passed" in run.stdout, run.stdout + run.stderr
     assert "test left asyncio tasks running" in run.stdout
+
+
+def test_a_proxy_whose_chosen_port_was_taken_moves_to_another(tmp_path: Path) -> None:
+    # Another process binds the port between our check and the proxy's own bind (parallel
+    # test workers draw from the same range): the first start moves to free ports.
+    with LocalNodes(1, tmp_path / "nodes", "harness-master-key-0123") as nodes:
+        config = {
+            "shards": 2,
+            "replication_factor": 1,
+            "node_master_key": "harness-master-key-0123",
+            "replica_groups": [{"id": "g0", "nodes": [{"id": "n0", "url": nodes.urls[0]}]}],
+        }
+        proxy = ProxyProcess(tmp_path / "proxy", config)
+        taken = proxy.port
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", taken))
+            squatter.listen()
+            proxy.start()
+            try:
+                proxy.wait_ready()
+                assert proxy.port != taken and probe_health(proxy.url)
+            finally:
+                proxy.stop()

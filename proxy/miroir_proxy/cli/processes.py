@@ -85,6 +85,9 @@ def resolve_node_binary() -> NodeBinary:
     )
 
 
+_BIND_ATTEMPTS = 3
+
+
 def free_port(host: str = LOOPBACK) -> int:
     return free_ports(1, host)[0]
 
@@ -469,6 +472,9 @@ class ProxyProcess(NodeProcess):
             binary=NodeBinary(resolve_proxy_binary(), is_devnode=False),
         )
         self.metrics_port = metrics_port or spare[1]
+        # Ports we chose may be taken by another process between our check and the proxy's
+        # bind: until the proxy first answered, such a start moves to other ports.
+        self._may_move = port is None and metrics_port is None
         self.config = config
         self.log_level = log_level
         self.plugins = tuple(plugins)
@@ -513,6 +519,20 @@ class ProxyProcess(NodeProcess):
         document = {"state_path": str(self.data_dir / PROXY_STATE_NAME), **self.config}
         document["listen"] = listen
         self.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def wait_healthy(self, timeout_s: float = 20.0) -> None:
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            try:
+                super().wait_healthy(timeout_s)
+            except NodeStartError as e:
+                lost = "address already in use" in str(e).lower()
+                if not (self._may_move and lost and attempt < _BIND_ATTEMPTS):
+                    raise
+                self.port, self.metrics_port = free_ports(2)
+                self.start()
+                continue
+            self._may_move = False
+            return
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Poll `/_miroir/ready` until 200: every shard has a live replica in an active group."""

@@ -8,7 +8,10 @@ from redis.crc import key_slot
 
 from miroir_proxy.state.keys import TASK_DATES, TASK_INDEXED, Keys
 
-namespaces = st.text(st.characters(blacklist_characters="{}"), max_size=12)
+# Namespaces come from a URL: text without braces (refused) and without lone surrogates.
+namespaces = st.text(
+    st.characters(blacklist_characters="{}", blacklist_categories=("Cs",)), max_size=12
+)
 # Scopes, ids and values are data: braces included.
 words = st.text(max_size=12)
 
