@@ -10,13 +10,14 @@ itself is wrong). Every call has a deadline.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 CALL_TIMEOUT_S = 10.0
+IN_PROGRESS = "miroir_operation_in_progress"
 
 
 class AdminError(Exception):
@@ -56,6 +57,63 @@ class TopologyView:
     shards: int
     replication_factor: int
     groups: tuple[GroupView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OperationView:
+    id: str
+    kind: str
+    state: str
+    phase: str
+    done: int = 0
+    total: int = 0
+    unit: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("succeeded", "failed", "canceled")
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSync:
+    """One group as `GET /_miroir/groups` shows it: state and, once an add ran, its sync."""
+
+    id: str
+    state: str
+    shards_total: int = 0
+    shards_synced: int = 0
+    operation: str | None = None
+
+
+def _operation(document: Any) -> OperationView:
+    try:
+        progress = document.get("progress") or {}
+        return OperationView(
+            id=str(document["id"]),
+            kind=str(document["kind"]),
+            state=str(document["state"]),
+            phase=str(document.get("phase") or ""),
+            done=int(progress.get("done", 0)),
+            total=int(progress.get("total", 0)),
+            unit=str(progress.get("unit", "")),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise AdminUnavailable(f"unexpected operation document: {exc!r}") from exc
+
+
+def _group_sync(document: Any) -> GroupSync:
+    try:
+        shards = document.get("shards") or {}
+        operation = document.get("operation") or {}
+        return GroupSync(
+            id=str(document["id"]),
+            state=str(document["state"]),
+            shards_total=int(shards.get("total", 0)),
+            shards_synced=int(shards.get("synced", 0)),
+            operation=str(operation["id"]) if "id" in operation else None,
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise AdminUnavailable(f"unexpected group document: {exc!r}") from exc
 
 
 def _topology(document: Mapping[str, Any]) -> TopologyView:
@@ -129,6 +187,33 @@ class AdminClient:
         if not isinstance(payload, dict):
             raise AdminUnavailable("GET /_miroir/topology: not a JSON object")
         return _topology(payload)
+
+    async def groups(self) -> tuple[GroupSync, ...]:
+        _, payload = await self._call("GET", "/_miroir/groups")
+        results = payload.get("results") if isinstance(payload, dict) else None
+        if not isinstance(results, list):
+            raise AdminUnavailable("GET /_miroir/groups: no `results` array")
+        return tuple(_group_sync(group) for group in results)
+
+    async def add_group(self, group: str, nodes: Sequence[tuple[str, str]]) -> str:
+        """Start adding `group` with its `(node id, url)` pairs; the operation's id.
+        A 409 `miroir_operation_in_progress` is `AdminRefused`: another change runs."""
+        body = {"id": group, "nodes": [{"id": node, "url": url} for node, url in nodes]}
+        _, payload = await self._call("POST", "/_miroir/groups", body)
+        if not isinstance(payload, dict) or "operation" not in payload:
+            raise AdminUnavailable("POST /_miroir/groups: no operation in the answer")
+        return str(payload["operation"])
+
+    async def remove_group(self, group: str) -> str:
+        """Start removing `group` (stop routing to it, then forget it); the operation's id."""
+        _, payload = await self._call("DELETE", f"/_miroir/groups/{group}")
+        if not isinstance(payload, dict) or "operation" not in payload:
+            raise AdminUnavailable(f"DELETE /_miroir/groups/{group}: no operation in the answer")
+        return str(payload["operation"])
+
+    async def operation(self, operation_id: str) -> OperationView:
+        _, payload = await self._call("GET", f"/_miroir/operations/{operation_id}")
+        return _operation(payload)
 
     async def ready(self) -> bool:
         """True once every shard has a live replica in some active group."""

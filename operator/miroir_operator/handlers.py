@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,8 @@ class OperatorConfig:
     resync_interval_s: float = RESYNC_INTERVAL_S
     # Where a cluster's admin API answers: its client Service inside the cluster.
     admin_url: str = ADMIN_URL
+    # The URL the proxies reach a node at (its pod's DNS name); tests point it at local nodes.
+    node_url: Callable[[Cluster, str, int], str] = naming.node_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,22 +65,82 @@ async def admin_client(
     return adminapi.AdminClient(clients.http.get(), url, key)
 
 
-async def with_group_states(
-    observed: status.Observed, clients: Clients, cluster: Cluster, config: OperatorConfig
+async def follow_groups(
+    observed: status.Observed,
+    body: kopf.Body,
+    clients: Clients,
+    cluster: Cluster,
+    config: OperatorConfig,
 ) -> status.Observed:
-    """`observed` with each group's state from the proxies' topology, once a proxy is up;
-    the states stay `unknown` while the admin API cannot answer."""
+    """`observed` with each group's state and sync from the proxies' admin API, once a
+    proxy is up; registers a group of the spec the proxies lack once its nodes are ready.
+
+    The admin API is the memory: a group it already knows is followed, never added again,
+    so a restarted operator picks up an operation in flight. While the API cannot answer
+    the states stay `unknown`."""
     if observed.proxies_ready < 1:
         return observed
     try:
-        topology = await (await admin_client(clients, cluster, config)).topology()
+        client = await admin_client(clients, cluster, config)
+        known = {g.id: g for g in await client.groups()}
+        missing = [g for g in observed.groups if g.id not in known and g.nodes_ready >= g.nodes]
+        if missing and await _register(client, missing[0], body, cluster, config):
+            known = {g.id: g for g in await client.groups()}
+        operation = await _running_operation(client, known.values())
     except (adminapi.AdminError, KubeError):
         return observed
-    states = {group.id: group.state for group in topology.groups}
-    groups = tuple(
-        dataclasses.replace(g, state=states.get(g.id, "unregistered")) for g in observed.groups
+    groups = tuple(_with_sync(g, known.get(g.id)) for g in observed.groups)
+    return dataclasses.replace(observed, groups=groups, operation=operation)
+
+
+async def _register(
+    client: adminapi.AdminClient,
+    group: status.GroupReadiness,
+    body: kopf.Body,
+    cluster: Cluster,
+    config: OperatorConfig,
+) -> bool:
+    """Ask the proxies to add `group` with its nodes named explicitly; False while another
+    topology change runs or the proxies refuse the nodes (the next pass asks again)."""
+    nodes = [
+        (naming.node_id(group.id, ordinal), config.node_url(cluster, group.id, ordinal))
+        for ordinal in range(group.nodes)
+    ]
+    try:
+        operation = await client.add_group(group.id, nodes)
+    except adminapi.AdminRefused as exc:
+        if exc.code != adminapi.IN_PROGRESS:
+            kopf.warn(body, reason="GroupRefused", message=f"group {group.id}: {exc}")
+        return False
+    kopf.info(body, reason="GroupRegistered", message=f"group {group.id}: operation {operation}")
+    return True
+
+
+async def _running_operation(
+    client: adminapi.AdminClient, groups: Iterable[adminapi.GroupSync]
+) -> status.OperationProgress | None:
+    for group in groups:
+        if group.operation is None or group.state == "active":
+            continue
+        op = await client.operation(group.operation)
+        if not op.finished:
+            return status.OperationProgress(
+                op.id, op.kind, op.state, op.phase, op.done, op.total, op.unit
+            )
+    return None
+
+
+def _with_sync(
+    group: status.GroupReadiness, sync: adminapi.GroupSync | None
+) -> status.GroupReadiness:
+    if sync is None:
+        return dataclasses.replace(group, state="unregistered")
+    return dataclasses.replace(
+        group,
+        state=sync.state,
+        shards_total=sync.shards_total,
+        shards_synced=sync.shards_synced,
     )
-    return dataclasses.replace(observed, groups=groups)
 
 
 def _now() -> str:
@@ -144,12 +206,12 @@ async def reconcile(
         observed = await observe(clients.kube, cluster)
     except KubeError as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=config.wait_delay_s) from exc
-    observed = await with_group_states(observed, clients, cluster, config)
+    observed = await follow_groups(observed, body, clients, cluster, config)
     new_status = status.reconciled(observed, cluster.generation, old_status, _now(), established)
     patch.status.update(new_status)
     if new_status["phase"] != old_status.get("phase"):
         kopf.info(body, reason=new_status["phase"], message=new_status["conditions"][0]["message"])
-    if not observed.ready:
+    if not observed.settled:
         raise kopf.TemporaryError(status.waiting_for(observed), delay=config.wait_delay_s)
     logger.info("cluster %s is ready", cluster.name)
 

@@ -22,6 +22,26 @@ class GroupReadiness:
     # The group's state in the proxies' topology (initializing, syncing, active, ...), or
     # `unknown` while the admin API cannot be asked, `unregistered` when it lacks the group.
     state: str = "unknown"
+    # The sync of a group being added, as the admin API counts it: (index, shard) pairs.
+    shards_total: int = 0
+    shards_synced: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OperationProgress:
+    """The topology operation the proxies are running (adding or removing a group)."""
+
+    id: str
+    kind: str
+    state: str
+    phase: str
+    done: int = 0
+    total: int = 0
+    unit: str = ""
+
+
+# Group states that mean nothing is left to do for the operator.
+SETTLED_STATES = frozenset({"active", "unknown"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +51,23 @@ class Observed:
     groups: tuple[GroupReadiness, ...]
     proxies: int
     proxies_ready: int
+    operation: OperationProgress | None = None
 
     @property
     def ready(self) -> bool:
         nodes_ok = all(g.nodes_ready >= g.nodes for g in self.groups)
         return nodes_ok and self.proxies_ready >= 1
+
+    @property
+    def scaling(self) -> bool:
+        """The proxies serve (some group is active) while another group is not yet
+        active: being registered, synced or removed."""
+        serving = any(g.state == "active" for g in self.groups) and self.proxies_ready >= 1
+        return serving and any(g.state not in SETTLED_STATES for g in self.groups)
+
+    @property
+    def settled(self) -> bool:
+        return self.ready and not self.scaling
 
 
 def condition(type_: str, ok: bool, reason: str, message: str, generation: int) -> Condition:
@@ -72,6 +104,12 @@ def waiting_for(observed: Observed) -> str:
     ]
     if observed.proxies_ready < 1:
         parts.append(f"proxies: {observed.proxies_ready}/{observed.proxies} ready")
+    parts.extend(
+        f"group {g.id}: {g.state}"
+        + (f" ({g.shards_synced}/{g.shards_total} shards synced)" if g.shards_total else "")
+        for g in observed.groups
+        if g.state not in SETTLED_STATES
+    )
     return "; ".join(parts)
 
 
@@ -88,7 +126,14 @@ def reconciled(
     )
     established = established or was_ready
     waiting = waiting_for(observed)
-    if ready:
+    if observed.scaling:
+        phase, message = "Scaling", f"changing replica groups: {waiting}"
+        conditions = [
+            condition("Ready", ready, "Scaling", message, generation),
+            condition("Progressing", True, "Scaling", message, generation),
+            condition("Degraded", False, "Scaling", message, generation),
+        ]
+    elif ready:
         phase, message = "Ready", "every node and a proxy are ready"
         conditions = [
             condition("Ready", True, "ClusterReady", message, generation),
@@ -115,11 +160,35 @@ def reconciled(
         "phase": phase,
         "observedGeneration": generation,
         "nodes": f"{nodes_ready}/{nodes}",
-        "groups": [
-            {"id": g.id, "state": g.state, "nodes": g.nodes, "nodesReady": g.nodes_ready}
-            for g in observed.groups
-        ],
+        "groups": [_group(g) for g in observed.groups],
+        # None removes a finished operation from the status (merge patch).
+        "operation": _operation(observed.operation),
         "conditions": merge_conditions(_conditions(old), conditions, now),
+    }
+
+
+def _group(g: GroupReadiness) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": g.id,
+        "state": g.state,
+        "nodes": g.nodes,
+        "nodesReady": g.nodes_ready,
+    }
+    if g.shards_total:
+        out["shardsSynced"] = g.shards_synced
+        out["shardsTotal"] = g.shards_total
+    return out
+
+
+def _operation(op: OperationProgress | None) -> dict[str, Any] | None:
+    if op is None:
+        return None
+    return {
+        "id": op.id,
+        "kind": op.kind,
+        "state": op.state,
+        "phase": op.phase,
+        "progress": {"done": op.done, "total": op.total, "unit": op.unit},
     }
 
 

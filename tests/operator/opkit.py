@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from miroir_operator.builders import proxy
 from miroir_operator.spec import parse_cluster
 from miroir_proxy.api.app import make_app
+from miroir_proxy.cli.processes import NodeBinary, NodeProcess
 from miroir_proxy.config import from_mapping
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,3 +86,15 @@ async def proxy_for(tmp_path: Path, node_url: str, master_key: str) -> AsyncIter
     env = {"MIROIR_ADMIN_KEY": ADMIN_KEY, "MIROIR_NODE_MASTER_KEY": master_key}
     async with TestServer(make_app(from_mapping(raw, env=env))) as server:
         yield str(server.make_url(""))
+
+
+@contextmanager
+def empty_node(data_dir: Path, binary: NodeBinary, master_key: str) -> Iterator[NodeProcess]:
+    """A node of its own, started empty: what a new replica group's pod is."""
+    node = NodeProcess(data_dir, master_key=master_key, binary=binary)
+    node.start()
+    try:
+        node.wait_healthy(30.0)
+        yield node
+    finally:
+        node.stop()

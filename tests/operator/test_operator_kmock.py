@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,21 @@ import kopf
 import pytest
 
 from miroir_operator import crd
+from miroir_operator.builders import naming
 from miroir_operator.handlers import OperatorConfig
 from miroir_operator.main import configure, register
-from miroir_proxy.cli.processes import NodeProcess
+from miroir_operator.spec import Cluster
+from miroir_proxy.cli.processes import NodeBinary, NodeProcess
 
-from .opkit import ADMIN_KEY, CLOSED, VersionedEmulator, example_cluster, proxy_for, until
+from .opkit import (
+    ADMIN_KEY,
+    CLOSED,
+    VersionedEmulator,
+    empty_node,
+    example_cluster,
+    proxy_for,
+    until,
+)
 
 pytestmark = pytest.mark.kmock(cls=VersionedEmulator)
 
@@ -45,7 +55,9 @@ def _prepare(server: kmock.KubernetesEmulator) -> None:
 
 @contextlib.asynccontextmanager
 async def running_operator(
-    server: kmock.KubernetesEmulator, admin_url: str = CLOSED
+    server: kmock.KubernetesEmulator,
+    admin_url: str = CLOSED,
+    node_url: Callable[[Cluster, str, int], str] = naming.node_url,
 ) -> AsyncIterator[None]:
     registry = kopf.OperatorRegistry()
     config = OperatorConfig(
@@ -53,6 +65,7 @@ async def running_operator(
         wait_delay_s=0.2,
         resync_interval_s=0.3,
         admin_url=admin_url,
+        node_url=node_url,
     )
     register(
         registry,
@@ -287,3 +300,94 @@ async def test_group_states_come_from_the_proxies_admin_api(
         await until(lambda: _status(kmock, "one").get("phase") == "Ready", "phase Ready")
         groups = _status(kmock, "one")["groups"]
         assert groups == [{"id": "g0", "state": "active", "nodes": 1, "nodesReady": 1}]
+
+
+async def _patch_spec(server: kmock.KubernetesEmulator, name: str, spec: dict[str, Any]) -> None:
+    """What `kubectl patch --type=merge` does to the MiroirCluster's spec."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            f"{server.url}/apis/{crd.GROUP}/{crd.VERSION}/namespaces/{NS}/{crd.PLURAL}/{name}",
+            json={"spec": spec},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+
+
+async def _admin_groups(admin_url: str) -> list[dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{admin_url}/_miroir/groups", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return list((await response.json())["results"])
+
+
+@pytest.mark.timeout(90)
+async def test_a_second_replica_group_is_created_registered_and_followed_to_active(
+    kmock: kmock.KubernetesEmulator,
+    tmp_path: Path,
+    devnode: NodeProcess,
+    node_binary: NodeBinary,
+    master_key: str,
+) -> None:
+    """replicaGroups.count 1 -> 2: the operator creates g1's StatefulSet, waits for its pods,
+    registers g1-0 at the URL its pod answers at, and status follows the sync to active."""
+    _prepare(kmock)
+    spec = {"secrets": {"adminKey": {"name": "keys", "key": "admin"}}}
+    kmock.objects["v1/secrets", NS, "keys"] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "keys", "namespace": NS},
+        "data": {"admin": base64.b64encode(ADMIN_KEY.encode()).decode()},
+    }
+    kmock.objects[CLUSTERS, NS, "two"] = _cluster_body("two", spec)
+    with empty_node(tmp_path / "g1-0", node_binary, master_key) as new_node:
+        pods = {("g0", 0): devnode.url, ("g1", 0): new_node.url}
+        async with (
+            proxy_for(tmp_path, devnode.url, master_key) as admin_url,
+            running_operator(
+                kmock, admin_url, node_url=lambda _c, group, ordinal: pods[group, ordinal]
+            ),
+        ):
+            await _provisioned(kmock, "two")
+            await _mark_ready(kmock, "two", 1)
+            await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
+
+            await _patch_spec(kmock, "two", {"replicaGroups": {"count": 2}})
+            sts = await until(
+                lambda: _get(kmock, "apps/v1/statefulsets", "two-g1"), "g1's StatefulSet"
+            )
+            assert sts["spec"]["replicas"] == 1
+            assert sts["metadata"]["ownerReferences"][0]["uid"] == "uid-two"
+            await until(
+                lambda: any(g["id"] == "g1" for g in _status(kmock, "two").get("groups", [])),
+                "status to list g1",
+            )
+            g1 = next(g for g in _status(kmock, "two")["groups"] if g["id"] == "g1")
+            assert g1["state"] == "unregistered" and g1["nodesReady"] == 0
+            # Pods not ready: nothing is registered at the proxies yet.
+            assert [g["id"] for g in await _admin_groups(admin_url)] == ["g0"]
+
+            await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/two-g1", 1)
+            await until(
+                lambda: _status(kmock, "two").get("groups", [{}])[-1].get("state") == "active",
+                "g1 active in status",
+            )
+            await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
+            final = _status(kmock, "two")
+            assert [(g["id"], g["state"]) for g in final["groups"]] == [
+                ("g0", "active"),
+                ("g1", "active"),
+            ]
+            assert final["nodes"] == "2/2"
+            assert not final.get("operation"), "the finished operation left the status"
+            registered = {g["id"]: g for g in await _admin_groups(admin_url)}
+            assert registered["g1"]["state"] == "active"
+            assert [(n["id"], n["url"]) for n in registered["g1"]["nodes"]] == [
+                ("g1-0", new_node.url)
+            ]
+            assert registered["g1"]["operation"]["state"] == "succeeded"

@@ -82,3 +82,56 @@ def test_conditions_of_other_types_are_kept() -> None:
     old = {"conditions": [{"type": "Custom", "status": "True", "lastTransitionTime": T0}]}
     st = status.reconciled(_observed(3), 1, old, T1, established=False)
     assert _conditions(st)["Custom"] == old["conditions"][0]
+
+
+def _adding(state: str, synced: int, op: status.OperationProgress | None) -> Observed:
+    groups = (
+        GroupReadiness("g0", 3, 3, state="active"),
+        GroupReadiness("g1", 3, 3, state=state, shards_total=8, shards_synced=synced),
+    )
+    return Observed(groups=groups, proxies=2, proxies_ready=1, operation=op)
+
+
+def test_a_group_being_added_is_scaling_with_its_sync_and_operation() -> None:
+    op = status.OperationProgress("op-1", "group-add", "running", "sync", 3, 8, "shards")
+    st = status.reconciled(_adding("syncing", 3, op), 2, {}, T0, established=False)
+    assert st["phase"] == "Scaling"
+    cond = _conditions(st)
+    assert cond["Progressing"]["status"] == "True" and cond["Progressing"]["reason"] == "Scaling"
+    assert cond["Ready"]["status"] == "True", "the active group keeps serving"
+    assert "group g1: syncing (3/8 shards synced)" in str(cond["Progressing"]["message"])
+    assert st["groups"][1] == {
+        "id": "g1",
+        "state": "syncing",
+        "nodes": 3,
+        "nodesReady": 3,
+        "shardsSynced": 3,
+        "shardsTotal": 8,
+    }
+    assert st["operation"] == {
+        "id": "op-1",
+        "kind": "group-add",
+        "state": "running",
+        "phase": "sync",
+        "progress": {"done": 3, "total": 8, "unit": "shards"},
+    }
+    assert not _adding("syncing", 3, op).settled
+
+    done = status.reconciled(_adding("active", 8, None), 2, st, T1, established=False)
+    assert done["phase"] == "Ready"
+    assert done["operation"] is None, "a merge patch with null removes the finished operation"
+    assert _conditions(done)["Progressing"]["status"] == "False"
+    assert _adding("active", 8, None).settled
+
+
+def test_a_group_the_proxies_do_not_know_yet_is_scaling_not_ready() -> None:
+    unregistered = _adding("unregistered", 0, None)
+    assert unregistered.scaling and not unregistered.settled
+    assert status.reconciled(unregistered, 2, {}, T0, established=True)["phase"] == "Scaling"
+
+
+def test_unknown_group_states_do_not_hold_the_cluster_back() -> None:
+    """Without an answer from the admin API nothing is invented: readiness decides."""
+    st = status.reconciled(_observed(3, 3), 1, {}, T0, established=False)
+    assert st["phase"] == "Ready" and st["operation"] is None
+    assert _observed(3, 3).settled
