@@ -211,6 +211,13 @@ class AdminClient:
             raise AdminUnavailable(f"DELETE /_miroir/groups/{group}: no operation in the answer")
         return str(payload["operation"])
 
+    async def operations(self) -> tuple[OperationView, ...]:
+        _, payload = await self._call("GET", "/_miroir/operations")
+        results = payload.get("results") if isinstance(payload, dict) else None
+        if not isinstance(results, list):
+            raise AdminUnavailable("GET /_miroir/operations: no `results` array")
+        return tuple(_operation(op) for op in results)
+
     async def operation(self, operation_id: str) -> OperationView:
         _, payload = await self._call("GET", f"/_miroir/operations/{operation_id}")
         return _operation(payload)

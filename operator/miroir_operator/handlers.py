@@ -71,26 +71,47 @@ async def follow_groups(
     clients: Clients,
     cluster: Cluster,
     config: OperatorConfig,
+    previous: Iterable[str] = (),
 ) -> status.Observed:
     """`observed` with each group's state and sync from the proxies' admin API, once a
-    proxy is up; registers a group of the spec the proxies lack once its nodes are ready.
+    proxy is up. A group of the spec the proxies lack is registered once its nodes are
+    ready; a group they know (or `previous`, the groups the last status listed) beyond the
+    spec is removed through the API first, and only once they forgot it are its
+    StatefulSet and PodDisruptionBudget deleted.
 
-    The admin API is the memory: a group it already knows is followed, never added again,
-    so a restarted operator picks up an operation in flight. While the API cannot answer
-    the states stay `unknown`."""
+    The admin API and the status are the memory: a group the API knows is followed, never
+    added again, so a restarted operator picks up an operation in flight. While the API
+    cannot answer the states stay `unknown` and groups being removed stay `removing`."""
+    wanted = {g.id for g in observed.groups}
+    leftover = sorted(set(previous) - wanted)
     if observed.proxies_ready < 1:
-        return observed
+        return _with_removing(observed, leftover)
     try:
         client = await admin_client(clients, cluster, config)
         known = {g.id: g for g in await client.groups()}
         missing = [g for g in observed.groups if g.id not in known and g.nodes_ready >= g.nodes]
-        if missing and await _register(client, missing[0], body, cluster, config):
+        retiring = sorted((set(leftover) | set(known)) - wanted)
+        changed = False
+        if missing:
+            changed = await _register(client, missing[0], body, cluster, config)
+        elif any(r in known for r in retiring):
+            changed = await _unregister(client, next(r for r in retiring if r in known), body)
+        if changed:
             known = {g.id: g for g in await client.groups()}
-        operation = await _running_operation(client, known.values())
+        for group in retiring:
+            if group not in known:
+                await _delete_group(clients.kube, cluster, group, body)
+        operation = await _running_operation(client)
     except (adminapi.AdminError, KubeError):
-        return observed
+        return _with_removing(observed, leftover)
     groups = tuple(_with_sync(g, known.get(g.id)) for g in observed.groups)
-    return dataclasses.replace(observed, groups=groups, operation=operation)
+    observed = dataclasses.replace(observed, groups=groups, operation=operation)
+    return _with_removing(observed, [r for r in retiring if r in known])
+
+
+def _with_removing(observed: status.Observed, removing: Iterable[str]) -> status.Observed:
+    extra = tuple(status.GroupReadiness(g, 0, 0, state="removing") for g in removing)
+    return dataclasses.replace(observed, groups=observed.groups + extra)
 
 
 async def _register(
@@ -116,13 +137,31 @@ async def _register(
     return True
 
 
-async def _running_operation(
-    client: adminapi.AdminClient, groups: Iterable[adminapi.GroupSync]
-) -> status.OperationProgress | None:
-    for group in groups:
-        if group.operation is None or group.state == "active":
-            continue
-        op = await client.operation(group.operation)
+async def _unregister(client: adminapi.AdminClient, group: str, body: kopf.Body) -> bool:
+    """Ask the proxies to stop routing to `group` and forget it; False while another
+    topology change (possibly this very removal) runs."""
+    try:
+        operation = await client.remove_group(group)
+    except adminapi.AdminRefused as exc:
+        if exc.code != adminapi.IN_PROGRESS:
+            kopf.warn(body, reason="GroupRefused", message=f"removing group {group}: {exc}")
+        return False
+    kopf.info(body, reason="GroupRemoving", message=f"group {group}: operation {operation}")
+    return True
+
+
+async def _delete_group(kube: Kube, cluster: Cluster, group: str, body: kopf.Body) -> None:
+    """The group's workload, once the proxies no longer route to it; its volumes follow the
+    StatefulSet's PVC retention policy (the builders keep them)."""
+    name = naming.group_statefulset(cluster, group)
+    deleted = await kube.delete("apps/v1", "StatefulSet", cluster.namespace, name)
+    await kube.delete("policy/v1", "PodDisruptionBudget", cluster.namespace, name)
+    if deleted:
+        kopf.info(body, reason="GroupRemoved", message=f"deleted StatefulSet {name}")
+
+
+async def _running_operation(client: adminapi.AdminClient) -> status.OperationProgress | None:
+    for op in await client.operations():
         if not op.finished:
             return status.OperationProgress(
                 op.id, op.kind, op.state, op.phase, op.done, op.total, op.unit
@@ -206,7 +245,10 @@ async def reconcile(
         observed = await observe(clients.kube, cluster)
     except KubeError as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=config.wait_delay_s) from exc
-    observed = await follow_groups(observed, body, clients, cluster, config)
+    previous = [g.get("id") for g in old_status.get("groups") or () if isinstance(g, dict)]
+    observed = await follow_groups(
+        observed, body, clients, cluster, config, [g for g in previous if isinstance(g, str)]
+    )
     new_status = status.reconciled(observed, cluster.generation, old_status, _now(), established)
     patch.status.update(new_status)
     if new_status["phase"] != old_status.get("phase"):

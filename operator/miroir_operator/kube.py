@@ -108,6 +108,12 @@ class Kube:
         await self._call("PATCH", object_path(obj), obj, "application/merge-patch+json")
         return False
 
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object (its dependents by the API server's default policy); False
+        when it was already gone."""
+        path = f"{collection_path(api_version, kind, namespace)}/{name}"
+        return await self._call("DELETE", path) is not None
+
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One value of a Secret, decoded; None when the Secret or the key is missing."""
         secret = await self.get("v1", "Secret", namespace, name)

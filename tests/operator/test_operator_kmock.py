@@ -302,13 +302,17 @@ async def test_group_states_come_from_the_proxies_admin_api(
         assert groups == [{"id": "g0", "state": "active", "nodes": 1, "nodesReady": 1}]
 
 
-async def _patch_spec(server: kmock.KubernetesEmulator, name: str, spec: dict[str, Any]) -> None:
-    """What `kubectl patch --type=merge` does to the MiroirCluster's spec."""
+async def _patch_spec(
+    server: kmock.KubernetesEmulator, name: str, generation: int, spec: dict[str, Any]
+) -> None:
+    """What `kubectl patch --type=merge` does to the MiroirCluster's spec; kmock keeps
+    metadata as given, so the test bumps what the API server would."""
+    metadata = {"generation": generation, "resourceVersion": str(generation)}
     async with (
         aiohttp.ClientSession() as session,
         session.patch(
             f"{server.url}/apis/{crd.GROUP}/{crd.VERSION}/namespaces/{NS}/{crd.PLURAL}/{name}",
-            json={"spec": spec},
+            json={"metadata": metadata, "spec": spec},
             headers={"Content-Type": "application/merge-patch+json"},
         ) as response,
     ):
@@ -326,8 +330,8 @@ async def _admin_groups(admin_url: str) -> list[dict[str, Any]]:
         return list((await response.json())["results"])
 
 
-@pytest.mark.timeout(90)
-async def test_a_second_replica_group_is_created_registered_and_followed_to_active(
+@pytest.mark.timeout(150)
+async def test_replica_groups_count_up_registers_a_group_and_down_removes_it(
     kmock: kmock.KubernetesEmulator,
     tmp_path: Path,
     devnode: NodeProcess,
@@ -335,7 +339,8 @@ async def test_a_second_replica_group_is_created_registered_and_followed_to_acti
     master_key: str,
 ) -> None:
     """replicaGroups.count 1 -> 2: the operator creates g1's StatefulSet, waits for its pods,
-    registers g1-0 at the URL its pod answers at, and status follows the sync to active."""
+    registers g1-0 at the URL its pod answers at, and status follows the sync to active.
+    2 -> 1: the proxies forget g1 first, then its StatefulSet goes."""
     _prepare(kmock)
     spec = {"secrets": {"adminKey": {"name": "keys", "key": "admin"}}}
     kmock.objects["v1/secrets", NS, "keys"] = {
@@ -357,7 +362,7 @@ async def test_a_second_replica_group_is_created_registered_and_followed_to_acti
             await _mark_ready(kmock, "two", 1)
             await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
 
-            await _patch_spec(kmock, "two", {"replicaGroups": {"count": 2}})
+            await _patch_spec(kmock, "two", 2, {"replicaGroups": {"count": 2}})
             sts = await until(
                 lambda: _get(kmock, "apps/v1/statefulsets", "two-g1"), "g1's StatefulSet"
             )
@@ -376,6 +381,7 @@ async def test_a_second_replica_group_is_created_registered_and_followed_to_acti
             await until(
                 lambda: _status(kmock, "two").get("groups", [{}])[-1].get("state") == "active",
                 "g1 active in status",
+                timeout_s=60,
             )
             await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
             final = _status(kmock, "two")
@@ -391,3 +397,20 @@ async def test_a_second_replica_group_is_created_registered_and_followed_to_acti
                 ("g1-0", new_node.url)
             ]
             assert registered["g1"]["operation"]["state"] == "succeeded"
+
+            await _patch_spec(kmock, "two", 3, {"replicaGroups": {"count": 1}})
+            await until(
+                lambda: _get(kmock, "apps/v1/statefulsets", "two-g1") is None,
+                "g1's StatefulSet to be deleted",
+                timeout_s=60,
+            )
+            # Deleted only after the proxies stopped routing to g1 and forgot it.
+            assert [g["id"] for g in await _admin_groups(admin_url)] == ["g0"]
+            assert _get(kmock, "policy/v1/poddisruptionbudgets", "two-g1") is None
+            assert _get(kmock, "apps/v1/statefulsets", "two-g0") is not None
+            await until(
+                lambda: [g["id"] for g in _status(kmock, "two").get("groups", [])] == ["g0"],
+                "status to drop g1",
+            )
+            await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
+            assert _status(kmock, "two")["nodes"] == "1/1"
