@@ -22,6 +22,8 @@ from .kube import Kube, KubeError
 from .spec import Cluster, parse_cluster
 
 RECONCILE_ID = "reconcile"
+# The update handler follows `spec` only; kopf suffixes its id with the field.
+RECONCILE_FIELD = "spec"
 WAIT_DELAY_S = 10.0
 RESYNC_INTERVAL_S = 60.0
 
@@ -182,6 +184,26 @@ def _with_sync(
     )
 
 
+def progress_storage() -> kopf.AnnotationsProgressStorage:
+    """Where kopf keeps a handler's progress while it runs or retries: annotations of our
+    prefix, purged once the handling cycle succeeds."""
+    return kopf.AnnotationsProgressStorage(prefix=crd.GROUP)
+
+
+def diffbase_storage() -> kopf.AnnotationsDiffBaseStorage:
+    """Where kopf keeps the last spec whose handling finished."""
+    return kopf.AnnotationsDiffBaseStorage(prefix=crd.GROUP, key="last-handled-configuration")
+
+
+# The annotations of a reconcile in flight: create and resume run as `reconcile`, the update
+# handler as `reconcile/spec` (stored as `reconcile.spec`); kopf's own key rules name them.
+RECONCILE_PROGRESS_KEYS = frozenset(
+    key
+    for handler_id in (RECONCILE_ID, f"{RECONCILE_ID}/{RECONCILE_FIELD}")
+    for key in progress_storage().make_keys(handler_id)
+)
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -266,10 +288,16 @@ async def resync(
     config: OperatorConfig,
 ) -> None:
     """The timer's backstop once reconcile has finished: re-apply drifted children and
-    follow readiness (Ready <-> Degraded). While reconcile still runs or retries (kopf keeps
-    its progress in an annotation) it owns the status; a refused spec stays refused."""
+    follow readiness (Ready <-> Degraded). Reconcile owns the status while kopf has not
+    finished handling the current spec (the last handled one differs: a change has just
+    arrived) or while it runs or retries (kopf keeps its progress in an annotation, for a
+    resume too); a refused spec stays refused."""
+    diffbase = diffbase_storage()
+    handled = diffbase.fetch(body=body)
+    if handled is None or handled.get("spec") != diffbase.build(body=body).get("spec"):
+        return
     annotations = (body.get("metadata") or {}).get("annotations") or {}
-    if f"{crd.GROUP}/{RECONCILE_ID}" in annotations:
+    if RECONCILE_PROGRESS_KEYS & set(annotations):
         return
     old_status = body.get("status") or {}
     refused = old_status.get("phase") == "Failed"

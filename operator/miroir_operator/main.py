@@ -15,7 +15,16 @@ import kopf
 
 from . import crd
 from .adminapi import Sessions
-from .handlers import RECONCILE_ID, Clients, OperatorConfig, reconcile, resync
+from .handlers import (
+    RECONCILE_FIELD,
+    RECONCILE_ID,
+    Clients,
+    OperatorConfig,
+    diffbase_storage,
+    progress_storage,
+    reconcile,
+    resync,
+)
 from .kube import Kube
 
 Login = Callable[..., kopf.ConnectionInfo | None]
@@ -30,10 +39,8 @@ def default_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 def configure(settings: kopf.OperatorSettings) -> None:
     # Progress and diff-base go to annotations of our own prefix, not into status.
     settings.persistence.finalizer = f"{crd.GROUP}/operator"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=crd.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=crd.GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.progress_storage = progress_storage()
+    settings.persistence.diffbase_storage = diffbase_storage()
     # Silent watch stalls are the most reported kopf problem: reconnect periodically.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -63,7 +70,7 @@ def register(
 
     @kopf.on.resume(*resource, id=RECONCILE_ID, registry=registry)
     @kopf.on.create(*resource, id=RECONCILE_ID, registry=registry)
-    @kopf.on.update(*resource, id=RECONCILE_ID, field="spec", registry=registry)
+    @kopf.on.update(*resource, id=RECONCILE_ID, field=RECONCILE_FIELD, registry=registry)
     async def _reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile(body, patch, logger, clients, config)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,52 @@ async def test_a_ready_cluster_that_loses_a_node_is_degraded(
         assert _condition(_status(kmock, "small"), "Degraded")["status"] == "False"
 
 
+def _progress(server: kmock.KubernetesEmulator, name: str, key: str) -> dict[str, Any]:
+    """kopf's record of a handler still running or retrying (gone once it succeeded)."""
+    annotations = ((_get(server, CLUSTERS, name) or {}).get("metadata") or {}).get("annotations")
+    record = (annotations or {}).get(key)
+    return dict(json.loads(record)) if record else {}
+
+
+@pytest.mark.timeout(60)
+async def test_a_spec_change_being_rolled_out_is_provisioning_not_degraded(
+    kmock: kmock.KubernetesEmulator,
+) -> None:
+    """While the update handler waits for a grown group's new pod, the status is its own:
+    the resync timer, which would call the unready cluster Degraded, stays out (kopf keeps
+    the update handler's progress under `reconcile.spec`, not `reconcile`)."""
+    _prepare(kmock)
+    kmock.objects["apps/v1/statefulsets", NS, "small-g0"] = _ready_workload(
+        "StatefulSet", "small-g0", 3
+    )
+    kmock.objects["apps/v1/deployments", NS, "small-proxy"] = _ready_workload(
+        "Deployment", "small-proxy", 1
+    )
+    kmock.objects[CLUSTERS, NS, "small"] = _cluster_body("small", example_cluster("small")["spec"])
+    async with running_operator(kmock):
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "phase Ready")
+
+        await _patch_spec(kmock, "small", 2, {"replicaGroups": {"nodesPerGroup": 4}})
+        phases: set[str] = set()
+
+        def retried_a_while() -> bool:
+            phases.add(str(_status(kmock, "small").get("phase")))
+            # Five retries 0.2 s apart span several ticks of the 0.3 s timer.
+            return _progress(kmock, "small", f"{crd.GROUP}/reconcile.spec").get("retries", 0) >= 5
+
+        await until(retried_a_while, "the update handler to retry")
+        rolling = _status(kmock, "small")
+        assert rolling["phase"] == "Provisioning", rolling
+        assert rolling["observedGeneration"] == 2
+        assert rolling["nodes"] == "3/4"
+        assert "Degraded" not in phases
+        assert _condition(rolling, "Degraded")["status"] == "False"
+
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/small-g0", 4)
+        await until(lambda: _status(kmock, "small").get("phase") == "Ready", "phase Ready")
+        assert _status(kmock, "small")["nodes"] == "4/4"
+
+
 @pytest.mark.timeout(60)
 async def test_a_restarted_operator_picks_up_where_the_last_one_stopped(
     kmock: kmock.KubernetesEmulator,
@@ -305,9 +352,10 @@ async def test_group_states_come_from_the_proxies_admin_api(
 async def _patch_spec(
     server: kmock.KubernetesEmulator, name: str, generation: int, spec: dict[str, Any]
 ) -> None:
-    """What `kubectl patch --type=merge` does to the MiroirCluster's spec; kmock keeps
-    metadata as given, so the test bumps what the API server would."""
-    metadata = {"generation": generation, "resourceVersion": str(generation)}
+    """What `kubectl patch --type=merge` does to the MiroirCluster's spec; kmock does not
+    count generations, so the test bumps it as the API server would (the resourceVersion
+    comes from `VersionedEmulator`)."""
+    metadata = {"generation": generation}
     async with (
         aiohttp.ClientSession() as session,
         session.patch(
