@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import kmock
 import yaml
+from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Handler
 
 from miroir_operator.builders import proxy
 from miroir_operator.spec import parse_cluster
@@ -74,17 +76,35 @@ async def until_async(
 
 
 @asynccontextmanager
-async def proxy_for(tmp_path: Path, node_url: str, master_key: str) -> AsyncIterator[str]:
+async def proxy_for(
+    tmp_path: Path,
+    node_url: str,
+    master_key: str,
+    operations: Mapping[str, Any] | None = None,
+    seen: list[str] | None = None,
+) -> AsyncIterator[str]:
     """A proxy with the configuration the operator renders for a one-node cluster, its
-    node's URL pointed at `node_url`."""
+    node's URL pointed at `node_url`, `operations` settings overridden; `seen` collects
+    each admin call it answers (`"POST /_miroir/groups"`)."""
     cluster = parse_cluster(
         {"metadata": {"name": "t", "namespace": "ns", "uid": "u"}, "spec": {"shards": 4}}
     )
     raw: dict[str, Any] = yaml.safe_load(proxy.config_text(proxy.proxy_config(cluster)))
     raw["replica_groups"][0]["nodes"][0]["url"] = node_url
     raw["state_path"] = str(tmp_path / "state.sqlite3")
+    raw.setdefault("operations", {}).update(operations or {})
     env = {"MIROIR_ADMIN_KEY": ADMIN_KEY, "MIROIR_NODE_MASTER_KEY": master_key}
-    async with TestServer(make_app(from_mapping(raw, env=env))) as server:
+    app = make_app(from_mapping(raw, env=env))
+    if seen is not None:
+
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path.startswith("/_miroir/"):
+                seen.append(f"{request.method} {request.path}")
+            return await handler(request)
+
+        app.middlewares.append(record)
+    async with TestServer(app) as server:
         yield str(server.make_url(""))
 
 

@@ -35,6 +35,7 @@ from .opkit import (
     example_cluster,
     proxy_for,
     until,
+    until_async,
 )
 
 pytestmark = pytest.mark.kmock(cls=VersionedEmulator)
@@ -367,15 +368,30 @@ async def _patch_spec(
         assert response.status == 200, await response.text()
 
 
-async def _admin_groups(admin_url: str) -> list[dict[str, Any]]:
+async def _admin(admin_url: str, path: str) -> Any:
     async with (
         aiohttp.ClientSession() as session,
         session.get(
-            f"{admin_url}/_miroir/groups", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+            f"{admin_url}{path}", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         ) as response,
     ):
         assert response.status == 200, await response.text()
-        return list((await response.json())["results"])
+        return await response.json()
+
+
+async def _admin_groups(admin_url: str) -> list[dict[str, Any]]:
+    return list((await _admin(admin_url, "/_miroir/groups"))["results"])
+
+
+async def _admin_secret(server: kmock.KubernetesEmulator) -> dict[str, Any]:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "keys", "namespace": NS},
+        "data": {"admin": base64.b64encode(ADMIN_KEY.encode()).decode()},
+    }
+    server.objects["v1/secrets", NS, "keys"] = secret
+    return {"secrets": {"adminKey": {"name": "keys", "key": "admin"}}}
 
 
 @pytest.mark.timeout(150)
@@ -462,3 +478,98 @@ async def test_replica_groups_count_up_registers_a_group_and_down_removes_it(
             )
             await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
             assert _status(kmock, "two")["nodes"] == "1/1"
+
+
+async def _add_documents(proxy_url: str, index: str, count: int) -> None:
+    """`count` documents written through the proxy, waited for."""
+    documents = [{"id": i, "title": f"document {i}"} for i in range(count)]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{proxy_url}/indexes/{index}/documents?primaryKey=id", json=documents
+        ) as response:
+            assert response.status == 202, await response.text()
+            task = (await response.json())["taskUid"]
+
+        async def finished() -> bool:
+            async with session.get(f"{proxy_url}/tasks/{task}") as response:
+                state = (await response.json()).get("status")
+                assert state not in ("failed", "canceled"), await response.text()
+                return state == "succeeded"
+
+        await until_async(finished, f"task {task}")
+
+
+def _group(server: kmock.KubernetesEmulator, name: str, group: str) -> dict[str, Any]:
+    return next((g for g in _status(server, name).get("groups", []) if g["id"] == group), {})
+
+
+@pytest.mark.timeout(150)
+async def test_an_operator_restarted_mid_group_add_follows_the_same_operation(
+    kmock: kmock.KubernetesEmulator, tmp_path: Path, node_binary: NodeBinary, master_key: str
+) -> None:
+    """replicaGroups.count 1 -> 2, and the operator stops while the proxies sync g1 (the
+    copy is throttled, so the sync outlasts the restart; the test checks it did). The
+    next operator finds g1 through the admin API and follows that operation to `active`:
+    it never asks the proxies to add the group again."""
+    _prepare(kmock)
+    kmock.objects[CLUSTERS, NS, "three"] = _cluster_body("three", await _admin_secret(kmock))
+    calls: list[str] = []
+    throttled = {"copy_page_size": 1, "copy_docs_per_s": 1}
+    with (
+        empty_node(tmp_path / "g0-0", node_binary, master_key) as first,
+        empty_node(tmp_path / "g1-0", node_binary, master_key) as second,
+    ):
+        pods = {("g0", 0): first.url, ("g1", 0): second.url}
+
+        def node_url(_cluster: Cluster, group: str, ordinal: int) -> str:
+            return pods[group, ordinal]
+
+        async with proxy_for(tmp_path, first.url, master_key, throttled, calls) as admin_url:
+            # A pod copies two shards at a time, each at one document a second: 24 documents
+            # take at least 12 s, whatever their spread over the 4 shards.
+            await _add_documents(admin_url, "books", 24)
+            async with running_operator(kmock, admin_url, node_url=node_url):
+                await _provisioned(kmock, "three")
+                await _mark_ready(kmock, "three", 1)
+                await until(lambda: _status(kmock, "three").get("phase") == "Ready", "Ready")
+                await _patch_spec(kmock, "three", 2, {"replicaGroups": {"count": 2}})
+                await until(lambda: _get(kmock, "apps/v1/statefulsets", "three-g1"), "g1's sts")
+                await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/three-g1", 1)
+                started = await until(
+                    lambda: (_status(kmock, "three").get("operation") or {}).get("id"),
+                    "the group-add operation in status",
+                )
+            # No operator runs; the proxies go on syncing.
+            operation = await _admin(admin_url, f"/_miroir/operations/{started}")
+            assert (operation["kind"], operation["state"]) == ("group-add", "running")
+            assert _status(kmock, "three")["phase"] == "Scaling"
+            asked = calls.count("POST /_miroir/groups")
+            assert asked >= 1
+
+            async with running_operator(kmock, admin_url, node_url=node_url):
+                # The new operator mirrors the sync as it moves on, then its end.
+                await until(
+                    lambda: _group(kmock, "three", "g1").get("shardsSynced", 0) >= 1,
+                    "a shard synced, in status",
+                    timeout_s=60,
+                )
+                assert (_status(kmock, "three").get("operation") or {}).get("id") in (
+                    started,
+                    None,
+                )
+                await until(
+                    lambda: _group(kmock, "three", "g1").get("state") == "active",
+                    "g1 active in status",
+                    timeout_s=60,
+                )
+                await until(lambda: _status(kmock, "three").get("phase") == "Ready", "Ready")
+
+            assert calls.count("POST /_miroir/groups") == asked, "the group was asked for again"
+            adds = [
+                (op["id"], op["state"])
+                for op in (await _admin(admin_url, "/_miroir/operations"))["results"]
+                if op["kind"] == "group-add"
+            ]
+            assert adds == [(started, "succeeded")]
+            g1 = next(g for g in await _admin_groups(admin_url) if g["id"] == "g1")
+            assert g1["shards"] == {"total": 4, "synced": 4}
