@@ -312,7 +312,9 @@ STATUS: Schema = {
             "items": _obj(
                 {
                     "id": _str(),
-                    "state": _str("initializing, syncing, active, draining"),
+                    "state": _str(
+                        "initializing, syncing, active; or unregistered, removing, unknown"
+                    ),
                     "nodes": _int(),
                     "nodesReady": _int(),
                     "shardsSynced": _int(),
