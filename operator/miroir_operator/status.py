@@ -42,6 +42,9 @@ class OperationProgress:
 
 # Group states that mean nothing is left to do for the operator.
 SETTLED_STATES = frozenset({"active", "unknown"})
+# The proxies' operations a replicaGroups.count change starts: a group is `active` during
+# the add's last phase, so the cluster settles only once the operation itself finished.
+GROUP_OPERATIONS = frozenset({"group-add", "group-remove"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +62,16 @@ class Observed:
         return nodes_ok and self.proxies_ready >= 1
 
     @property
+    def group_operation(self) -> bool:
+        return self.operation is not None and self.operation.kind in GROUP_OPERATIONS
+
+    @property
     def scaling(self) -> bool:
         """The proxies serve (some group is active) while another group is not yet
-        active: being registered, synced or removed."""
+        active (being registered, synced or removed) or a group operation still runs."""
         serving = any(g.state == "active" for g in self.groups) and self.proxies_ready >= 1
-        return serving and any(g.state not in SETTLED_STATES for g in self.groups)
+        changing = any(g.state not in SETTLED_STATES for g in self.groups)
+        return serving and (changing or self.group_operation)
 
     @property
     def settled(self) -> bool:
@@ -110,6 +118,9 @@ def waiting_for(observed: Observed) -> str:
         for g in observed.groups
         if g.state not in SETTLED_STATES
     )
+    op = observed.operation
+    if op is not None and observed.group_operation:
+        parts.append(f"operation {op.id} ({op.kind}): {op.phase}")
     return "; ".join(parts)
 
 

@@ -395,7 +395,7 @@ async def _admin_secret(server: kmock.KubernetesEmulator) -> dict[str, Any]:
     return {"secrets": {"adminKey": {"name": "keys", "key": "admin"}}}
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 async def test_replica_groups_count_up_registers_a_group_and_down_removes_it(
     kmock: kmock.KubernetesEmulator,
     tmp_path: Path,
@@ -446,7 +446,7 @@ async def test_replica_groups_count_up_registers_a_group_and_down_removes_it(
             await until(
                 lambda: _status(kmock, "two").get("groups", [{}])[-1].get("state") == "active",
                 "g1 active in status",
-                timeout_s=60,
+                timeout_s=120,
             )
             await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
             final = _status(kmock, "two")
@@ -467,7 +467,7 @@ async def test_replica_groups_count_up_registers_a_group_and_down_removes_it(
             await until(
                 lambda: _get(kmock, "apps/v1/statefulsets", "two-g1") is None,
                 "g1's StatefulSet to be deleted",
-                timeout_s=60,
+                timeout_s=120,
             )
             # Deleted only after the proxies stopped routing to g1 and forgot it.
             assert [g["id"] for g in await _admin_groups(admin_url)] == ["g0"]
@@ -504,7 +504,7 @@ def _group(server: kmock.KubernetesEmulator, name: str, group: str) -> dict[str,
     return next((g for g in _status(server, name).get("groups", []) if g["id"] == group), {})
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(400)
 async def test_an_operator_restarted_mid_group_add_follows_the_same_operation(
     kmock: kmock.KubernetesEmulator, tmp_path: Path, node_binary: NodeBinary, master_key: str
 ) -> None:
@@ -552,16 +552,17 @@ async def test_an_operator_restarted_mid_group_add_follows_the_same_operation(
                 await until(
                     lambda: _group(kmock, "three", "g1").get("shardsSynced", 0) >= 1,
                     "a shard synced, in status",
-                    timeout_s=60,
+                    timeout_s=120,
                 )
                 assert (_status(kmock, "three").get("operation") or {}).get("id") in (
                     started,
                     None,
                 )
+                # Deadlines for a busy machine, where the proxy and kmock slow down a lot.
                 await until(
                     lambda: _group(kmock, "three", "g1").get("state") == "active",
                     "g1 active in status",
-                    timeout_s=60,
+                    timeout_s=150,
                 )
                 await until(lambda: _status(kmock, "three").get("phase") == "Ready", "Ready")
 

@@ -124,6 +124,19 @@ def test_a_group_being_added_is_scaling_with_its_sync_and_operation() -> None:
     assert _adding("active", 8, None).settled
 
 
+def test_a_group_active_before_its_operation_finished_is_still_scaling() -> None:
+    """The proxies mark the group active during the add's last phase: Ready waits for
+    the operation's end, so status never shows Ready beside a running operation."""
+    op = status.OperationProgress("op-1", "group-add", "running", "activate", 8, 8, "shards")
+    activating = _adding("active", 8, op)
+    assert activating.scaling and not activating.settled
+    st = status.reconciled(activating, 2, {}, T0, established=False)
+    assert st["phase"] == "Scaling"
+    assert "operation op-1 (group-add): activate" in str(_conditions(st)["Progressing"]["message"])
+    other = status.OperationProgress("op-2", "reshard", "running", "copy", 1, 8, "shards")
+    assert _adding("active", 8, other).settled, "only group operations hold Scaling"
+
+
 def test_a_group_the_proxies_do_not_know_yet_is_scaling_not_ready() -> None:
     unregistered = _adding("unregistered", 0, None)
     assert unregistered.scaling and not unregistered.settled
