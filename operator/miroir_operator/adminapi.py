@@ -45,6 +45,17 @@ class NodeView:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeState:
+    """A node as `GET /_miroir/nodes` shows it: its group, whether it drains, and how many
+    shards (of indexes with the default shard count) it serves."""
+
+    id: str
+    group: str
+    draining: bool
+    shards: int
+
+
+@dataclass(frozen=True, slots=True)
 class GroupView:
     id: str
     state: str
@@ -209,6 +220,38 @@ class AdminClient:
         _, payload = await self._call("DELETE", f"/_miroir/groups/{group}")
         if not isinstance(payload, dict) or "operation" not in payload:
             raise AdminUnavailable(f"DELETE /_miroir/groups/{group}: no operation in the answer")
+        return str(payload["operation"])
+
+    async def nodes(self) -> tuple[NodeState, ...]:
+        _, payload = await self._call("GET", "/_miroir/nodes")
+        results = payload.get("results") if isinstance(payload, dict) else None
+        if not isinstance(results, list):
+            raise AdminUnavailable("GET /_miroir/nodes: no `results` array")
+        try:
+            return tuple(
+                NodeState(str(n["id"]), str(n["group"]), n["draining"] is True, int(n["shards"]))
+                for n in results
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdminUnavailable(f"unexpected node document: {exc!r}") from exc
+
+    async def add_node(self, node: str, url: str, group: str) -> str:
+        """Start adding `node` to `group` (its replicas then move onto it)."""
+        body = {"id": node, "url": url, "group": group}
+        return await self._started("POST", "/_miroir/nodes", body)
+
+    async def drain_node(self, node: str) -> str:
+        """Start moving every replica off `node`."""
+        return await self._started("POST", f"/_miroir/nodes/{node}/drain")
+
+    async def remove_node(self, node: str) -> str:
+        """Start forgetting a drained `node`."""
+        return await self._started("DELETE", f"/_miroir/nodes/{node}")
+
+    async def _started(self, method: str, path: str, body: Any = None) -> str:
+        _, payload = await self._call(method, path, body)
+        if not isinstance(payload, dict) or "operation" not in payload:
+            raise AdminUnavailable(f"{method} {path}: no operation in the answer")
         return str(payload["operation"])
 
     async def operations(self) -> tuple[OperationView, ...]:

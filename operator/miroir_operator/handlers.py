@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,107 @@ async def follow_groups(
     groups = tuple(_with_sync(g, known.get(g.id)) for g in observed.groups)
     observed = dataclasses.replace(observed, groups=groups, operation=operation)
     return _with_removing(observed, [r for r in retiring if r in known])
+
+
+def _ordinal(node_id: str, group: str) -> int | None:
+    prefix = naming.node_id(group, 0)[:-1]
+    tail = node_id[len(prefix) :]
+    return int(tail) if node_id.startswith(prefix) and tail.isdigit() else None
+
+
+async def _node_counts(
+    clients: Clients, cluster: Cluster, config: OperatorConfig
+) -> dict[str, int]:
+    """Pods each group's StatefulSet keeps: nodesPerGroup, or more while the proxies still
+    have higher ordinals registered (they are drained and removed first). Without an answer
+    from the admin API a StatefulSet never shrinks."""
+    wanted = cluster.spec.replica_groups.nodes_per_group
+    counts: dict[str, int] = {}
+    try:
+        client = await admin_client(clients, cluster, config)
+        registered = await client.nodes()
+    except (adminapi.AdminError, KubeError):
+        registered = None
+    for index in range(cluster.spec.replica_groups.count):
+        group = naming.group_id(index)
+        if registered is None:
+            sts = await clients.kube.get(
+                "apps/v1",
+                "StatefulSet",
+                cluster.namespace,
+                naming.group_statefulset(cluster, group),
+            )
+            current = ((sts or {}).get("spec") or {}).get("replicas")
+            counts[group] = max(wanted, current if isinstance(current, int) else 0)
+            continue
+        ordinals = [_ordinal(n.id, group) for n in registered if n.group == group]
+        highest = max((o for o in ordinals if o is not None), default=-1)
+        counts[group] = max(wanted, highest + 1)
+    return counts
+
+
+async def follow_nodes(
+    observed: status.Observed,
+    body: kopf.Body,
+    clients: Clients,
+    cluster: Cluster,
+    config: OperatorConfig,
+) -> status.Observed:
+    """Bring each active group's registered nodes to nodesPerGroup, one operation at a
+    time: a node whose pod is ready and that the proxies lack is added; the highest
+    ordinal beyond nodesPerGroup is drained, then removed (its pod goes after that, see
+    `_node_counts`). What is left to do is reported in `nodes_pending`."""
+    if observed.proxies_ready < 1 or observed.operation is not None:
+        return observed
+    try:
+        client = await admin_client(clients, cluster, config)
+        registered = await client.nodes()
+        pending: list[str] = []
+        started = False
+        for group in observed.groups:
+            if group.state != "active":
+                continue
+            members = {n.id: n for n in registered if n.group == group.id}
+            for ordinal in range(group.nodes):
+                node = naming.node_id(group.id, ordinal)
+                if node in members:
+                    continue
+                pending.append(f"group {group.id}: adding node {node}")
+                if not started and group.nodes_ready > ordinal:
+                    url = config.node_url(cluster, group.id, ordinal)
+                    started = await _node_action(client.add_node(node, url, group.id), body, node)
+            extra = sorted(
+                (n for n in members.values() if (_ordinal(n.id, group.id) or 0) >= group.nodes),
+                key=lambda n: _ordinal(n.id, group.id) or 0,
+                reverse=True,
+            )
+            for node_state in extra:
+                drained = node_state.draining and node_state.shards == 0
+                verb = "removing" if drained else "draining"
+                pending.append(f"group {group.id}: {verb} node {node_state.id}")
+            if extra and not started:
+                first = extra[0]
+                action = (
+                    client.remove_node(first.id)
+                    if first.draining and first.shards == 0
+                    else client.drain_node(first.id)
+                )
+                started = await _node_action(action, body, first.id)
+    except (adminapi.AdminError, KubeError):
+        return observed
+    return dataclasses.replace(observed, nodes_pending=tuple(pending))
+
+
+async def _node_action(call: Awaitable[str], body: kopf.Body, node: str) -> bool:
+    """Start a node operation; False while another topology change runs."""
+    try:
+        operation = await call
+    except adminapi.AdminRefused as exc:
+        if exc.code != adminapi.IN_PROGRESS:
+            kopf.warn(body, reason="NodeRefused", message=f"node {node}: {exc}")
+        return False
+    kopf.info(body, reason="NodeOperation", message=f"node {node}: operation {operation}")
+    return True
 
 
 def _with_removing(observed: status.Observed, removing: Iterable[str]) -> status.Observed:
@@ -257,7 +358,8 @@ async def reconcile(
         kopf.warn(body, reason="InvalidSpec", message=message)
         raise kopf.PermanentError(message) from exc
     try:
-        for obj in builders.desired_objects(cluster, config.proxy_image):
+        keep = await _node_counts(clients, cluster, config)
+        for obj in builders.desired_objects(cluster, config.proxy_image, keep):
             if await clients.kube.apply(obj):
                 kopf.info(
                     body,
@@ -271,6 +373,7 @@ async def reconcile(
     observed = await follow_groups(
         observed, body, clients, cluster, config, [g for g in previous if isinstance(g, str)]
     )
+    observed = await follow_nodes(observed, body, clients, cluster, config)
     new_status = status.reconciled(observed, cluster.generation, old_status, _now(), established)
     patch.status.update(new_status)
     if new_status["phase"] != old_status.get("phase"):

@@ -42,9 +42,10 @@ class OperationProgress:
 
 # Group states that mean nothing is left to do for the operator.
 SETTLED_STATES = frozenset({"active", "unknown"})
-# The proxies' operations a replicaGroups.count change starts: a group is `active` during
-# the add's last phase, so the cluster settles only once the operation itself finished.
-GROUP_OPERATIONS = frozenset({"group-add", "group-remove"})
+# The proxies' operations a replicaGroups change starts (count: groups; nodesPerGroup:
+# nodes): a group is `active` during the add's last phase, so the cluster settles only once
+# the operation itself finished.
+GROUP_OPERATIONS = frozenset({"group-add", "group-remove", "node-add", "node-drain", "node-remove"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class Observed:
     proxies: int
     proxies_ready: int
     operation: OperationProgress | None = None
+    # What nodesPerGroup still asks of the proxies (`group g0: adding node g0-1`), if any.
+    nodes_pending: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -71,7 +74,7 @@ class Observed:
         active (being registered, synced or removed) or a group operation still runs."""
         serving = any(g.state == "active" for g in self.groups) and self.proxies_ready >= 1
         changing = any(g.state not in SETTLED_STATES for g in self.groups)
-        return serving and (changing or self.group_operation)
+        return serving and (changing or self.group_operation or bool(self.nodes_pending))
 
     @property
     def settled(self) -> bool:
@@ -118,6 +121,7 @@ def waiting_for(observed: Observed) -> str:
         for g in observed.groups
         if g.state not in SETTLED_STATES
     )
+    parts.extend(observed.nodes_pending)
     op = observed.operation
     if op is not None and observed.group_operation:
         parts.append(f"operation {op.id} ({op.kind}): {op.phase}")
@@ -138,7 +142,7 @@ def reconciled(
     established = established or was_ready
     waiting = waiting_for(observed)
     if observed.scaling:
-        phase, message = "Scaling", f"changing replica groups: {waiting}"
+        phase, message = "Scaling", f"changing replica groups or their nodes: {waiting}"
         conditions = [
             condition("Ready", ready, "Scaling", message, generation),
             condition("Progressing", True, "Scaling", message, generation),

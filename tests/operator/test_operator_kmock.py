@@ -575,3 +575,85 @@ async def test_an_operator_restarted_mid_group_add_follows_the_same_operation(
             assert adds == [(started, "succeeded")]
             g1 = next(g for g in await _admin_groups(admin_url) if g["id"] == "g1")
             assert g1["shards"] == {"total": 4, "synced": 4}
+
+
+async def _admin_nodes(admin_url: str) -> dict[str, dict[str, Any]]:
+    return {n["id"]: n for n in (await _admin(admin_url, "/_miroir/nodes"))["results"]}
+
+
+@pytest.mark.timeout(300)
+async def test_nodes_per_group_up_adds_a_node_and_down_drains_it_before_its_pod_goes(
+    kmock: kmock.KubernetesEmulator,
+    tmp_path: Path,
+    devnode: NodeProcess,
+    node_binary: NodeBinary,
+    master_key: str,
+) -> None:
+    """nodesPerGroup 1 -> 2: the StatefulSet grows, and once the new pod is ready the
+    operator adds g0-1 through the admin API, which moves its share onto it. 2 -> 1: the
+    proxies drain g0-1 and forget it while its pod stays; only then does the StatefulSet
+    shrink."""
+    _prepare(kmock)
+    spec = await _admin_secret(kmock)
+    kmock.objects[CLUSTERS, NS, "grow"] = _cluster_body("grow", spec)
+    with empty_node(tmp_path / "g0-1", node_binary, master_key) as new_node:
+        pods = {("g0", 0): devnode.url, ("g0", 1): new_node.url}
+        async with (
+            proxy_for(tmp_path, devnode.url, master_key) as admin_url,
+            running_operator(
+                kmock, admin_url, node_url=lambda _c, group, ordinal: pods[group, ordinal]
+            ),
+        ):
+            await _provisioned(kmock, "grow")
+            await _mark_ready(kmock, "grow", 1)
+            await until(lambda: _status(kmock, "grow").get("phase") == "Ready", "phase Ready")
+            await _add_documents(admin_url, "books", 300)
+
+            await _patch_spec(kmock, "grow", 2, {"replicaGroups": {"nodesPerGroup": 2}})
+            await until(
+                lambda: (
+                    (_get(kmock, "apps/v1/statefulsets", "grow-g0") or {})["spec"]["replicas"] == 2
+                ),
+                "the StatefulSet to grow",
+            )
+            # The new pod is not ready: nothing is registered yet.
+            assert list(await _admin_nodes(admin_url)) == ["g0-0"]
+            await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/grow-g0", 2)
+
+            async def joined() -> bool:
+                nodes = await _admin_nodes(admin_url)
+                return "g0-1" in nodes and nodes["g0-1"]["shards"] > 0
+
+            await until_async(joined, "g0-1 to serve its share", timeout_s=120)
+            await until(
+                lambda: _status(kmock, "grow").get("phase") == "Ready", "Ready", timeout_s=120
+            )
+            nodes = await _admin_nodes(admin_url)
+            assert nodes["g0-1"]["shards"] + nodes["g0-0"]["shards"] == 4
+            assert abs(nodes["g0-1"]["shards"] - nodes["g0-0"]["shards"]) <= 1
+
+            await _patch_spec(kmock, "grow", 3, {"replicaGroups": {"nodesPerGroup": 1}})
+
+            async def forgotten() -> bool:
+                # The StatefulSet first, then the proxies: a pod gone while its node was
+                # still registered shows as one replica here and g0-1 there.
+                replicas = (_get(kmock, "apps/v1/statefulsets", "grow-g0") or {})["spec"][
+                    "replicas"
+                ]
+                nodes = await _admin_nodes(admin_url)
+                assert replicas == 2 or "g0-1" not in nodes, "g0-1's pod went before it was removed"
+                return list(nodes) == ["g0-0"]
+
+            await until_async(forgotten, "g0-1 drained and removed", timeout_s=120)
+            await until(
+                lambda: (
+                    (_get(kmock, "apps/v1/statefulsets", "grow-g0") or {})["spec"]["replicas"] == 1
+                ),
+                "the StatefulSet to shrink once g0-1 is gone",
+            )
+            # The drain moved every document back before the node was forgotten.
+            held = await _admin(admin_url, "/indexes/books/stats")
+            assert held["numberOfDocuments"] == 300
+            await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/grow-g0", 1)
+            await until(lambda: _status(kmock, "grow").get("phase") == "Ready", "Ready again")
+            assert _status(kmock, "grow")["nodes"] == "1/1"

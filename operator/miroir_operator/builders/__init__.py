@@ -6,6 +6,8 @@ No I/O and no clock: the operator applies what `desired_objects` returns, and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..spec import Cluster
 from . import autoscaler, naming, nodes, proxy
 from .naming import Manifest
@@ -13,15 +15,21 @@ from .naming import Manifest
 DEFAULT_PROXY_IMAGE = "miroir/miroir:0.1.0"
 
 
-def desired_objects(cluster: Cluster, proxy_image: str = DEFAULT_PROXY_IMAGE) -> list[Manifest]:
-    """Every child object, in an order `kubectl apply` could follow."""
+def desired_objects(
+    cluster: Cluster,
+    proxy_image: str = DEFAULT_PROXY_IMAGE,
+    replicas: Mapping[str, int] | None = None,
+) -> list[Manifest]:
+    """Every child object, in an order `kubectl apply` could follow. `replicas` overrides a
+    group's node count (nodes still to be drained before their pods may go)."""
     spec = cluster.spec
     config = proxy.proxy_config(cluster)
     text = proxy.config_text(config)
     groups = [naming.group_id(i) for i in range(spec.replica_groups.count)]
     objects: list[Manifest] = [nodes.nodes_service(cluster)]
     for group in groups:
-        objects.append(nodes.group_statefulset(cluster, group, spec.replica_groups.nodes_per_group))
+        count = (replicas or {}).get(group, spec.replica_groups.nodes_per_group)
+        objects.append(nodes.group_statefulset(cluster, group, count))
         objects.append(nodes.group_disruption_budget(cluster, group))
     objects.append(proxy.config_map(cluster, text))
     if spec.store.type == "sqlite":
