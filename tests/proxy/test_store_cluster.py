@@ -183,7 +183,8 @@ async def test_a_frozen_or_stopped_cluster_is_unavailable_promptly_and_heals(
 ) -> None:
     store = RedisStore(own_cluster.client_url, namespace="outage:", timeout_s=0.3, cluster=True)
     try:
-        assert (await store.next_task_stamp())[0] == 0
+        # A fresh cluster's first call may miss the short deadline on a busy machine.
+        await _heals(store)
         # Frozen masters: connections stay open, nothing answers; the deadline ends each call.
         for node in own_cluster.nodes:
             node.pause()
@@ -200,7 +201,10 @@ async def test_a_frozen_or_stopped_cluster_is_unavailable_promptly_and_heals(
             await _unavailable_promptly(call)
         own_cluster.restart()  # same ports and cluster configuration, empty
         await _heals(store)
-        assert (await store.next_task_stamp())[0] == 1
+        # A call that missed its deadline while healing may still have run: the stamps go
+        # on from wherever that left them, one at a time.
+        stamp = (await store.next_task_stamp())[0]
+        assert (await store.next_task_stamp())[0] == stamp + 1
         assert await store.lease_acquire("s", "pod-a", 1000)
         assert await store.enqueue_job("j", "k", {}, [{}])
         assert await store.claim_chunk("pod-a", 1000) is not None  # scripts reloaded
