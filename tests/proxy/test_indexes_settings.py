@@ -134,7 +134,8 @@ async def test_settings_round_trip_keeps_the_shard_field_on_nodes_only(
         assert task["status"] == "succeeded"
         for url in devnodes.urls:
             settings = await node_settings(url, uid)
-            assert settings["filterableAttributes"] == [EXPIRES, SHARD] and settings["stopWords"] == []
+            assert settings["filterableAttributes"] == [EXPIRES, SHARD]
+            assert settings["stopWords"] == []
         assert (await proxy.put(f"/indexes/{uid}/settings/faceting", json={})).status == 405
 
 
