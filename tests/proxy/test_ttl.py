@@ -87,6 +87,12 @@ async def test_expired_documents_are_hidden_before_any_sweep(
             held = (await node_settings(url, uid))["filterableAttributes"]
             assert FIELD in held and "_miroir_shard" in held
         assert await search_ids(client, uid, {"q": ""}) == {2, 3}
+        # A node's error about the client's filter names neither of Miroir's fields.
+        refused = await client.post(f"/indexes/{uid}/search", json={"filter": "t = gone"})
+        assert refused.status == 400
+        message = (await refused.json())["message"]
+        assert "does not have configured filterable attributes" in message, message
+        assert "_miroir_" not in message
 
 
 async def test_invalid_expiry_values_are_refused(start: StartProxy) -> None:
