@@ -126,6 +126,15 @@ async def test_one_pass_restores_a_deleted_copy_and_an_altered_one(
         # Through Miroir, nothing of the bookkeeping shows.
         document = await (await client.get(f"/indexes/{uid}/documents/7")).json()
         assert document == {"id": 7, "title": "book 7"}
+        found = await client.post(f"/indexes/{uid}/search", json={"q": "book", "limit": 50})
+        hits = (await found.json())["hits"]
+        assert len(hits) == 40 and not any(k.startswith("_miroir_") for h in hits for k in h)
+        # The stamp is Miroir's: a client may not set it.
+        stamped = await client.post(
+            f"/indexes/{uid}/documents", json=[{"id": 1, "_miroir_updated_at": 1}]
+        )
+        assert stamped.status == 400
+        assert (await stamped.json())["code"] == "miroir_reserved_field"
 
         again = await run_pass(client)
         assert again["mismatches"] == 0 and again["repaired"] == 0
@@ -166,6 +175,46 @@ async def test_a_delete_made_while_a_replica_was_down_is_not_undone(
         assert len(await holders(devnodes, uid, 5)) == 4
         for doc_id in range(7, 20):
             assert len(await holders(devnodes, uid, doc_id)) == 4
+
+
+async def test_filter_and_clear_all_deletes_made_while_a_replica_was_down_stay(
+    start: StartProxy, devnodes: LocalNodes
+) -> None:
+    by_filter, cleared = fresh_uid("ae"), fresh_uid("ae")
+    down = devnodes.nodes[G1[1]]
+    async with start(anti_entropy={"enabled": False}) as client:
+        settings = client.patch(
+            f"/indexes/{by_filter}/settings", json={"filterableAttributes": ["genre"]}
+        )
+        assert (await wait_task(client, await settings))["status"] == "succeeded"
+        genres = ["rock", "jazz"]
+        await load(client, by_filter, [{"id": i, "genre": genres[i % 2]} for i in range(20)])
+        await load(client, cleared, [{"id": i} for i in range(10)])
+        down.stop()
+        try:
+            rock = client.post(
+                f"/indexes/{by_filter}/documents/delete", json={"filter": "genre = rock"}
+            )
+            assert (await wait_task(client, await rock))["status"] == "succeeded"
+            clear = await wait_task(client, await client.delete(f"/indexes/{cleared}/documents"))
+            assert clear["status"] == "succeeded", clear
+        finally:
+            down.start()
+            down.wait_healthy(DEADLINE_S)
+        assert await holders(devnodes, by_filter, 0) == [G1[1]]
+        assert await holders(devnodes, cleared, 0) == [G1[1]]
+        # Written after the clear: kept.
+        await load(client, cleared, [{"id": 100}])
+
+        progress = await run_pass(client)
+        assert progress["deleted"] == 10 + 10 and progress["missingOrStale"] == 0
+        for doc_id in range(20):
+            expected = 0 if doc_id % 2 == 0 else 4
+            assert len(await holders(devnodes, by_filter, doc_id)) == expected, doc_id
+        for doc_id in range(10):
+            assert await holders(devnodes, cleared, doc_id) == []
+        assert len(await holders(devnodes, cleared, 100)) == 4
+        assert (await run_pass(client))["mismatches"] == 0
 
 
 async def test_an_expired_document_is_never_brought_back(
