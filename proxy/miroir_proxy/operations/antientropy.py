@@ -65,6 +65,7 @@ SCOPE = "anti-entropy"
 # Up to this many documents to restore from one replica are fetched one by one; more are
 # picked from one more page-through of the shard on that replica.
 _FETCH_ONE_BY_ONE = 32
+_SHARDS_IN_FLIGHT = 2
 
 
 def owner_key(index_uid: str, shard: int) -> str:
@@ -186,14 +187,31 @@ class AntiEntropy:
             start = self._cursor % len(work)
             work = (work[start:] + work[:start])[:max_shards]
             self._cursor = start + max_shards
-        for done, (meta, shard) in enumerate(work):
-            if progress is not None:
-                await progress(done, len(work), result)
-            try:
-                await self.check_shard(meta, shard, result)
-            except (CopyFailed, NodeError, StoreUnavailable) as e:
-                log.warning("anti-entropy of %s shard %d failed: %s", meta.uid, shard, e)
-                result.errors.append(f"{meta.uid}/{shard}: {e}")
+        if progress is not None:
+            await progress(0, len(work), result)
+        # Two shards in flight: one is read while the other's repairs wait for the nodes.
+        pending = iter(work)
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            for meta, shard in pending:
+                try:
+                    await self.check_shard(meta, shard, result)
+                except (CopyFailed, NodeError, StoreUnavailable) as e:
+                    log.warning("anti-entropy of %s shard %d failed: %s", meta.uid, shard, e)
+                    result.errors.append(f"{meta.uid}/{shard}: {e}")
+                done += 1
+                if progress is not None:
+                    await progress(done, len(work), result)
+
+        workers = [asyncio.create_task(worker()) for _ in range(_SHARDS_IN_FLIGHT)]
+        try:
+            await asyncio.gather(*workers)  # the first error (a cancel request) as it is
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         result.finished_at = self._clock()
         if progress is not None:
             await progress(len(work), len(work), result)
@@ -253,13 +271,18 @@ class AntiEntropy:
         fp = Fingerprint()
         size = self._io.settings.page_size
         offset = 0
+        field = ref.primary_key
         while True:
             async with self._reads:
                 page = await self._io.page(node, ref, offset, size)
+            add, take = fp.add, Copy.taken
             for document in page:
-                pk = _pk_text(document, ref.primary_key)
+                value = document.get(field)
+                pk = str(value) if type(value) is int or type(value) is str else None
+                if pk is None:
+                    pk = _pk_text(document, field)
                 if pk is not None:
-                    fp.add(pk, Copy.of(document))
+                    add(pk, take(document))
             if len(page) < size:
                 return fp
             offset += len(page)
