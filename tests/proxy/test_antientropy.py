@@ -297,3 +297,25 @@ async def test_the_pass_needs_the_admin_key(start: StartProxy) -> None:
         refused = await client.post(PASS, headers={"Authorization": "Bearer wrong"})
         assert refused.status in (401, 403)
         assert {"message", "code", "type", "link"} <= (await refused.json()).keys()
+
+
+async def test_scheduled_passes_take_a_few_shards_each_and_cover_them_all(
+    start: StartProxy, devnodes: LocalNodes
+) -> None:
+    uid = fresh_uid("ae")
+    urls = devnodes.urls
+    async with start(anti_entropy={"interval_ms": 50, "shards_per_pass": 3}) as client:
+        await load(client, uid, [{"id": i} for i in range(40)])
+        for doc_id in range(0, 40, 5):
+            victim = (await holders(devnodes, uid, doc_id))[0]
+            await node_write(urls[victim], "DELETE", f"/indexes/{uid}/documents/{doc_id}")
+
+        async def all_restored() -> bool:
+            for doc_id in range(0, 40, 5):
+                if len(await holders(devnodes, uid, doc_id)) != 4:
+                    return False
+            return True
+
+        await eventually(all_restored, "every damaged shard repaired by the rotating passes")
+        status = await (await client.get(PASS)).json()
+        assert status["shardsPerPass"] == 3 and status["lastPass"]["shardsScanned"] == 3
