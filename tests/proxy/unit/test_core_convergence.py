@@ -40,6 +40,13 @@ def test_digest_ignores_bookkeeping_and_key_order_but_not_expiry() -> None:
     assert content_digest(a) != content_digest({**a, "_miroir_expires_at": 10})
 
 
+def test_the_paging_summary_equals_the_plain_one() -> None:
+    document = {"id": "a", "n": [1, {"b": 2}], "_miroir_shard": 2, "_miroir_updated_at": 9}
+    document["_miroir_expires_at"] = 50
+    assert Copy.taken(dict(document)) == Copy.of(document) == Copy(content_digest(document), 9, 50)
+    assert Copy.of({"id": 1, "_miroir_updated_at": "x"}).stamp == 0
+
+
 @given(st.lists(st.tuples(st.text(max_size=6), st.integers(0, 3)), max_size=30), st.randoms())
 def test_bucket_sums_ignore_paging_order(
     entries: list[tuple[str, int]], rnd: random.Random
