@@ -319,3 +319,19 @@ async def test_scheduled_passes_take_a_few_shards_each_and_cover_them_all(
         await eventually(all_restored, "every damaged shard repaired by the rotating passes")
         status = await (await client.get(PASS)).json()
         assert status["shardsPerPass"] == 3 and status["lastPass"]["shardsScanned"] == 3
+
+
+async def test_a_node_without_the_index_is_left_out_not_filled(
+    start: StartProxy, devnodes: LocalNodes
+) -> None:
+    uid = fresh_uid("ae")
+    urls = devnodes.urls
+    async with start(anti_entropy={"enabled": False}) as client:
+        await load(client, uid, [{"id": i} for i in range(10)])
+        await node_write(urls[G1[0]], "DELETE", f"/indexes/{uid}")
+        progress = await run_pass(client)
+        assert progress["mismatches"] == 0 and progress["repaired"] == 0
+        assert len(progress["unreachableReplicas"]) == 8  # n3, for each of the 8 shards
+        assert all(r.startswith("n3 ") for r in progress["unreachableReplicas"])
+        status, _ = await node_call(urls[G1[0]], "GET", f"/indexes/{uid}")
+        assert status == 404

@@ -274,7 +274,7 @@ class AntiEntropy:
         field = ref.primary_key
         while True:
             async with self._reads:
-                page = await self._io.page(node, ref, offset, size)
+                page = await self._page(node, ref, offset, size)
             add, take = fp.add, Copy.taken
             for document in page:
                 value = document.get(field)
@@ -286,6 +286,27 @@ class AntiEntropy:
             if len(page) < size:
                 return fp
             offset += len(page)
+
+    async def _page(self, node: str, ref: ShardRef, offset: int, limit: int) -> list[Any]:
+        """One page of the shard on `node`. A node without the index is not compared (it is
+        not ready: restoring documents would create the index without Miroir's settings)."""
+        response = await self._cluster.call(
+            node,
+            "POST",
+            f"/indexes/{ref.index}/documents/fetch",
+            json_body={"filter": ref.filter, "offset": offset, "limit": limit},
+            timeout_ms=self._io.settings.read_timeout_ms,
+        )
+        if not response.ok:
+            raise CopyFailed(f"node {node} answered {response.status}: {response.body[:200]!r}")
+        try:
+            body = orjson.loads(response.body)
+        except orjson.JSONDecodeError:
+            body = None
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list):
+            raise CopyFailed(f"node {node} answered a page without results")
+        return results
 
     async def _apply_filter_deletions(
         self,
