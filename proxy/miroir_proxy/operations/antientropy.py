@@ -21,8 +21,8 @@ Repairs go straight to the nodes (never a client task): the winning version, fet
 again from the replica that holds it, is written as is (its `_miroir_shard` and
 `_miroir_updated_at` included) with `POST .../documents`, deletions with
 `delete-batch`, and every node task is waited for. With `auto_repair: false` a pass only
-counts what it would repair. A replica that does not answer is left out of its shard's
-comparison (and named in the result); the next pass covers it.
+counts what it would repair. A replica that does not answer, or lacks the index, is left
+out of its shard's comparison (and named in the result); the next pass covers it.
 
 The scheduled pass is Mode A: each pod compares the shards it owns
 (`anti-entropy:<index>:<shard>`), at most `shards_per_pass` of them per pass, resuming
