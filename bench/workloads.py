@@ -49,13 +49,16 @@ class Sizes:
     rss_concurrency: int = 500
     rss_searches: int = 2_000
     sync_documents: int = 10_000  # copied by the group sync benchmark
+    antientropy_documents: int = 100_000  # x 4 replicas, compared by the anti-entropy pass
+    antientropy_damaged: int = 100  # deleted or altered behind Miroir's back per run
     runs: int = 3
 
 
 SMOKE = Sizes(
     documents=60, searches=40, search_concurrency=4, latency_searches=10, write_batches=2,
     write_batch=50, scaling_s=0.5, scaling_delay_ms=5, scaling_slots=2, rss_concurrency=20,
-    rss_searches=40, sync_documents=200, runs=1,
+    rss_searches=40, sync_documents=200, antientropy_documents=400, antientropy_damaged=10,
+    runs=1,
 )  # fmt: skip
 
 

@@ -99,6 +99,27 @@ class TtlConfig(_Strict):
     )
 
 
+class AntiEntropyConfig(_Strict):
+    enabled: bool = Field(True, description="run the periodic anti-entropy pass (Mode A)")
+    interval_ms: int = Field(300_000, gt=0, description="pause between two scheduled passes")
+    shards_per_pass: int = Field(
+        0, ge=0, description="shards one scheduled pass compares, at most; 0: every owned shard"
+    )
+    read_concurrency: int = Field(
+        4, ge=1, description="replica pages read at once during a pass (per pod)"
+    )
+    auto_repair: bool = Field(
+        True, description="repair what a pass finds; off: report (and count) only"
+    )
+    tombstone_window_ms: int = Field(
+        7 * 86_400_000,
+        gt=0,
+        description="deletes are remembered this long: a replica that was away longer than "
+        "this may give a deleted document back",
+    )
+    page_size: int = Field(1_000, ge=1, le=100_000, description="documents per page read")
+
+
 class FeaturesConfig(_Strict):
     idempotency_ttl_s: int = Field(86_400, gt=0, description="how long an Idempotency-Key is kept")
     idempotency_max_body_bytes: int = Field(
@@ -154,6 +175,7 @@ class MiroirConfig(_Strict):
     features: FeaturesConfig = FeaturesConfig()
     operations: OperationsConfig = OperationsConfig()
     ttl: TtlConfig = TtlConfig()
+    anti_entropy: AntiEntropyConfig = AntiEntropyConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> MiroirConfig:

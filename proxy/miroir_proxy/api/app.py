@@ -3,6 +3,7 @@ in one cleanup context, and the route tables of every Meilisearch resource."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -15,6 +16,7 @@ from miroir_proxy.core.topology import Topology, from_document, to_document
 from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster, topology_from_config
 from miroir_proxy.dispatch.coalescing import Coalescer
+from miroir_proxy.dispatch.deletions import DeleteLog
 from miroir_proxy.dispatch.keyring import KeyCache
 from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
@@ -23,6 +25,7 @@ from miroir_proxy.dispatch.writes import DocumentWriter
 from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
+from miroir_proxy.operations.antientropy import AntiEntropy, AntiEntropyOperation
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
@@ -43,12 +46,14 @@ from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
 from .appkeys import (
+    ANTI_ENTROPY,
     BODY_LIMIT,
     CATALOG,
     CLUSTER,
     COALESCER,
     CONFIG,
     COORDINATION,
+    DELETE_LOG,
     EPOCHS,
     KEYS,
     METRICS,
@@ -144,14 +149,27 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(RemoveNodeOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
-        writer = DocumentWriter(cluster, app[CATALOG], registry)
+        deletions = app[DELETE_LOG] = DeleteLog(store, config.anti_entropy.tombstone_window_ms)
+        writer = DocumentWriter(cluster, app[CATALOG], registry, deletions=deletions)
         sweeper = TtlSweeper(cluster, app[CATALOG], writer, config.ttl, pod.owns)
         app[TTL_SWEEPER] = sweeper
+        anti_entropy = app[ANTI_ENTROPY] = AntiEntropy(
+            cluster,
+            app[CATALOG],
+            deletions,
+            config.anti_entropy,
+            config.operations,
+            pod.owns,
+            read_timeout_ms=config.timeouts.node_read_ms,
+            write_timeout_ms=config.timeouts.node_write_ms,
+        )
+        engine.register(AntiEntropyOperation(anti_entropy))
+        metrics.count_anti_entropy(lambda: dataclasses.asdict(anti_entropy.totals))
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry, watcher, pod, engine, sweeper:
+            async with prober, registry, watcher, pod, engine, sweeper, anti_entropy:
                 yield
         finally:
             await store.close()

@@ -9,11 +9,13 @@ from miroir_proxy.coordination.runtime import Coordination
 from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.coalescing import Coalescer
+from miroir_proxy.dispatch.deletions import DeleteLog
 from miroir_proxy.dispatch.keyring import KeyCache
 from miroir_proxy.dispatch.reads import ReadResult
 from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.topowatch import TopologyWatcher
+from miroir_proxy.operations.antientropy import AntiEntropy
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
@@ -36,3 +38,5 @@ SESSIONS = web.AppKey("sessions", Sessions)
 COALESCER = web.AppKey("coalescer", Coalescer[ReadResult])
 COORDINATION = web.AppKey("coordination", Coordination)
 TTL_SWEEPER = web.AppKey("ttl_sweeper", TtlSweeper)
+DELETE_LOG = web.AppKey("delete_log", DeleteLog)
+ANTI_ENTROPY = web.AppKey("anti_entropy", AntiEntropy)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from miroir_proxy.histogram import HistogramChild, LabeledHistogram
@@ -64,6 +64,10 @@ class Metrics:
         """Export `counts` (reads served per replica group) as `miroir_group_reads_total`."""
         self.registry.register(_GroupReads(counts))
 
+    def count_anti_entropy(self, totals: Callable[[], Mapping[str, float]]) -> None:
+        """Export anti-entropy's totals (`shards`, `mismatches`, `repaired`, `last_pass_s`)."""
+        self.registry.register(_AntiEntropy(totals))
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # `labels()` locks and builds a key each call; routes x methods x statuses are few.
         key = (method, route, status)
@@ -99,3 +103,24 @@ class _GroupReads(Collector):
         for group_id, count in sorted(self._counts().items()):
             family.add_metric([group_id], count)
         yield family
+
+
+class _AntiEntropy(Collector):
+    """This pod's anti-entropy passes, read when scraped."""
+
+    def __init__(self, totals: Callable[[], Mapping[str, float]]) -> None:
+        self._totals = totals
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        totals = self._totals()
+        for name, key, text in (
+            ("shards_scanned", "shards", "Shards whose replicas a pass compared"),
+            ("mismatches", "mismatches", "Documents a pass found differing between replicas"),
+            ("documents_repaired", "repaired", "Replica copies a pass wrote or deleted"),
+        ):
+            yield CounterMetricFamily(f"miroir_antientropy_{name}", text, value=totals[key])
+        yield GaugeMetricFamily(
+            "miroir_antientropy_last_pass_timestamp_seconds",
+            "When this pod's last anti-entropy pass finished (0: none yet)",
+            value=totals["last_pass_s"],
+        )

@@ -46,6 +46,7 @@ from miroir_proxy.state.store import IndexMeta, NodeTaskRef, TaskRecord
 
 from .broadcast import NodeRefused
 from .cluster import Cluster
+from .deletions import DeleteLog
 from .tasks import TaskRegistry
 from .taskstatus import node_error
 
@@ -109,10 +110,19 @@ class _Job:
 
 
 class DocumentWriter:
-    def __init__(self, cluster: Cluster, catalog: IndexCatalog, registry: TaskRegistry) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        catalog: IndexCatalog,
+        registry: TaskRegistry,
+        *,
+        deletions: DeleteLog | None = None,
+    ) -> None:
         self._cluster = cluster
         self._catalog = catalog
         self._registry = registry
+        # Deletes are recorded for anti-entropy before any node is asked (dispatch.deletions).
+        self._deletions = deletions
 
     async def add(
         self,
@@ -175,6 +185,8 @@ class DocumentWriter:
         by_shard: dict[int, list[Any]] = {}
         for doc_id, shard in zip(ids, shards_of(ids, meta.shards), strict=True):
             by_shard.setdefault(shard, []).append(doc_id)
+        if self._deletions is not None:
+            await self._deletions.ids_deleted(index_uid, by_shard)
         layout = self._cluster.layout
         targets = shard_targets(layout, meta.shards, by_shard)
         path = f"/indexes/{index_uid}/documents/delete-batch"
@@ -189,6 +201,8 @@ class DocumentWriter:
             "originalFilter": orjson.dumps(filter_).decode(),
         }
         job = _Job(index_uid, DELETION, details, extra)
+        if self._deletions is not None:
+            await self._deletions.filter_deleted(index_uid, filter_)
         path = f"/indexes/{index_uid}/documents/delete"
         return await self._broadcast(job, "POST", path, orjson.dumps({"filter": filter_}))
 
@@ -196,6 +210,8 @@ class DocumentWriter:
         self, index_uid: str, extra: Mapping[str, Any] | None = None
     ) -> WriteResult:
         job = _Job(index_uid, DELETION, {"deletedDocuments": None}, extra)
+        if self._deletions is not None:
+            await self._deletions.cleared(index_uid)
         return await self._broadcast(job, "DELETE", f"/indexes/{index_uid}/documents", None)
 
     async def _broadcast(

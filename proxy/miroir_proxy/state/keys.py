@@ -6,8 +6,9 @@ Redis Cluster runs a script only when every key it touches is declared and all o
 to one slot. So the keys that one script uses together carry the same hash tag (the text
 between the first `{` and the next `}`: Redis hashes only that part): all the task keys
 `{tasks}`, the job queue `{jobs}`, the operation records `{ops}`, the peer registry
-`{peers}`, and the lease and phase of one scope `{scope:<scope>}`. Unrelated groups, single
-keys (`kv:*`, `indexes`, `topology`) and scopes spread over the slots.
+`{peers}`, the tombstones of one index `{tombstones:<uid>}`, and the lease and phase of
+one scope `{scope:<scope>}`. Unrelated groups, single keys (`kv:*`, `indexes`,
+`topology`) and scopes spread over the slots.
 
 Keys no script groups with another keep their names from before the hash tags (`indexes`,
 `topology`, `kv:*`, `task-uid`), so an upgraded standalone deployment still reads them; the
@@ -109,6 +110,11 @@ class Keys:
     def running(self, scope: str) -> str:
         """String: the id of the running operation holding `scope`; absent when none."""
         return f"{self.namespace}{{ops}}:running:{scope}"
+
+    def tombstones(self, index_uid: str, shard: int) -> str:
+        """Sorted set: deleted id -> deletion time (ms) of one shard; the shards of an index
+        share one slot, so one call may touch several of them."""
+        return f"{self.namespace}{{tombstones:{index_uid}}}:{shard}"
 
     def job(self, job_id: str) -> str:
         """Hash: kind, payload, total, done, and per chunk `c:<i>` (chunk), `o:<i>` (owner),

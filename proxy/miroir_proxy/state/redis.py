@@ -385,6 +385,38 @@ class RedisStore:
             value = await self._redis.get(self._keys.kv(key))
         return None if value is None else value.encode() if isinstance(value, str) else value
 
+    # -- tombstones ---------------------------------------------------------------------
+
+    async def add_tombstones(
+        self,
+        index_uid: str,
+        ids_by_shard: Mapping[int, Collection[str]],
+        deleted_at_ms: int,
+        keep_ms: int,
+    ) -> None:
+        shards = [(shard, ids) for shard, ids in ids_by_shard.items() if ids]
+        if not shards:
+            return
+        async with self._reachable(), self._redis.pipeline(transaction=False) as pipe:
+            for shard, ids in shards:
+                key = self._keys.tombstones(index_uid, shard)
+                # GT: an id deleted again keeps the later time, never an earlier one.
+                pipe.zadd(key, dict.fromkeys(ids, deleted_at_ms), gt=True)
+                pipe.pexpire(key, max(1, keep_ms))
+            await pipe.execute()
+
+    async def tombstones(self, index_uid: str, shard: int, since_ms: int) -> dict[str, int]:
+        key = self._keys.tombstones(index_uid, shard)
+        async with self._reachable():
+            found = await self._redis.zrangebyscore(key, since_ms, "+inf", withscores=True)
+        pairs: list[tuple[bytes, float]] = [(p[0], p[1]) for p in found]  # type: ignore[misc]
+        return {_text(doc_id): int(at) for doc_id, at in pairs}
+
+    async def prune_tombstones(self, index_uid: str, shard: int, before_ms: int) -> int:
+        key = self._keys.tombstones(index_uid, shard)
+        async with self._reachable():
+            return int(await self._redis.zremrangebyscore(key, "-inf", f"({before_ms}"))
+
     # -- leases, peers, phases ----------------------------------------------------------
 
     async def lease_acquire(self, scope: str, owner: str, ttl_ms: int) -> bool:

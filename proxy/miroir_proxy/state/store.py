@@ -7,7 +7,7 @@ cannot be reached raises `StoreUnavailable`, which the API renders as
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NotRequired, Protocol, TypedDict
@@ -298,6 +298,31 @@ class Store(Protocol):
     async def request_cancel(self, op_id: str) -> OperationRecord | None:
         """Set `cancel_requested` on a running operation and return the record (None if
         unknown). A finished operation is returned unchanged."""
+        ...
+
+    # Tombstones of deletes by id (anti-entropy: a replica that missed a delete must lose
+    # the document, not give it back). Times are milliseconds of the proxy's clock, the
+    # clock that stamps `_miroir_updated_at`.
+
+    async def add_tombstones(
+        self,
+        index_uid: str,
+        ids_by_shard: Mapping[int, Collection[str]],
+        deleted_at_ms: int,
+        keep_ms: int,
+    ) -> None:
+        """Record that these ids (primary key text) of these shards were deleted at
+        `deleted_at_ms`; an id deleted again keeps the later time. Kept at least `keep_ms`
+        (until `prune_tombstones`; Redis also expires a shard's set `keep_ms` after its last
+        addition)."""
+        ...
+
+    async def tombstones(self, index_uid: str, shard: int, since_ms: int) -> dict[str, int]:
+        """The shard's tombstones deleted at `since_ms` or later: id -> deleted_at_ms."""
+        ...
+
+    async def prune_tombstones(self, index_uid: str, shard: int, before_ms: int) -> int:
+        """Forget the shard's tombstones deleted before `before_ms`; returns how many."""
         ...
 
     async def ping(self) -> None:

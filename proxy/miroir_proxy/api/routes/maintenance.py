@@ -17,8 +17,10 @@ from miroir_proxy.dispatch.broadcast import (
     read_any,
     task_refs,
 )
+from miroir_proxy.operations.antientropy import KIND as ANTI_ENTROPY_KIND
+from miroir_proxy.operations.antientropy import SCOPE as ANTI_ENTROPY_SCOPE
 
-from ..appkeys import CLUSTER, TASKS, TTL_SWEEPER
+from ..appkeys import ANTI_ENTROPY, CLUSTER, OPERATIONS, TASKS, TTL_SWEEPER
 from ..responses import json_response, raw_json_response, read_json
 from .admin import require_admin
 
@@ -67,3 +69,32 @@ async def ttl_sweep(request: web.Request) -> web.Response:
     require_admin(request)
     swept = await request.app[TTL_SWEEPER].sweep(owned_only=False)
     return json_response({"indexes": [s.to_dict() for s in swept]})
+
+
+@routes.post("/_miroir/maintenance/anti-entropy")
+async def anti_entropy(request: web.Request) -> web.Response:
+    """One anti-entropy pass over every shard now, as an operation (admin key): follow it
+    with `GET /_miroir/operations/{id}` until `state` is `succeeded` (or `failed`); its
+    `progress` holds the pass's figures. 409 `miroir_operation_in_progress` while a
+    previous one runs."""
+    require_admin(request)
+    record = await request.app[OPERATIONS].start(ANTI_ENTROPY_KIND, {}, scope=ANTI_ENTROPY_SCOPE)
+    return json_response(
+        {"operation": record.id, "kind": record.kind, "state": record.state}, status=202
+    )
+
+
+@routes.get("/_miroir/maintenance/anti-entropy")
+async def anti_entropy_status(request: web.Request) -> web.Response:
+    """This pod's last pass (scheduled or requested) and its settings (admin key)."""
+    require_admin(request)
+    engine = request.app[ANTI_ENTROPY]
+    last = engine.last
+    return json_response(
+        {
+            "lastPass": None if last is None else last.to_dict(),
+            "autoRepair": engine.config.auto_repair,
+            "intervalMs": engine.config.interval_ms,
+            "shardsPerPass": engine.config.shards_per_pass,
+        }
+    )
