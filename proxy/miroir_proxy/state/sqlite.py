@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from .sqlite_coordination import COORDINATION_SCHEMA, SqliteCoordination, transaction
+from .sqlite_hints import HINTS_SCHEMA, SqliteHints
 from .sqlite_operations import OPERATIONS_SCHEMA, SqliteOperations
 from .store import IndexMeta, TaskPage, TaskRecord
 from .taskquery import TaskQuery
@@ -141,14 +142,14 @@ def _open(path: str) -> sqlite3.Connection:
                     raise
                 time.sleep(0.01)
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(SCHEMA + COORDINATION_SCHEMA + OPERATIONS_SCHEMA)
+        conn.executescript(SCHEMA + COORDINATION_SCHEMA + OPERATIONS_SCHEMA + HINTS_SCHEMA)
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-class SqliteStore(SqliteCoordination, SqliteOperations):
+class SqliteStore(SqliteCoordination, SqliteOperations, SqliteHints):
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self._path = str(path)
         self._clock = clock
