@@ -15,6 +15,7 @@ from miroir_proxy.core.topology import Topology, from_document, to_document
 from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster, topology_from_config
 from miroir_proxy.dispatch.coalescing import Coalescer
+from miroir_proxy.dispatch.handoff import Handoff
 from miroir_proxy.dispatch.keyring import KeyCache
 from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
@@ -32,6 +33,7 @@ from miroir_proxy.operations.groups import (
     RemoveGroupOperation,
     sync_handler,
 )
+from miroir_proxy.operations.handoff import HintReplayer
 from miroir_proxy.operations.nodes import (
     MOVE_JOB,
     AddNodeOperation,
@@ -50,6 +52,8 @@ from .appkeys import (
     CONFIG,
     COORDINATION,
     EPOCHS,
+    HANDOFF,
+    HINT_REPLAYER,
     KEYS,
     METRICS,
     OPERATIONS,
@@ -144,14 +148,16 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(RemoveNodeOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
-        writer = DocumentWriter(cluster, app[CATALOG], registry)
+        handoff = app[HANDOFF] = Handoff(store, cluster, config.handoff)
+        replayer = app[HINT_REPLAYER] = HintReplayer(store, cluster, handoff, config, pod.lease)
+        writer = DocumentWriter(cluster, app[CATALOG], registry, handoff)
         sweeper = TtlSweeper(cluster, app[CATALOG], writer, config.ttl, pod.owns)
         app[TTL_SWEEPER] = sweeper
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry, watcher, pod, engine, sweeper:
+            async with prober, registry, watcher, pod, engine, sweeper, replayer:
                 yield
         finally:
             await store.close()

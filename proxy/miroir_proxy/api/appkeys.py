@@ -9,6 +9,7 @@ from miroir_proxy.coordination.runtime import Coordination
 from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.coalescing import Coalescer
+from miroir_proxy.dispatch.handoff import Handoff
 from miroir_proxy.dispatch.keyring import KeyCache
 from miroir_proxy.dispatch.reads import ReadResult
 from miroir_proxy.dispatch.sessions import Sessions
@@ -17,6 +18,7 @@ from miroir_proxy.dispatch.topowatch import TopologyWatcher
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
+from miroir_proxy.operations.handoff import HintReplayer
 from miroir_proxy.state.store import Store
 
 from .metrics import Metrics
@@ -36,3 +38,5 @@ SESSIONS = web.AppKey("sessions", Sessions)
 COALESCER = web.AppKey("coalescer", Coalescer[ReadResult])
 COORDINATION = web.AppKey("coordination", Coordination)
 TTL_SWEEPER = web.AppKey("ttl_sweeper", TtlSweeper)
+HANDOFF = web.AppKey("handoff", Handoff)
+HINT_REPLAYER = web.AppKey("hint_replayer", HintReplayer)

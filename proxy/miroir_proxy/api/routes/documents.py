@@ -22,7 +22,7 @@ from miroir_proxy.dispatch.payloads import (
 )
 from miroir_proxy.dispatch.writes import DocumentWriter, WriteResult, ids_of
 
-from ..appkeys import CATALOG, CLUSTER, TASKS
+from ..appkeys import CATALOG, CLUSTER, HANDOFF, TASKS
 from ..auth import AUTH
 from ..responses import json_response, raw_json_response, read_json
 
@@ -35,7 +35,7 @@ _ADD_PARAMS = ("primaryKey", "csvDelimiter", *_DELETE_PARAMS, "skipCreation")
 
 def _writer(request: web.Request) -> DocumentWriter:
     app = request.app
-    return DocumentWriter(app[CLUSTER], app[CATALOG], app[TASKS])
+    return DocumentWriter(app[CLUSTER], app[CATALOG], app[TASKS], app[HANDOFF])
 
 
 def _extra(request: web.Request) -> dict[str, Any] | None:
