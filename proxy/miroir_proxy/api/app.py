@@ -72,6 +72,7 @@ from .routes import (
     documents,
     documents_read,
     experimental,
+    hints,
     indexes,
     instance,
     jobs,
@@ -151,6 +152,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         handoff = app[HANDOFF] = Handoff(store, cluster, config.handoff)
         replayer = app[HINT_REPLAYER] = HintReplayer(store, cluster, handoff, config, pod.lease)
         writer = DocumentWriter(cluster, app[CATALOG], registry, handoff)
+        metrics.export_hints(lambda: handoff.backlogs, lambda: replayer.replayed)
         sweeper = TtlSweeper(cluster, app[CATALOG], writer, config.ttl, pod.owns)
         app[TTL_SWEEPER] = sweeper
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
@@ -178,6 +180,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
         *(instance, admin, search, documents_read, documents, tasks),
         *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases),
         experimental,
+        hints,
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)

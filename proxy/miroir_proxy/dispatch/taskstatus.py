@@ -152,11 +152,13 @@ def logical_count(refs: list[NodeTaskRef], field: str, active_groups: Collection
         copies: dict[int, int] = {}
         total = 0
         for ref in members:
-            for shard in ref["shards"]:
-                copies[shard] = copies.get(shard, 0) + 1
+            # A hinted replica gets the documents later: they are not counted on it now.
+            if ref["status"] != HINTED:
+                for shard in ref["shards"]:
+                    copies[shard] = copies.get(shard, 0) + 1
             if ref["status"] == "succeeded":
                 total += int((ref.get("details") or {}).get(field) or 0)
-        complete = all(ref["status"] == "succeeded" for ref in members)
+        complete = all(ref["status"] in ("succeeded", HINTED) for ref in members)
         value = total // max(copies.values(), default=1)
         candidate = (complete, group in active_groups, value)
         if best is None or candidate > best:
