@@ -251,6 +251,48 @@ async def test_hints_survive_a_proxy_restart(nodes: LocalNodes, tmp_path: Path) 
         await eventually(caught_up, f"{DOWN} holds the writes hinted before the restart")
 
 
+async def test_two_pods_replay_each_hint_once(nodes: LocalNodes, tmp_path: Path) -> None:
+    """Both pods see the node return; the lease `hints:n0` lets one replay: the node gets
+    one task per hint, not two."""
+    state = tmp_path / "state.sqlite3"
+    pod = {"coordination": {"pod_id": "pod-a"}}
+    async with (
+        proxy(nodes, state, **pod) as a,
+        proxy(nodes, state, coordination={"pod_id": "pod-b"}) as b,
+    ):
+        uid = await create_index(a)
+        ids = ids_on(a, DOWN, 12, start=6_000)
+        async with paused(nodes):
+
+            async def both_see_it_down() -> bool:
+                views = [await (await c.get("/_miroir/topology")).json() for c in (a, b)]
+                return all(
+                    next(n for n in v["groups"][0]["nodes"] if n["id"] == DOWN)["health"]
+                    == "unhealthy"
+                    for v in views
+                )
+
+            # Once both know, no write is even sent to the paused node.
+            await eventually(both_see_it_down, "both pods see the paused node down")
+            for i, doc_id in enumerate(ids):
+                outcome = await write_one((a, b)[i % 2], uid, {"id": doc_id})
+                assert outcome["task"]["status"] == "succeeded", outcome
+            assert (await hints(b))[DOWN]["pending"] == len(ids)
+
+        async def caught_up() -> bool:
+            found = [await node_document(nodes, uid, doc_id) for doc_id in ids]
+            return all(doc is not None for doc in found) and DOWN not in await hints(a)
+
+        await eventually(caught_up, f"{DOWN} caught up")
+        status, listing = await node_call(
+            nodes.urls[0],
+            "GET",
+            f"/tasks?indexUids={uid}&types=documentAdditionOrUpdate&limit=1000",
+        )
+        assert status == 200, listing
+        assert listing["total"] == len(ids)
+
+
 async def test_without_handoff_a_down_replica_fails_the_write_at_once(
     nodes: LocalNodes, tmp_path: Path
 ) -> None:
