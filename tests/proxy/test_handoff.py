@@ -251,14 +251,20 @@ async def test_hints_survive_a_proxy_restart(nodes: LocalNodes, tmp_path: Path) 
         await eventually(caught_up, f"{DOWN} holds the writes hinted before the restart")
 
 
-async def test_two_pods_replay_each_hint_once(nodes: LocalNodes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_two_pods_replay_each_hint_once(
+    nodes: LocalNodes, tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
     """Both pods see the node return; the lease `hints:n0` lets one replay: the node gets
-    one task per hint, not two."""
+    one task per hint, not two. On one SQLite file and on a real Redis."""
     state = tmp_path / "state.sqlite3"
-    pod = {"coordination": {"pod_id": "pod-a"}}
+    shared: dict[str, Any] = {}
+    if backend == "redis":
+        server = request.getfixturevalue("redis_server")
+        shared["store"] = f"{server.url}?namespace={fresh_uid('handoff')}:"
     async with (
-        proxy(nodes, state, **pod) as a,
-        proxy(nodes, state, coordination={"pod_id": "pod-b"}) as b,
+        proxy(nodes, state, coordination={"pod_id": "pod-a"}, **shared) as a,
+        proxy(nodes, state, coordination={"pod_id": "pod-b"}, **shared) as b,
     ):
         uid = await create_index(a)
         ids = ids_on(a, DOWN, 12, start=6_000)
