@@ -251,6 +251,35 @@ async def test_hints_survive_a_proxy_restart(nodes: LocalNodes, tmp_path: Path) 
         await eventually(caught_up, f"{DOWN} holds the writes hinted before the restart")
 
 
+async def test_hints_of_an_index_deleted_meanwhile_are_dropped(
+    nodes: LocalNodes, tmp_path: Path
+) -> None:
+    """A replay must not bring documents back into an index deleted since the write (the
+    node, which missed the deletion, still has it)."""
+    async with proxy(nodes, tmp_path / "state.sqlite3") as client:
+        uid = await create_index(client)
+        ids = ids_on(client, DOWN, 3, start=7_000)
+        nodes.nodes[0].stop()
+        try:
+            for doc_id in ids:
+                outcome = await write_one(client, uid, {"id": doc_id})
+                assert outcome["task"]["status"] == "succeeded", outcome
+            assert (await hints(client))[DOWN]["pending"] == 3
+            deletion = await client.delete(f"/indexes/{uid}")
+            assert deletion.status == 202, await deletion.text()
+        finally:
+            nodes.nodes[0].start()
+        nodes.nodes[0].wait_healthy(30)
+
+        async def no_hints_left() -> bool:
+            return DOWN not in await hints(client)
+
+        await eventually(no_hints_left, "the hints of the deleted index are gone")
+        status, _ = await node_call(nodes.urls[0], "GET", f"/indexes/{uid}")
+        assert status == 200  # the node missed the deletion: its copy of the index is there
+        assert all([await node_document(nodes, uid, doc_id) is None for doc_id in ids])
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 async def test_two_pods_replay_each_hint_once(
     nodes: LocalNodes, tmp_path: Path, request: pytest.FixtureRequest, backend: str
