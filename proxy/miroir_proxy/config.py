@@ -142,7 +142,7 @@ class HandoffConfig(_Strict):
         "to anti-entropy",
     )
     replay_batch: int = Field(
-        100, gt=0, description="hints one replay round sends to a node, in order"
+        100, gt=0, le=1_000, description="hints one replay round sends to a node, in order"
     )
     replay_concurrency: int = Field(2, gt=0, description="nodes one pod replays to at once")
     replay_interval_ms: int = Field(

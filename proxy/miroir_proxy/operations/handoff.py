@@ -37,9 +37,11 @@ from miroir_proxy.dispatch.handoff import Handoff
 from miroir_proxy.nodes.errors import NodeError
 from miroir_proxy.state.store import Hint, Store, StoreUnavailable
 
-from .copying import CopyFailed, CopySettings, ShardIO
-
 log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+# Polls of a batch's node tasks: short at first (a node finishes a small batch quickly).
+_TASK_POLL_S = (0.005, 0.05)
 
 
 def lease_scope(node_id: str) -> str:
@@ -62,17 +64,9 @@ class HintReplayer:
         self._handoff = handoff
         self._config = config.handoff
         self._write_timeout_ms = config.timeouts.node_write_ms
+        self._read_timeout_ms = config.timeouts.node_read_ms
+        self._task_timeout_s = config.operations.node_task_timeout_ms / 1000
         self._lease = lease
-        self._io = ShardIO(
-            cluster,
-            CopySettings(
-                page_size=1,
-                docs_per_s=0,
-                read_timeout_ms=config.timeouts.node_read_ms,
-                write_timeout_ms=config.timeouts.node_write_ms,
-                task_timeout_ms=config.operations.node_task_timeout_ms,
-            ),
-        )
         self._draining: dict[str, asyncio.Task[None]] = {}
         self._background = BackgroundTasks(log)
         # Counters of this pod (`/metrics`).
@@ -177,21 +171,63 @@ class HintReplayer:
             )  # fmt: skip
             stale.append(hint)
         done: list[Hint] = list(stale)
+        statuses = await self._wait_tasks(node, [uid for _, uid in sent]) if sent else {}
         for hint, uid in sent:
-            try:
-                await self._io.wait_task(node, uid)
-            except CopyFailed as e:
-                log.warning("hint %d replayed to %s did not succeed: %s; dropped", hint.id, node, e)
-            except NodeError as e:
-                log.info("hint replay to %s paused while waiting: %s", node, e)
+            status = statuses.get(uid)
+            if status is None:
+                # Unanswered (the node went away again) or unknown to the node (restarted
+                # without it): this hint and the ones after it stay, and are sent again
+                # later in the same order.
                 answered = False
                 break
-            else:
+            if status == "succeeded":
                 self.replayed += 1
+            else:
+                log.warning(
+                    "hint %d replayed to %s ended %s; dropped, anti-entropy repairs it",
+                    hint.id, node, status,
+                )  # fmt: skip
+                self.discarded += 1
             done.append(hint)
         self.discarded += len(stale)
         await self._store.delete_hints(node, [hint.id for hint in done])
         return answered and bool(done)
+
+    async def _wait_tasks(self, node: str, uids: list[int]) -> dict[int, str]:
+        """The final status of each of the node's tasks `uids` that finished before the
+        node stopped answering or the task deadline passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._task_timeout_s
+        pause, cap = _TASK_POLL_S
+        pending = set(uids)
+        finished: dict[int, str] = {}
+        while pending:
+            try:
+                response = await self._cluster.call(
+                    node,
+                    "GET",
+                    "/tasks",
+                    params={"uids": ",".join(map(str, sorted(pending))), "limit": len(pending)},
+                    timeout_ms=self._read_timeout_ms,
+                )
+                results = response.json()["results"] if response.ok else None
+            except (NodeError, KeyError, TypeError, ValueError) as e:
+                log.info("hint replay to %s: task poll failed: %s", node, e)
+                return finished
+            if not isinstance(results, list):
+                return finished
+            known = set()
+            for task in results:
+                uid = int(task["uid"])
+                known.add(uid)
+                if task.get("status") in TERMINAL:
+                    finished[uid] = str(task["status"])
+                    pending.discard(uid)
+            if pending - known or loop.time() > deadline:
+                return finished
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, cap)
+        return finished
 
     async def _relevant(self, node: str, hint: Hint) -> bool:
         """Whether `node` should still get `hint` (module docstring)."""
