@@ -280,6 +280,38 @@ async def test_hints_of_an_index_deleted_meanwhile_are_dropped(
         assert all([await node_document(nodes, uid, doc_id) is None for doc_id in ids])
 
 
+async def test_a_node_that_lost_the_index_is_not_given_a_bare_copy(
+    nodes: LocalNodes, tmp_path: Path
+) -> None:
+    """The node comes back without the index (an empty volume): a replay would create it
+    with default settings (no `_miroir_shard` filter), so the hints are dropped instead."""
+    async with proxy(nodes, tmp_path / "state.sqlite3") as client:
+        uid = await create_index(client)
+        ids = ids_on(client, DOWN, 3, start=8_000)
+        status, _ = await node_call(nodes.urls[0], "DELETE", f"/indexes/{uid}")
+        assert status == 202
+
+        async def gone_on_node() -> bool:
+            return (await node_call(nodes.urls[0], "GET", f"/indexes/{uid}"))[0] == 404
+
+        await eventually(gone_on_node, "the index is gone from the node")
+        nodes.nodes[0].stop()
+        try:
+            for doc_id in ids:
+                outcome = await write_one(client, uid, {"id": doc_id})
+                assert outcome["task"]["status"] == "succeeded", outcome
+            assert (await hints(client))[DOWN]["pending"] == 3
+        finally:
+            nodes.nodes[0].start()
+        nodes.nodes[0].wait_healthy(30)
+
+        async def no_hints_left() -> bool:
+            return DOWN not in await hints(client)
+
+        await eventually(no_hints_left, "the hints are dropped")
+        assert await gone_on_node()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 async def test_two_pods_replay_each_hint_once(
     nodes: LocalNodes, tmp_path: Path, request: pytest.FixtureRequest, backend: str

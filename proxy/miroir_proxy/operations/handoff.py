@@ -13,6 +13,9 @@ an update or a deletion twice leaves the same documents.
 Topology changes since the write:
 - the node left the topology: its hints are dropped (a removed node is never written);
 - the index is gone (deleted since): the hint is dropped, a replay would recreate it;
+- the node has no such index (it came back from an empty volume): the hint is dropped, a
+  replay would create the index without Miroir's settings, and only a full copy can
+  rebuild it;
 - the node no longer holds any shard the hint was for (its replicas moved away while it
   was down): the hint is dropped; the copy that moved the shard read it from a replica
   that acknowledged the write. A hint for shards of which the node still holds some is
@@ -137,8 +140,11 @@ class HintReplayer:
         sent: list[tuple[Hint, int]] = []
         stale: list[Hint] = []
         answered = True
+        present = await self._indexes_present(node, {hint.index_uid for hint in hints})
+        if present is None:
+            return False
         for hint in hints:
-            if not await self._relevant(node, hint):
+            if hint.index_uid not in present or not await self._relevant(node, hint):
                 stale.append(hint)
                 continue
             try:
@@ -228,6 +234,30 @@ class HintReplayer:
             await asyncio.sleep(pause)
             pause = min(pause * 2, cap)
         return finished
+
+    async def _indexes_present(self, node: str, uids: set[str]) -> set[str] | None:
+        """Which of `uids` the node has (None when it does not answer). A node without the
+        index lost it (a wiped volume): a replay would recreate it without Miroir's
+        settings, and only a full copy can rebuild it, so its hints are dropped."""
+        present: set[str] = set()
+        for uid in sorted(uids):
+            try:
+                response = await self._cluster.call(
+                    node, "GET", f"/indexes/{uid}", timeout_ms=self._read_timeout_ms
+                )
+            except NodeError as e:
+                log.info("hint replay to %s paused: %s", node, e)
+                return None
+            if response.ok:
+                present.add(uid)
+            elif response.status == 404:
+                log.warning(
+                    "node %s has no index %s: its hints are dropped, a copy must rebuild it",
+                    node, uid,
+                )  # fmt: skip
+            else:
+                return None
+        return present
 
     async def _relevant(self, node: str, hint: Hint) -> bool:
         """Whether `node` should still get `hint` (module docstring)."""
