@@ -4,6 +4,7 @@ routing, validation before any node call, quorum, logical task details, one-docu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -401,7 +402,8 @@ async def test_a_replay_skips_hints_the_node_should_no_longer_get(
     tmp_path: Path, fleet: Any, proxy: Any
 ) -> None:
     """Hints stored before a topology change: those for shards the node no longer holds,
-    and those of an index that is gone, are dropped; the others are replayed in order."""
+    of an index that is gone, or of a node that left, are dropped; the others are replayed
+    in order."""
     from miroir_proxy.api.appkeys import STORE
     from miroir_proxy.state.store import Hint
 
@@ -438,6 +440,9 @@ async def test_a_replay_skips_hints_the_node_should_no_longer_get(
             hint("books", (other[0], mine[-1]), 4),  # still holds one of them: replayed whole
         ):
             assert await store.put_hint(h, 100) is not None
+        # A node removed from the topology since: never called, its hints dropped.
+        removed = dataclasses.replace(hint("books", (mine[0],), 5), node="g0n9")
+        assert await store.put_hint(removed, 100) is not None
 
         async def drained() -> bool:
             return not (await (await client.get("/_miroir/hints")).json())["nodes"]

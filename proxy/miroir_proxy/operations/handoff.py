@@ -106,8 +106,10 @@ class HintReplayer:
     def _down(self, node: str) -> bool:
         """A node of the topology the prober does not see healthy (a node that left the
         topology is never called: its hints are only dropped)."""
-        listed = any(n.id == node for n in self._cluster.topology.nodes())
-        return listed and not self._cluster.is_healthy(node)
+        return self._listed(node) and not self._cluster.is_healthy(node)
+
+    def _listed(self, node: str) -> bool:
+        return any(n.id == node for n in self._cluster.topology.nodes())
 
     async def _drain_under_lease(self, node: str) -> None:
         keeper = self._lease(lease_scope(node))
@@ -140,7 +142,10 @@ class HintReplayer:
         sent: list[tuple[Hint, int]] = []
         stale: list[Hint] = []
         answered = True
-        present = await self._indexes_present(node, {hint.index_uid for hint in hints})
+        # A node that left the topology is never called (not even for its indexes).
+        present: set[str] | None = set()
+        if self._listed(node):
+            present = await self._indexes_present(node, {hint.index_uid for hint in hints})
         if present is None:
             return False
         for hint in hints:
