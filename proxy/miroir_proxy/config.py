@@ -148,6 +148,29 @@ class OperationsConfig(_Strict):
     )
 
 
+class HandoffConfig(_Strict):
+    """Hinted handoff (README "Writes with a node down")."""
+
+    enabled: bool = Field(
+        True,
+        description="acknowledge a write whose replica is down once a live replica acked "
+        "and the missed node batch is stored as a hint, replayed when the node returns",
+    )
+    max_hints_per_node: int = Field(
+        10_000,
+        gt=0,
+        description="node batches kept per node; one more drops them all and leaves the node "
+        "to anti-entropy",
+    )
+    replay_batch: int = Field(
+        100, gt=0, le=1_000, description="hints one replay round sends to a node, in order"
+    )
+    replay_concurrency: int = Field(2, gt=0, description="nodes one pod replays to at once")
+    replay_interval_ms: int = Field(
+        1_000, gt=0, description="how often a pod looks for returned nodes with hints"
+    )
+
+
 class MiroirConfig(_Strict):
     shards: int = Field(16, ge=1, le=MAX_SHARDS, description="shard count for new indexes")
     replication_factor: int = Field(1, ge=1, description="copies of each shard inside a group")
@@ -176,6 +199,7 @@ class MiroirConfig(_Strict):
     operations: OperationsConfig = OperationsConfig()
     ttl: TtlConfig = TtlConfig()
     anti_entropy: AntiEntropyConfig = AntiEntropyConfig()
+    handoff: HandoffConfig = HandoffConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> MiroirConfig:

@@ -4,6 +4,7 @@ routing, validation before any node call, quorum, logical task details, one-docu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,8 @@ async def test_a_refusing_replica_degrades_but_a_group_keeps_quorum(
         assert response.status == 202
         degraded = response.headers["X-Miroir-Degraded"].split(",")
         assert degraded
-        assert all(item.startswith("g0/") and item.endswith("/g0n0") for item in degraded)
+        # The batch g0n0 failed is kept as a hint, replayed once it takes writes again.
+        assert all(item.startswith("g0/") and item.endswith("/g0n0:hinted") for item in degraded)
         task = await wait_task(client, (await response.json())["taskUid"])
     assert task["status"] == "succeeded"
     assert task["details"]["indexedDocuments"] == 50
@@ -207,7 +209,8 @@ async def test_no_group_at_quorum_is_503_and_no_task(
     tmp_path: Path, fleet: Any, proxy: Any
 ) -> None:
     nodes = await fleet()
-    async with proxy(nodes.config(tmp_path)) as client:
+    # Without hinted handoff, a shard with one of its two g0 replicas failing has no quorum.
+    async with proxy(nodes.config(tmp_path, handoff={"enabled": False})) as client:
         await create_index(client, "books")
         for node in nodes.groups[1]:
             node.refuse_writes = True
@@ -393,3 +396,60 @@ async def test_round_trip_over_real_devnodes(
         cleared = await client.delete("/indexes/books/documents")
         task = await wait_task(client, (await cleared.json())["taskUid"])
         assert task["details"] == {"deletedDocuments": 48}
+
+
+async def test_a_replay_skips_hints_the_node_should_no_longer_get(
+    tmp_path: Path, fleet: Any, proxy: Any
+) -> None:
+    """Hints stored before a topology change: those for shards the node no longer holds,
+    of an index that is gone, or of a node that left, are dropped; the others are replayed
+    in order."""
+    from miroir_proxy.api.appkeys import STORE
+    from miroir_proxy.state.store import Hint
+
+    nodes = await fleet(groups=1, nodes_per_group=3)
+    config = nodes.config(tmp_path, handoff={"replay_interval_ms": 50})
+    async with proxy(config) as client:
+        await create_index(client, "books")
+        node = nodes.node("g0n0")
+        table = plan(None, [n.node_id for n in nodes.groups[0]], 2, SHARDS)
+        mine = [s for s in range(SHARDS) if "g0n0" in table[s]]
+        other = [s for s in range(SHARDS) if s not in mine]
+        assert mine and other
+
+        def hint(index: str, shards: tuple[int, ...], doc_id: int) -> Hint:
+            return Hint(
+                node="g0n0",
+                index_uid=index,
+                method="POST",
+                path=f"/indexes/{index}/documents",
+                params={"primaryKey": "id"},
+                body=orjson.dumps([{"id": doc_id, "_miroir_shard": shards[0]}]),
+                group="g0",
+                shards=shards,
+                created_ms=1,
+            )
+
+        assert client.app is not None
+        store = client.app[STORE]
+        before = len(document_writes(node))
+        for h in (
+            hint("books", (mine[0],), 1),
+            hint("books", (other[0],), 2),  # the shard moved off g0n0 since
+            hint("gone", (mine[0],), 3),  # the index was deleted since
+            hint("books", (other[0], mine[-1]), 4),  # still holds one of them: replayed whole
+        ):
+            assert await store.put_hint(h, 100) is not None
+        # A node removed from the topology since: never called, its hints dropped.
+        removed = dataclasses.replace(hint("books", (mine[0],), 5), node="g0n9")
+        assert await store.put_hint(removed, 100) is not None
+
+        async def drained() -> bool:
+            return not (await (await client.get("/_miroir/hints")).json())["nodes"]
+
+        deadline = asyncio.get_running_loop().time() + DEADLINE_S
+        while not await drained():
+            assert asyncio.get_running_loop().time() < deadline, "hints not drained"
+            await asyncio.sleep(0.02)
+        replayed = [r.body[0]["id"] for r in document_writes(node)[before:]]
+        assert replayed == [1, 4]

@@ -17,6 +17,7 @@ from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster, topology_from_config
 from miroir_proxy.dispatch.coalescing import Coalescer
 from miroir_proxy.dispatch.deletions import DeleteLog
+from miroir_proxy.dispatch.handoff import Handoff
 from miroir_proxy.dispatch.keyring import KeyCache
 from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
@@ -35,6 +36,7 @@ from miroir_proxy.operations.groups import (
     RemoveGroupOperation,
     sync_handler,
 )
+from miroir_proxy.operations.handoff import HintReplayer
 from miroir_proxy.operations.nodes import (
     MOVE_JOB,
     AddNodeOperation,
@@ -55,6 +57,8 @@ from .appkeys import (
     COORDINATION,
     DELETE_LOG,
     EPOCHS,
+    HANDOFF,
+    HINT_REPLAYER,
     KEYS,
     METRICS,
     OPERATIONS,
@@ -73,6 +77,7 @@ from .routes import (
     documents,
     documents_read,
     experimental,
+    hints,
     indexes,
     instance,
     jobs,
@@ -150,7 +155,12 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
         deletions = app[DELETE_LOG] = DeleteLog(store, config.anti_entropy.tombstone_window_ms)
-        writer = DocumentWriter(cluster, app[CATALOG], registry, deletions=deletions)
+        handoff = app[HANDOFF] = Handoff(store, cluster, config.handoff)
+        replayer = app[HINT_REPLAYER] = HintReplayer(store, cluster, handoff, config, pod.lease)
+        writer = DocumentWriter(
+            cluster, app[CATALOG], registry, handoff=handoff, deletions=deletions
+        )
+        metrics.export_hints(lambda: handoff.backlogs, lambda: replayer.replayed)
         sweeper = TtlSweeper(cluster, app[CATALOG], writer, config.ttl, pod.owns)
         app[TTL_SWEEPER] = sweeper
         anti_entropy = app[ANTI_ENTROPY] = AntiEntropy(
@@ -169,7 +179,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry, watcher, pod, engine, sweeper, anti_entropy:
+            async with prober, registry, watcher, pod, engine, sweeper, anti_entropy, replayer:
                 yield
         finally:
             await store.close()
@@ -190,6 +200,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
         *(instance, admin, search, documents_read, documents, tasks),
         *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases),
         experimental,
+        hints,
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)

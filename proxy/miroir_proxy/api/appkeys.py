@@ -10,6 +10,7 @@ from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.coalescing import Coalescer
 from miroir_proxy.dispatch.deletions import DeleteLog
+from miroir_proxy.dispatch.handoff import Handoff
 from miroir_proxy.dispatch.keyring import KeyCache
 from miroir_proxy.dispatch.reads import ReadResult
 from miroir_proxy.dispatch.sessions import Sessions
@@ -19,6 +20,7 @@ from miroir_proxy.operations.antientropy import AntiEntropy
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
+from miroir_proxy.operations.handoff import HintReplayer
 from miroir_proxy.state.store import Store
 
 from .metrics import Metrics
@@ -40,3 +42,5 @@ COORDINATION = web.AppKey("coordination", Coordination)
 TTL_SWEEPER = web.AppKey("ttl_sweeper", TtlSweeper)
 DELETE_LOG = web.AppKey("delete_log", DeleteLog)
 ANTI_ENTROPY = web.AppKey("anti_entropy", AntiEntropy)
+HANDOFF = web.AppKey("handoff", Handoff)
+HINT_REPLAYER = web.AppKey("hint_replayer", HintReplayer)

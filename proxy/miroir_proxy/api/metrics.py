@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from miroir_proxy.histogram import HistogramChild, LabeledHistogram
+from miroir_proxy.state.store import HintBacklog
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -68,6 +69,13 @@ class Metrics:
         """Export anti-entropy's totals (`shards`, `mismatches`, `repaired`, `last_pass_s`)."""
         self.registry.register(_AntiEntropy(totals))
 
+    def export_hints(
+        self, backlogs: Callable[[], Mapping[str, HintBacklog]], replayed: Callable[[], int]
+    ) -> None:
+        """Hinted handoff: the cluster's backlogs (as of this pod's last replay round) and
+        the hints this pod replayed."""
+        self.registry.register(_Hints(backlogs, replayed))
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # `labels()` locks and builds a key each call; routes x methods x statuses are few.
         key = (method, route, status)
@@ -124,3 +132,34 @@ class _AntiEntropy(Collector):
             "When this pod's last anti-entropy pass finished (0: none yet)",
             value=totals["last_pass_s"],
         )
+
+
+class _Hints(Collector):
+    def __init__(
+        self, backlogs: Callable[[], Mapping[str, HintBacklog]], replayed: Callable[[], int]
+    ) -> None:
+        self._backlogs = backlogs
+        self._replayed = replayed
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        pending = GaugeMetricFamily(
+            "miroir_hints_pending", "Hints stored for a node, not replayed yet", labels=["node"]
+        )
+        dropped = GaugeMetricFamily(
+            "miroir_hints_dropped", "Hints dropped past the bound since the node's last repair",
+            labels=["node"],
+        )  # fmt: skip
+        overflowed = GaugeMetricFamily(
+            "miroir_hints_overflowed",
+            "1 when a node overflowed its hint bound and needs anti-entropy",
+            labels=["node"],
+        )
+        for node, backlog in sorted(self._backlogs().items()):
+            pending.add_metric([node], backlog.pending)
+            dropped.add_metric([node], backlog.dropped)
+            overflowed.add_metric([node], int(backlog.overflowed))
+        replayed = CounterMetricFamily(
+            "miroir_hints_replayed", "Hints this pod replayed to their returned node"
+        )
+        replayed.add_metric([], self._replayed())
+        yield from (pending, dropped, overflowed, replayed)

@@ -6,6 +6,11 @@ succeeds when, for every shard it touched, at least one group that serves search
 receive every write too, but their acknowledgements alone cannot make a write succeed:
 no search reads from them. Every replica that did not acknowledge is listed as degraded
 so anti-entropy can repair it and ``X-Miroir-Degraded`` can name it.
+
+Hinted handoff relaxes the majority: in a group, a shard also counts as written when at
+least one replica acknowledged and every other replica of the shard (and every replica
+being filled) either acknowledged or has its missed batch stored as a hint (``hinted``).
+Without a single live acknowledgement a hint alone never makes a write.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class MissedReplica:
     group_id: str
     shard: int
     node_id: str
+    hinted: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,9 +50,17 @@ class WriteVerdict:
             f"No replica group acknowledged the write with a quorum for shards [{shards}].",
         )
 
-    def degraded_header(self) -> str:
-        """Value for ``X-Miroir-Degraded``: ``group/shard/node`` items, comma-separated."""
-        return ",".join(f"{m.group_id}/{m.shard}/{m.node_id}" for m in self.degraded)
+    def degraded_header(self, overflowed: Collection[str] = ()) -> str:
+        """Value for ``X-Miroir-Degraded``: ``group/shard/node`` items, comma-separated, with
+        ``:anti-entropy`` after a replica in ``overflowed`` (past its hint bound) and
+        ``:hinted`` after another replica whose batch was stored as a hint."""
+
+        def mark(m: MissedReplica) -> str:
+            if m.node_id in overflowed:
+                return ":anti-entropy"
+            return ":hinted" if m.hinted else ""
+
+        return ",".join(f"{m.group_id}/{m.shard}/{m.node_id}{mark(m)}" for m in self.degraded)
 
 
 def judge_write(
@@ -55,6 +69,7 @@ def judge_write(
     acked: Collection[str],
     *,
     index_shards: int | None = None,
+    hinted: Collection[str] = (),
 ) -> WriteVerdict:
     """Verdict of a write that touched ``shards`` once the nodes in ``acked`` confirmed it.
 
@@ -62,9 +77,10 @@ def judge_write(
     Quorum is counted over a shard's actual replicas, which differ from RF only while a
     group has fewer nodes than RF. ``index_shards`` is the index's own shard count
     (``topology.shards`` is only the default for new indexes). ``layout`` must be the one
-    the write was routed with.
+    the write was routed with. ``hinted``: nodes whose missed batch is stored as a hint.
     """
     acked_set = acked if isinstance(acked, frozenset | set) else frozenset(acked)
+    hinted_set = frozenset(hinted)
     count = index_shards or layout.topology.shards
     placements = [(group, layout.placement(group, count)) for group in layout.topology.groups]
     no_quorum: list[int] = []
@@ -73,20 +89,26 @@ def judge_write(
         reached = False
         for group, placement in placements:
             replicas = placement.replicas[shard]
-            acks = 0
+            acks = hints = 0
             for node_id in replicas:
                 if node_id in acked_set:
                     acks += 1
                 else:
-                    degraded.append(MissedReplica(group.id, shard, node_id))
+                    hint = node_id in hinted_set
+                    hints += hint
+                    degraded.append(MissedReplica(group.id, shard, node_id, hint))
             # A replica being filled serves searches after the cut-over with whatever it
-            # has, so a write it missed must not count as made in its group.
+            # has, so a write it missed must not count as made in its group (a hint will
+            # bring it there).
             filled = True
             for node_id in placement.incoming[shard]:
                 if node_id not in acked_set:
-                    filled = False
-                    degraded.append(MissedReplica(group.id, shard, node_id))
-            if group.serves_searches and replicas and filled and acks >= quorum_size(len(replicas)):
+                    hint = node_id in hinted_set
+                    filled = filled and hint
+                    degraded.append(MissedReplica(group.id, shard, node_id, hint))
+            majority = acks >= quorum_size(len(replicas))
+            handed_off = acks >= 1 and acks + hints == len(replicas)
+            if group.serves_searches and replicas and filled and (majority or handed_off):
                 reached = True
         if not reached:
             no_quorum.append(shard)

@@ -5,7 +5,9 @@ task deadline, so its outcome no longer blocks the Miroir task (anti-entropy rep
 replica later). A task is terminal once no node task is enqueued or processing:
 
 - policy `quorum` (document writes): succeeded when, for every shard it touched, some
-  active group has `floor(n/2)+1` succeeded node tasks among the n that got the shard;
+  active group has `floor(n/2)+1` succeeded node tasks among the n that got the shard, or
+  at least one succeeded and each other one is `hinted` (its batch was stored as a hint
+  for hinted handoff, to be replayed when the node returns: `core.quorum`);
 - policy `all` (broadcasts): succeeded only when every node task succeeded.
 
 A failed task carries the first node's Meilisearch error (real node errors before
@@ -30,6 +32,7 @@ from miroir_proxy.state.store import NodeTaskRef, TaskRecord
 Policy = Literal["quorum", "all"]
 PENDING = frozenset({"enqueued", "processing"})
 LOST = "lost"
+HINTED = "hinted"
 COUNT_FIELDS = ("indexedDocuments", "deletedDocuments", "editedDocuments")
 COMPACTION_FIELDS = ("preCompactionSize", "postCompactionSize")
 # Internal bookkeeping kept in `TaskRecord.extra`; never rendered.
@@ -90,25 +93,31 @@ def policy_of(record: TaskRecord) -> Policy:
 
 
 def _quorum_reached(refs: list[NodeTaskRef], active_groups: Collection[str]) -> bool:
-    # (group, shard) -> [node tasks that got the shard, of which succeeded]
+    # (group, shard) -> [node tasks that got the shard, of which succeeded, of which hinted]
     tally: dict[tuple[str, int], list[int]] = {}
     for ref in refs:
         ok = ref["status"] == "succeeded"
+        hinted = ref["status"] == HINTED
         for shard in ref["shards"]:
-            counts = tally.setdefault((ref["group"], shard), [0, 0])
+            counts = tally.setdefault((ref["group"], shard), [0, 0, 0])
             counts[0] += 1
             counts[1] += ok
+            counts[2] += hinted
     if not tally:
         # Node tasks without shard information (a caller's broadcast): one success will do.
         return not refs or any(ref["status"] == "succeeded" for ref in refs)
     shards = {shard for _, shard in tally}
     for shard in shards:
-        if not any(
-            (group, shard) in tally and tally[group, shard][1] >= tally[group, shard][0] // 2 + 1
-            for group in active_groups
-        ):
+        if not any(_written(tally.get((group, shard))) for group in active_groups):
             return False
     return True
+
+
+def _written(counts: list[int] | None) -> bool:
+    if counts is None:
+        return False
+    total, ok, hinted = counts
+    return ok >= total // 2 + 1 or (ok >= 1 and ok + hinted == total)
 
 
 def _first_error(refs: Iterable[NodeTaskRef]) -> dict[str, Any]:
@@ -143,11 +152,13 @@ def logical_count(refs: list[NodeTaskRef], field: str, active_groups: Collection
         copies: dict[int, int] = {}
         total = 0
         for ref in members:
-            for shard in ref["shards"]:
-                copies[shard] = copies.get(shard, 0) + 1
+            # A hinted replica gets the documents later: they are not counted on it now.
+            if ref["status"] != HINTED:
+                for shard in ref["shards"]:
+                    copies[shard] = copies.get(shard, 0) + 1
             if ref["status"] == "succeeded":
                 total += int((ref.get("details") or {}).get(field) or 0)
-        complete = all(ref["status"] == "succeeded" for ref in members)
+        complete = all(ref["status"] in ("succeeded", HINTED) for ref in members)
         value = total // max(copies.values(), default=1)
         candidate = (complete, group in active_groups, value)
         if best is None or candidate > best:

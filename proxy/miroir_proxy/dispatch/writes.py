@@ -14,6 +14,12 @@ through Miroir as from one node. The quorum rule decides the rest: no group at q
 some shard -> `503 miroir_no_quorum` and no task; a 4xx every node gave (a bad filter)
 -> `NodeRefused`, the node's answer unchanged; otherwise a task, with `degraded` naming
 the replicas that did not acknowledge.
+
+A node the health prober knows is down gets no call at all, and a call to a node the
+prober marks down while the write waits is abandoned. With hinted handoff (`handoff`), the
+batches such nodes (and nodes that failed, or are still catching up on earlier hints)
+missed are stored as hints before the verdict, and count for the quorum as
+`core.quorum.judge_write` says.
 """
 
 from __future__ import annotations
@@ -42,13 +48,14 @@ from miroir_proxy.core.placement import Layout
 from miroir_proxy.core.quorum import judge_write
 from miroir_proxy.nodes.client import NodeResponse
 from miroir_proxy.nodes.errors import NodeError
-from miroir_proxy.state.store import IndexMeta, NodeTaskRef, TaskRecord
+from miroir_proxy.state.store import Hint, IndexMeta, NodeTaskRef, TaskRecord
 
 from .broadcast import NodeRefused
 from .cluster import Cluster
 from .deletions import DeleteLog
+from .handoff import Handoff, Recorded
 from .tasks import TaskRegistry
-from .taskstatus import node_error
+from .taskstatus import HINTED, node_error
 
 SHARD_FIELD = "_miroir_shard"
 # When the proxy accepted the document's current version, in milliseconds of the pod's
@@ -57,6 +64,8 @@ UPDATED_FIELD = "_miroir_updated_at"
 ADDITION = "documentAdditionOrUpdate"
 DELETION = "documentDeletion"
 JSON = "application/json"
+# How often a write waiting on a node checks whether the prober marked it down meanwhile.
+_DOWN_CHECK_S = 0.05
 
 DocumentId = str | int
 
@@ -116,6 +125,7 @@ class DocumentWriter:
         catalog: IndexCatalog,
         registry: TaskRegistry,
         *,
+        handoff: Handoff | None = None,
         deletions: DeleteLog | None = None,
     ) -> None:
         self._cluster = cluster
@@ -123,6 +133,7 @@ class DocumentWriter:
         self._registry = registry
         # Deletes are recorded for anti-entropy before any node is asked (dispatch.deletions).
         self._deletions = deletions
+        self._handoff = handoff
 
     async def add(
         self,
@@ -260,18 +271,52 @@ class DocumentWriter:
         shards: int,
     ) -> WriteResult:
         nodes = list(targets)
+        handoff = self._handoff
+        skipped = {n for n in nodes if self._avoid(n)}
+        sending = [n for n in nodes if n not in skipped]
         async with asyncio.TaskGroup() as group:
             calls = [
-                group.create_task(self._send(node, method, path, params, targets[node].body))
-                for node in nodes
+                group.create_task(
+                    self._send_watched(node, method, path, params, targets[node].body)
+                )
+                for node in sending
             ]
-        sent = {node: call.result() for node, call in zip(nodes, calls, strict=True)}
+        sent = {node: call.result() for node, call in zip(sending, calls, strict=True)}
+        for node in skipped:
+            reason = "catching up on hints" if self._cluster.is_healthy(node) else "it is down"
+            sent[node] = _Sent(None, _unreachable(node, f"not sent, {reason}"))
         acked = {node for node, s in sent.items() if s.uid is not None}
         refusals = [s.refusal for s in sent.values() if s.refusal is not None]
         if not acked and refusals:
             raise NodeRefused(refusals[0])
         touched = {shard for t in targets.values() for shard in t.shards}
-        verdict = judge_write(layout, touched, acked, index_shards=shards)
+        recorded = Recorded()
+        # A refused batch (a 4xx) would be refused again: only missed ones are hinted.
+        missed = [n for n in nodes if sent[n].uid is None and sent[n].refusal is None]
+        # Hints only for a write that stands once they are stored.
+        if (
+            handoff is not None
+            and handoff.enabled
+            and acked
+            and missed
+            and judge_write(layout, touched, acked, index_shards=shards, hinted=missed).succeeded
+        ):
+            stamp = write_stamp()
+            recorded = await handoff.record(
+                Hint(
+                    node=node,
+                    index_uid=job.index_uid,
+                    method=method,
+                    path=path,
+                    params=dict(params),
+                    body=targets[node].body,
+                    group=targets[node].group,
+                    shards=tuple(targets[node].shards),
+                    created_ms=stamp,
+                )
+                for node in missed
+            )
+        verdict = judge_write(layout, touched, acked, index_shards=shards, hinted=recorded.recorded)
         if not verdict.succeeded:
             raise verdict.no_quorum_error()
         refs = [
@@ -280,7 +325,7 @@ class DocumentWriter:
                 group=targets[node].group,
                 shards=targets[node].shards,
                 uid=sent[node].uid,
-                status="enqueued" if sent[node].uid is not None else "failed",
+                status=_ref_status(sent[node], node in recorded.recorded),
                 error=sent[node].error,
             )
             for node in nodes
@@ -288,7 +333,30 @@ class DocumentWriter:
         task = await self._registry.enqueue(
             job.index_uid, job.type, refs, details=job.details, extra=job.extra
         )
-        return WriteResult(task, verdict.degraded_header())
+        return WriteResult(task, verdict.degraded_header(recorded.overflowed))
+
+    def _avoid(self, node: str) -> bool:
+        if self._handoff is not None:
+            return self._handoff.avoid(node)
+        return not self._cluster.is_healthy(node)
+
+    async def _send_watched(
+        self, node: str, method: str, path: str, params: Mapping[str, str], body: bytes | None
+    ) -> _Sent:
+        """`_send`, abandoned as soon as the prober marks `node` down (a paused node would
+        otherwise hold the write for the whole node deadline)."""
+        call = asyncio.ensure_future(self._send(node, method, path, params, body))
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=_DOWN_CHECK_S)
+                if done:
+                    return call.result()
+                if not self._cluster.is_healthy(node):
+                    return _Sent(None, _unreachable(node, "marked down while writing"))
+        finally:
+            if not call.done():
+                call.cancel()
+                await asyncio.wait({call})
 
     async def _send(
         self, node: str, method: str, path: str, params: Mapping[str, str], body: bytes | None
@@ -410,6 +478,12 @@ def _by_shard(
         else:
             bucket.append(document)
     return by_shard
+
+
+def _ref_status(sent: _Sent, recorded: bool) -> str:
+    if sent.uid is not None:
+        return "enqueued"
+    return HINTED if recorded else "failed"
 
 
 def _unreachable(node: str, reason: str) -> dict[str, Any]:

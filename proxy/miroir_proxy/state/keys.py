@@ -6,9 +6,9 @@ Redis Cluster runs a script only when every key it touches is declared and all o
 to one slot. So the keys that one script uses together carry the same hash tag (the text
 between the first `{` and the next `}`: Redis hashes only that part): all the task keys
 `{tasks}`, the job queue `{jobs}`, the operation records `{ops}`, the peer registry
-`{peers}`, the tombstones of one index `{tombstones:<uid>}`, and the lease and phase of
-one scope `{scope:<scope>}`. Unrelated groups, single keys (`kv:*`, `indexes`,
-`topology`) and scopes spread over the slots.
+`{peers}`, the tombstones of one index `{tombstones:<uid>}`, every hint of hinted handoff
+`{hints}`, and the lease and phase of one scope `{scope:<scope>}`. Unrelated groups, single
+keys (`kv:*`, `indexes`, `topology`) and scopes spread over the slots.
 
 Keys no script groups with another keep their names from before the hash tags (`indexes`,
 `topology`, `kv:*`, `task-uid`), so an upgraded standalone deployment still reads them; the
@@ -36,6 +36,9 @@ def check_namespace(namespace: str) -> str:
 class Keys:
     __slots__ = (
         "active_jobs",
+        "hint_flags",
+        "hint_nodes",
+        "hint_seq",
         "indexes",
         "job_turn",
         "namespace",
@@ -76,6 +79,11 @@ class Keys:
         # the operations listing.
         self.operations = f"{ns}{{ops}}:order"
         self.operation_seq = f"{ns}{{ops}}:seq"
+        # Hinted handoff: one id counter for every node's hints, the set of nodes that have
+        # hints or flags, and a hash of `overflowed:<node>` / `dropped:<node>` counters.
+        self.hint_seq = f"{ns}{{hints}}:seq"
+        self.hint_nodes = f"{ns}{{hints}}:nodes"
+        self.hint_flags = f"{ns}{{hints}}:flags"
 
     def task(self, uid: int) -> str:
         """Hash: the indexed fields' current values (the body is in `task_bodies`)."""
@@ -125,3 +133,11 @@ class Keys:
         """Sorted set of the job's open chunks: score = index while pending, the claim's
         expiry (ms) while claimed. Scores <= now are claimable, pending ones first."""
         return f"{self.namespace}{{jobs}}:slots:{job_id}"
+
+    def hint_queue(self, node: str) -> str:
+        """Sorted set of the node's hint ids (score = id): the replay order."""
+        return f"{self.namespace}{{hints}}:queue:{node}"
+
+    def hint_bodies(self, node: str) -> str:
+        """Hash hint id -> the hint (`Hint.to_blob`)."""
+        return f"{self.namespace}{{hints}}:bodies:{node}"

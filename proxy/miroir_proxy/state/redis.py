@@ -25,6 +25,8 @@ from . import scripts
 from .keys import DEFAULT_NAMESPACE, TASK_DATES, TASK_INDEXED, Keys, check_namespace
 from .store import (
     ClaimedChunk,
+    Hint,
+    HintBacklog,
     IndexMeta,
     JobProgress,
     OperationRecord,
@@ -188,6 +190,9 @@ class RedisStore:
         self._request_cancel = register(scripts.REQUEST_CANCEL)
         self._list_operations = register(scripts.LIST_OPERATIONS)
         self._peer_leave = register(scripts.PEER_LEAVE)
+        self._put_hint = register(scripts.PUT_HINT)
+        self._delete_hints = register(scripts.DELETE_HINTS)
+        self._clear_hint_overflow = register(scripts.CLEAR_HINT_OVERFLOW)
 
     @asynccontextmanager
     async def _reachable(self) -> AsyncIterator[None]:
@@ -594,6 +599,67 @@ class RedisStore:
         async with self._reachable():
             flat = await self._request_cancel(keys=[self._keys.operation(op_id)])
         return None if flat is None else _decode_operation(_pairs(flat))
+
+    # -- hinted handoff -----------------------------------------------------------------
+
+    async def put_hint(self, hint: Hint, max_per_node: int) -> int | None:
+        k = self._keys
+        keys = [k.hint_seq, k.hint_nodes, k.hint_flags]
+        keys += [k.hint_queue(hint.node), k.hint_bodies(hint.node)]
+        async with self._reachable():
+            got = await self._put_hint(keys=keys, args=[hint.node, hint.to_blob(), max_per_node])
+        return None if got is None else int(got)
+
+    async def list_hints(self, node: str, limit: int) -> list[Hint]:
+        if limit <= 0:
+            return []
+        k = self._keys
+        async with self._reachable():
+            ids = _members(await self._redis.zrange(k.hint_queue(node), 0, limit - 1))
+            if not ids:
+                return []
+            blobs = await self._redis.hmget(k.hint_bodies(node), ids)
+        # A hint deleted between the two reads is simply not listed.
+        return [
+            Hint.from_blob(int(i), blob if isinstance(blob, bytes) else blob.encode())
+            for i, blob in zip(ids, blobs, strict=True)
+            if blob
+        ]
+
+    async def delete_hints(self, node: str, ids: Collection[int]) -> int:
+        if not ids:
+            return 0
+        keys = [self._keys.hint_queue(node), self._keys.hint_bodies(node)]
+        async with self._reachable():
+            return int(await self._delete_hints(keys=keys, args=sorted(set(ids))))
+
+    async def hint_backlogs(self) -> dict[str, HintBacklog]:
+        k = self._keys
+        async with self._reachable():
+            nodes = sorted(_members(await self._redis.smembers(k.hint_nodes)))
+            if not nodes:
+                return {}
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for node in nodes:
+                    pipe.zcard(k.hint_queue(node))
+                pipe.hgetall(k.hint_flags)
+                *counts, raw_flags = await pipe.execute()
+        flags = {_text(key): _text(value) for key, value in raw_flags.items()}
+        backlogs = {}
+        for node, count in zip(nodes, counts, strict=True):
+            backlog = HintBacklog(
+                pending=int(count),
+                dropped=int(flags.get(f"dropped:{node}", 0)),
+                overflowed=flags.get(f"overflowed:{node}") == "1",
+            )
+            if backlog.pending or backlog.overflowed or backlog.dropped:
+                backlogs[node] = backlog
+        return backlogs
+
+    async def clear_hint_overflow(self, node: str) -> bool:
+        async with self._reachable():
+            was = await self._clear_hint_overflow(keys=[self._keys.hint_flags], args=[node])
+        return bool(was)
 
     async def ping(self) -> None:
         async with self._reachable():

@@ -412,3 +412,43 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
 """
+
+# KEYS: hint seq, hint nodes, hint flags, the node's queue, the node's bodies. ARGV: node,
+# blob, max per node. Returns the new hint's id, or false when it did not fit (the node's
+# hints are dropped and the node flagged; a flagged node only counts what it drops).
+PUT_HINT = """
+local node = ARGV[1]
+redis.call('SADD', KEYS[2], node)
+if redis.call('HGET', KEYS[3], 'overflowed:' .. node) == '1' then
+  redis.call('HINCRBY', KEYS[3], 'dropped:' .. node, 1)
+  return false
+end
+local held = redis.call('ZCARD', KEYS[4])
+if held >= tonumber(ARGV[3]) then
+  redis.call('DEL', KEYS[4], KEYS[5])
+  redis.call('HSET', KEYS[3], 'overflowed:' .. node, '1')
+  redis.call('HINCRBY', KEYS[3], 'dropped:' .. node, held + 1)
+  return false
+end
+local id = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[4], id, id)
+redis.call('HSET', KEYS[5], id, ARGV[2])
+return id
+"""
+
+# KEYS: the node's queue, the node's bodies. ARGV: hint ids. Returns how many existed.
+DELETE_HINTS = """
+local gone = 0
+for i = 1, #ARGV do
+  gone = gone + redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('HDEL', KEYS[2], ARGV[i])
+end
+return gone
+"""
+
+# KEYS: hint flags. ARGV: node. Returns 1 if the node was flagged.
+CLEAR_HINT_OVERFLOW = """
+local was = redis.call('HDEL', KEYS[1], 'overflowed:' .. ARGV[1])
+redis.call('HDEL', KEYS[1], 'dropped:' .. ARGV[1])
+return was
+"""

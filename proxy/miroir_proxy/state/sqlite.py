@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from .sqlite_coordination import COORDINATION_SCHEMA, SqliteCoordination, transaction
+from .sqlite_hints import HINTS_SCHEMA, SqliteHints
 from .sqlite_operations import OPERATIONS_SCHEMA, SqliteOperations
 from .sqlite_tombstones import TOMBSTONES_SCHEMA, SqliteTombstones
 from .store import IndexMeta, TaskPage, TaskRecord
@@ -142,14 +143,16 @@ def _open(path: str) -> sqlite3.Connection:
                     raise
                 time.sleep(0.01)
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(SCHEMA + COORDINATION_SCHEMA + OPERATIONS_SCHEMA + TOMBSTONES_SCHEMA)
+        conn.executescript(
+            SCHEMA + COORDINATION_SCHEMA + OPERATIONS_SCHEMA + TOMBSTONES_SCHEMA + HINTS_SCHEMA
+        )
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-class SqliteStore(SqliteCoordination, SqliteOperations, SqliteTombstones):
+class SqliteStore(SqliteCoordination, SqliteOperations, SqliteTombstones, SqliteHints):
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self._path = str(path)
         self._clock = clock

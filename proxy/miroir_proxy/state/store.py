@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NotRequired, Protocol, TypedDict
 
+import orjson
+
 from .taskquery import TaskQuery
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
@@ -136,6 +138,64 @@ class OperationRecord:
     @property
     def finished(self) -> bool:
         return self.state in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """One node batch a replica missed (hinted handoff): replayed to `node` as it was sent.
+
+    `id` is given by the store when the hint is stored: per node, increasing, so listing a
+    node's hints by id replays them in the order the writes were acknowledged. `body` is the
+    JSON body (None for a call without one, e.g. clearing an index).
+    """
+
+    node: str
+    index_uid: str
+    method: str
+    path: str
+    params: dict[str, str]
+    body: bytes | None
+    group: str
+    shards: tuple[int, ...]
+    created_ms: int
+    id: int = 0
+
+    def to_blob(self) -> bytes:
+        return orjson.dumps(
+            {
+                "node": self.node,
+                "index_uid": self.index_uid,
+                "method": self.method,
+                "path": self.path,
+                "params": self.params,
+                # orjson wrote the body, so it is valid UTF-8.
+                "body": None if self.body is None else self.body.decode(),
+                "group": self.group,
+                "shards": list(self.shards),
+                "created_ms": self.created_ms,
+            }
+        )
+
+    @classmethod
+    def from_blob(cls, hint_id: int, blob: bytes) -> Hint:
+        raw = orjson.loads(blob)
+        body = raw.pop("body")
+        return cls(
+            **{**raw, "shards": tuple(raw["shards"])},
+            body=None if body is None else body.encode(),
+            id=hint_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HintBacklog:
+    """A node's hints: `pending` stored, `dropped` since its overflow was last cleared, and
+    `overflowed` once a hint did not fit under the bound: its hints were dropped and only
+    anti-entropy can bring the node back in line (it clears the flag)."""
+
+    pending: int
+    dropped: int
+    overflowed: bool
 
 
 def check_operation_state(state: str, *, new: bool = False) -> None:
@@ -323,6 +383,31 @@ class Store(Protocol):
 
     async def prune_tombstones(self, index_uid: str, shard: int, before_ms: int) -> int:
         """Forget the shard's tombstones deleted before `before_ms`; returns how many."""
+        ...
+
+    # Hinted handoff: node batches a replica missed, replayed when it is back.
+
+    async def put_hint(self, hint: Hint, max_per_node: int) -> int | None:
+        """Store `hint` after the node's others and return its id; None when it does not
+        fit: the node already holds `max_per_node` hints (they are all dropped) or
+        overflowed before. An overflowed node takes no hint (each counts as dropped) until
+        `clear_hint_overflow`, so a replay never applies a partial history."""
+        ...
+
+    async def list_hints(self, node: str, limit: int) -> list[Hint]:
+        """The node's `limit` oldest hints, oldest first."""
+        ...
+
+    async def delete_hints(self, node: str, ids: Collection[int]) -> int:
+        """Delete these hints of `node`; returns how many existed."""
+        ...
+
+    async def hint_backlogs(self) -> dict[str, HintBacklog]:
+        """Every node with stored hints or an overflow, by node id."""
+        ...
+
+    async def clear_hint_overflow(self, node: str) -> bool:
+        """Anti-entropy repaired the node: it may take hints again (True if it was flagged)."""
         ...
 
     async def ping(self) -> None:

@@ -153,3 +153,25 @@ def test_quorum_verdict_matches_the_definition(rf: int, acked: set[str]) -> None
             for n in replicas:
                 assert (MissedReplica(g.id, shard, n) in verdict.degraded) == (n not in acked)
         assert (shard in verdict.no_quorum_shards) == (not reached)
+
+
+def test_hinted_replicas_stand_in_for_the_majority_with_one_live_ack() -> None:
+    topo = Topology(1, 8, 2, (group("g0", "a0", "a1", "a2"),))
+    layout = Layout(topo)
+    shard = 3
+    first, second = layout.placement(topo.groups[0], 8).replicas[shard]
+    assert not judge_write(layout, [shard], [first]).succeeded
+    verdict = judge_write(layout, [shard], [first], hinted=[second])
+    assert verdict.succeeded
+    assert verdict.degraded == (MissedReplica("g0", shard, second, hinted=True),)
+    assert verdict.degraded_header() == f"g0/{shard}/{second}:hinted"
+    assert verdict.degraded_header(overflowed=[second]) == f"g0/{shard}/{second}:anti-entropy"
+    # Without one live acknowledgement, hints make nothing.
+    assert not judge_write(layout, [shard], [], hinted=[first, second]).succeeded
+    # RF=3: one ack, one hint and one replica missing is not enough.
+    topo3 = topology(3)
+    replicas = Layout(topo3).placement(topo3.groups[0], 8).replicas[shard]
+    half = judge_write(Layout(topo3), [shard], [replicas[0]], hinted=[replicas[1]])
+    assert not half.succeeded
+    full = judge_write(Layout(topo3), [shard], [replicas[0]], hinted=replicas[1:])
+    assert full.succeeded

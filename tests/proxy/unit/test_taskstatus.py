@@ -251,3 +251,22 @@ def test_sizes_in_other_forms() -> None:
         None,
         None,
     ]
+
+
+def test_hinted_replicas_complete_a_group_with_one_live_success() -> None:
+    # RF=2: one succeeded node task and the other replica's batch stored as a hint.
+    task = record([ref("a", "g0", [0, 1], "succeeded"), ref("b", "g0", [0, 1], "hinted")])
+    assert settle(task, {"g0"}, NOW) and task.status == "succeeded"
+    # RF=3: one success and two hints is enough; one success, one hint, one failure is not.
+    three = [ref("a", "g0", [0], "succeeded"), ref("b", "g0", [0], "hinted")]
+    task = record([*three, ref("c", "g0", [0], "hinted")])
+    assert settle(task, {"g0"}, NOW) and task.status == "succeeded"
+    task = record([*three, ref("c", "g0", [0], "failed")])
+    assert settle(task, {"g0"}, NOW) and task.status == "failed"
+    # Hints alone never make a write.
+    task = record([ref("a", "g0", [0], "hinted"), ref("b", "g0", [0], "hinted")])
+    assert settle(task, {"g0"}, NOW) and task.status == "failed"
+    # A hinted replica waits for no node: the task is terminal once the others are.
+    task = record([ref("a", "g0", [0], "enqueued"), ref("b", "g0", [0], "hinted")])
+    settle(task, {"g0"}, NOW)
+    assert not task.finished

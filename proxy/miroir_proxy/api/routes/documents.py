@@ -22,7 +22,7 @@ from miroir_proxy.dispatch.payloads import (
 )
 from miroir_proxy.dispatch.writes import DocumentWriter, WriteResult, ids_of
 
-from ..appkeys import CATALOG, CLUSTER, DELETE_LOG, TASKS
+from ..appkeys import CATALOG, CLUSTER, DELETE_LOG, HANDOFF, TASKS
 from ..auth import AUTH
 from ..responses import json_response, raw_json_response, read_json
 
@@ -35,7 +35,9 @@ _ADD_PARAMS = ("primaryKey", "csvDelimiter", *_DELETE_PARAMS, "skipCreation")
 
 def _writer(request: web.Request) -> DocumentWriter:
     app = request.app
-    return DocumentWriter(app[CLUSTER], app[CATALOG], app[TASKS], deletions=app[DELETE_LOG])
+    return DocumentWriter(
+        app[CLUSTER], app[CATALOG], app[TASKS], handoff=app[HANDOFF], deletions=app[DELETE_LOG]
+    )
 
 
 def _extra(request: web.Request) -> dict[str, Any] | None:
