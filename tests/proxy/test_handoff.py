@@ -225,6 +225,24 @@ async def test_hints_are_bounded_and_an_overflow_is_reported(
         assert all([await node_document(nodes, uid, doc_id) is None for doc_id in ids[1:]])
         assert (await hints(client))[DOWN]["needsAntiEntropy"] is True
 
+        # A full anti-entropy pass brings the node in line and lifts the flag.
+        started = await client.post("/_miroir/maintenance/anti-entropy")
+        assert started.status == 202, await started.text()
+        operation = (await started.json())["operation"]
+
+        async def pass_done() -> bool:
+            view = await (await client.get(f"/_miroir/operations/{operation}")).json()
+            return bool(view["state"] != "running")
+
+        await eventually(pass_done, "the anti-entropy pass ends")
+        view = await (await client.get(f"/_miroir/operations/{operation}")).json()
+        assert view["state"] == "succeeded", view
+        assert all([await node_document(nodes, uid, doc_id) is not None for doc_id in ids])
+        assert not (await hints(client)).get(DOWN, {}).get("needsAntiEntropy")
+        async with paused(nodes):  # and it takes hints again
+            outcome = await write_one(client, uid, {"id": fresh, "title": "hinted again"})
+        assert outcome["degraded"].endswith(f"/{DOWN}:hinted"), outcome
+
 
 async def test_hints_survive_a_proxy_restart(nodes: LocalNodes, tmp_path: Path) -> None:
     state = tmp_path / "state.sqlite3"

@@ -53,7 +53,7 @@ from miroir_proxy.dispatch.catalog import Catalog
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.deletions import DeleteLog, FilterDeletion
 from miroir_proxy.nodes.errors import NodeError
-from miroir_proxy.state.store import IndexMeta, StoreUnavailable
+from miroir_proxy.state.store import HintBacklog, IndexMeta, Store, StoreUnavailable
 
 from .copying import CopyFailed, CopySettings, ShardIO, ShardRef
 from .engine import OperationContext, StepFn
@@ -480,7 +480,26 @@ class AntiEntropyOperation:
             await ctx.check_canceled()
             await ctx.report(done=done, total=total, unit="shards", **result.to_dict())
 
-        await self._anti_entropy.run_pass(owned_only=False, progress=progress)
+        before = await ctx.store.hint_backlogs()
+        result = await self._anti_entropy.run_pass(owned_only=False, progress=progress)
+        await _clear_repaired_overflows(ctx.store, before, result)
 
     async def rollback(self, ctx: OperationContext, data: dict[str, Any]) -> None:
         """Nothing to undo: every repair stands on its own."""
+
+
+async def _clear_repaired_overflows(
+    store: Store, before: Mapping[str, HintBacklog], result: PassResult
+) -> None:
+    """Hinted handoff leaves a node past its hint bound to anti-entropy: a full pass that
+    compared every shard with the node reachable, while the node dropped no further write,
+    has brought it in line, so it may take hints again. (A scheduled pass covers only a
+    pod's own shards and clears nothing.)"""
+    if result.errors:
+        return
+    missed = {entry.split(" ", 1)[0] for entry in result.unreachable}
+    after = await store.hint_backlogs()
+    for node, was in before.items():
+        now = after.get(node)
+        if was.overflowed and node not in missed and now is not None and now.dropped == was.dropped:
+            await store.clear_hint_overflow(node)
