@@ -18,11 +18,10 @@ complete answer comes first is used; the other call is cancelled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -35,6 +34,7 @@ from miroir_proxy.nodes.errors import NodeUnavailable
 JSON = "application/json"
 
 BodyFor = Callable[[NodeAssignment], bytes | None]
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -158,7 +158,7 @@ async def _call_all_hedged(
             cluster, assignment, (method, path, body_for, params, timeout_ms), shards, hedged
         )
 
-    results = await asyncio.gather(*(one(a) for a in assignments))
+    results = await _all([one(a) for a in assignments])
     outcome = _judge([pair for pairs in results for pair in pairs])
     outcome.hedges = hedged[0]
     return outcome
@@ -183,18 +183,26 @@ async def _attempt(
             hedging.observe(assignment.node_id, time.perf_counter() - started)
         return response
 
-    responses = await asyncio.gather(*(one(a) for a in assignments))
+    responses = await _all([one(a) for a in assignments])
     if any(r is None for r in responses):
         return None
     return list(zip(assignments, responses, strict=True))
 
 
-async def _cancel(tasks: Collection[asyncio.Task[Any]]) -> None:
+async def _all(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every call's result; if one raises (or the caller is cancelled), the rest are cancelled."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return [await task for task in tasks]
+    except BaseException:
+        await _cancel(tasks)
+        raise
+
+
+async def _cancel(tasks: Collection[asyncio.Future[Any]]) -> None:
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _hedged(
