@@ -19,8 +19,8 @@ pods, `redis-server`), bounded in time and in count. Four scenarios, one table:
 Bookkeeping rules (what makes "lost" honest): a write is *acknowledged* when its Miroir task
 ends `succeeded`; a write answered 503, refused, timed out or cut off is not, whatever the
 nodes did with it. Each write adds documents with fresh ids, so an acknowledged document is
-*lost* when no replica of its shard holds it, *duplicated* when Miroir's own listing returns
-it twice or a node holds it outside the shards it replicates, and *wrong* when a replica holds
+*lost* when no replica of its shard holds it, *duplicated* when a node holds it outside the
+shards it replicates (or filed under another shard), and *wrong* when a replica holds
 other content than was written.
 
 The short version in `make test` (tests/proxy/test_chaos_short.py) runs `node_chaos` and
@@ -439,7 +439,8 @@ def proxy_listing(url: str) -> Counter[int]:
 @dataclasses.dataclass
 class ReplicaReport:
     lost: int  # acknowledged, on no replica of its shard
-    duplicated: int  # twice in Miroir's listing, or held outside the node's shards
+    duplicated: int  # held by a node outside the shards it replicates
+    listing_repeats: int  # ids Miroir's paged `GET /documents` listing returned twice
     wrong: int  # a replica holds other content than was written
     missing_copies: int  # (acknowledged document, replica) pairs where the replica lacks it
     differing_shards: int  # shards whose replicas do not hold identical fingerprints
@@ -449,13 +450,14 @@ def check_replicas(cluster: DevCluster, acked: set[int]) -> ReplicaReport:
     nodes = cluster.node_ids()
     groups = shard_map(cluster.url)
     expected = {i: content(document(i)) for i in acked}
-    lost = wrong = missing = differing = 0
+    lost = wrong = missing = differing = misfiled = 0
     held_in_shards: Counter[str] = Counter()
     for shard in range(SHARDS):
         holders = [node for replicas in groups.values() for node in replicas[shard]]
         copies = {node_id: node_shard(nodes[node_id], shard) for node_id in holders}
         for node_id, docs in copies.items():
             held_in_shards[node_id] += len(docs)
+            misfiled += sum(shard_of(i, SHARDS) != shard for i in docs)
         fingerprints = {node_id: sorted(docs.items()) for node_id, docs in copies.items()}
         differing += (
             len({orjson.dumps([[k, v.decode()] for k, v in f]) for f in fingerprints.values()}) > 1
@@ -469,8 +471,8 @@ def check_replicas(cluster: DevCluster, acked: set[int]) -> ReplicaReport:
         max(0, node_total(node) - held_in_shards[node_id]) for node_id, node in nodes.items()
     )
     listed = proxy_listing(cluster.url)
-    duplicated = sum(n - 1 for n in listed.values() if n > 1) + strays
-    return ReplicaReport(lost, duplicated, wrong, missing, differing)
+    repeats = sum(n - 1 for n in listed.values() if n > 1)
+    return ReplicaReport(lost, strays + misfiled, repeats, wrong, missing, differing)
 
 
 def anti_entropy_pass(url: str, timeout_s: float = _SETTLE_S) -> str:
@@ -511,6 +513,8 @@ class WriteFigures:
     lost: int
     duplicated: int
     wrong: int
+    listing_repeats_before_repair: int
+    listing_repeats_after_repair: int
     missing_before_repair: int
     differing_shards_before_repair: int
     anti_entropy: str
@@ -562,6 +566,8 @@ def settle_and_check(
         lost=after.lost,
         duplicated=after.duplicated,
         wrong=after.wrong,
+        listing_repeats_before_repair=before.listing_repeats,
+        listing_repeats_after_repair=after.listing_repeats,
         missing_before_repair=before.missing_copies,
         differing_shards_before_repair=before.differing_shards,
         anti_entropy=repair,
@@ -828,6 +834,11 @@ def table(results: dict[str, Any]) -> str:
             ),
             ("anti-entropy pass", figures["anti_entropy"]),
             ("missing copies after repair", figures["missing_after_repair"]),
+            (
+                "ids repeated by a paged GET /documents, before / after repair",
+                f"{figures['listing_repeats_before_repair']} / "
+                f"{figures['listing_repeats_after_repair']}",
+            ),
             (
                 "searches by status / degraded",
                 f"{figures['searches']} / {figures['searches_degraded']}",
