@@ -5,13 +5,14 @@ pods, `redis-server`), bounded in time and in count. Four scenarios, one table:
 
 - **nodes** (6 nodes, RG=2, RF=2, one pod): a writer adds new documents at a steady rate while
   one node at a time is killed with -9, paused (SIGSTOP/SIGCONT) or restarted every few
-  seconds. Then every Miroir task is waited for, the replicas of every shard are compared
-  (per-shard fingerprints paged with `documents/fetch` and `_miroir_shard = N` on the nodes
-  themselves), one anti-entropy pass runs (`anti_entropy_pass`), and they are compared again.
+  seconds. Then every Miroir task and every hint (`hints_replayed`) is waited for, the
+  replicas of every shard are compared (per-shard fingerprints paged with `documents/fetch`
+  and `_miroir_shard = N` on the nodes themselves), one anti-entropy pass runs
+  (`anti_entropy_pass`), and they are compared again.
 - **pods** (the same nodes, three pods on Redis): the writer spreads over the pods while
   one pod at a time is killed with -9 and started again: nothing acknowledged is lost,
   every task stays queryable from every pod, task uids stay unique.
-- **redis** (the pods of `pods`): Redis is stopped for a while: searches go on, writes
+- **redis** (four nodes, three pods on Redis): Redis is stopped for a while: searches go on, writes
   answer 503 in Meilisearch's error shape, and everything recovers without a restart.
 - **slow** (6 nodes, one pod): one node answers every request 500 ms late (fault injection)
   while its health probes still pass; search latency with hedging off and on.
@@ -477,13 +478,23 @@ def check_replicas(cluster: DevCluster, acked: set[int]) -> ReplicaReport:
 
 def anti_entropy_pass(url: str, timeout_s: float = _SETTLE_S) -> str:
     """Run one anti-entropy pass now (`POST /_miroir/maintenance/anti-entropy`) and wait for
-    it: "ran", or why it could not ("unavailable (HTTP 404)" before that route exists)."""
-    response = http("POST", f"{url}/_miroir/maintenance/anti-entropy", json={})
-    if response.status_code == 200:
-        return "ran"
-    if response.status_code != 202:
-        return f"unavailable (HTTP {response.status_code})"
-    operation = response.json().get("operation")
+    it: "ran", or why it could not ("unavailable (HTTP 404)" where that route does not exist).
+    A pass already running (409) is waited for, then ours is started."""
+    started: dict[str, Any] = {}
+
+    def start() -> bool:
+        response = http("POST", f"{url}/_miroir/maintenance/anti-entropy", json={})
+        started["status"] = response.status_code
+        if response.status_code == 409:
+            return False
+        if response.status_code == 202:
+            started["operation"] = response.json().get("operation")
+        return True
+
+    poll_until(start, timeout_s, what="an anti-entropy pass starts")
+    if started["status"] not in (200, 202):
+        return f"unavailable (HTTP {started['status']})"
+    operation = started.get("operation")
     if operation is None:
         return "ran"
 
@@ -495,6 +506,21 @@ def anti_entropy_pass(url: str, timeout_s: float = _SETTLE_S) -> str:
 
     poll_until(finished, timeout_s, what="the anti-entropy pass")
     return "ran"
+
+
+def hints_replayed(url: str, timeout_s: float = _SETTLE_S) -> str:
+    """Wait until hinted handoff has replayed every stored hint (`GET /_miroir/hints`):
+    "replayed", or "unavailable (HTTP 404)" where hinted handoff does not exist."""
+    response = http("GET", f"{url}/_miroir/hints")
+    if response.status_code != 200:
+        return f"unavailable (HTTP {response.status_code})"
+
+    def drained() -> bool:
+        nodes = ok(http("GET", f"{url}/_miroir/hints"))["nodes"]
+        return all(not node["pending"] for node in nodes)
+
+    poll_until(drained, timeout_s, what="every hint is replayed")
+    return "replayed"
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -517,6 +543,7 @@ class WriteFigures:
     listing_repeats_after_repair: int
     missing_before_repair: int
     differing_shards_before_repair: int
+    hinted_handoff: str
     anti_entropy: str
     missing_after_repair: int
     differing_shards_after_repair: int
@@ -541,6 +568,7 @@ def settle_and_check(
     live = [p.url for p in cluster.proxies if p.is_running]
     uids = [w.task_uid for w in writer.writes if w.task_uid is not None]
     statuses = wait_tasks(live, uids)
+    handoff = hints_replayed(cluster.url)
     acked_writes = [w for w in writer.writes if w.task_uid and statuses[w.task_uid] == "succeeded"]
     acked = {i for w in acked_writes for i in w.ids}
     nodes_idle(cluster)
@@ -570,6 +598,7 @@ def settle_and_check(
         listing_repeats_after_repair=after.listing_repeats,
         missing_before_repair=before.missing_copies,
         differing_shards_before_repair=before.differing_shards,
+        hinted_handoff=handoff,
         anti_entropy=repair,
         missing_after_repair=after.missing_copies,
         differing_shards_after_repair=after.differing_shards,
@@ -832,6 +861,7 @@ def table(results: dict[str, Any]) -> str:
                 "replicas differing before repair (shards)",
                 figures["differing_shards_before_repair"],
             ),
+            ("hints (hinted handoff) before the comparison", figures["hinted_handoff"]),
             ("anti-entropy pass", figures["anti_entropy"]),
             ("missing copies after repair", figures["missing_after_repair"]),
             (
