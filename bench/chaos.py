@@ -632,6 +632,13 @@ def chaos_run(
     monkey.start()
     try:
         time.sleep(seconds)
+        # A loaded machine restarts nodes slowly: go on until every kind of fault happened
+        # once, so a short run still tests them all (bounded all the same).
+        poll_until(
+            lambda: all(monkey.done[a] for a in actions) or monkey.error is not None,
+            _SETTLE_S,
+            what=f"every fault ({', '.join(actions)}) happens once",
+        )
     finally:
         monkey.stop()
         writer.stop()

@@ -47,7 +47,7 @@ def test_killed_paused_and_restarted_nodes_lose_nothing_acknowledged(tmp_path: P
         "--scenarios",
         "nodes",
         "--seconds",
-        "8",
+        "5",
         "--interval-s",
         "1.5",
         "--down-s",
