@@ -55,7 +55,7 @@ def test_killed_paused_and_restarted_nodes_lose_nothing_acknowledged(tmp_path: P
         "--rate",
         "8",
     )["nodes"]
-    assert figures["actions"].get("kill") and figures["actions"].get("pause"), figures
+    assert all(figures["actions"].get(a) for a in ("kill", "pause", "restart")), figures
     assert figures["acked"] > 0, figures
     assert figures["lost"] == 0, figures
     assert figures["duplicated"] == 0, figures
