@@ -171,6 +171,27 @@ class HandoffConfig(_Strict):
     )
 
 
+class HedgingConfig(_Strict):
+    enabled: bool = Field(
+        False, description="ask another replica when a search's node call is slow (hedging)"
+    )
+    delay_ms: int | Literal["p95"] = Field(
+        "p95",
+        description="how long a node call runs alone before it is hedged: milliseconds, or "
+        '"p95" for the node\'s own observed p95 of recent read calls',
+    )
+    min_delay_ms: int = Field(
+        20, ge=0, description='"p95" mode: never hedge sooner (and this until a node has data)'
+    )
+
+    @field_validator("delay_ms")
+    @classmethod
+    def _non_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError('delay_ms must be >= 0 or "p95"')
+        return value
+
+
 class MiroirConfig(_Strict):
     shards: int = Field(16, ge=1, le=MAX_SHARDS, description="shard count for new indexes")
     replication_factor: int = Field(1, ge=1, description="copies of each shard inside a group")
@@ -200,6 +221,7 @@ class MiroirConfig(_Strict):
     ttl: TtlConfig = TtlConfig()
     anti_entropy: AntiEntropyConfig = AntiEntropyConfig()
     handoff: HandoffConfig = HandoffConfig()
+    hedging: HedgingConfig = HedgingConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> MiroirConfig:

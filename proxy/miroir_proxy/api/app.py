@@ -126,6 +126,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         )
         cluster.health = prober
         metrics.count_group_reads(lambda: cluster.reads_by_group)
+        metrics.count_hedges(lambda: cluster.hedging.outcomes)
         app[STORE] = store
         app[CLUSTER] = cluster
         app[CATALOG] = Catalog(store, cluster)

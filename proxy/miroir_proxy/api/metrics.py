@@ -76,6 +76,10 @@ class Metrics:
         the hints this pod replayed."""
         self.registry.register(_Hints(backlogs, replayed))
 
+    def count_hedges(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        """Export `counts` ((slow node, outcome) -> hedged calls) as `miroir_hedged_reads_total`."""
+        self.registry.register(_Hedges(counts))
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         # `labels()` locks and builds a key each call; routes x methods x statuses are few.
         key = (method, route, status)
@@ -163,3 +167,21 @@ class _Hints(Collector):
         )
         replayed.add_metric([], self._replayed())
         yield from (pending, dropped, overflowed, replayed)
+
+
+class _Hedges(Collector):
+    """Node calls hedged because they were slow, by the node and by who answered first."""
+
+    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "miroir_hedged_reads",
+            "Slow node calls asked again of other replicas: outcome hedge_won (the slow call "
+            "was cancelled), primary_won (the hedge was cancelled) or failed",
+            labels=["node", "outcome"],
+        )
+        for (node_id, outcome), count in sorted(self._counts().items()):
+            family.add_metric([node_id, outcome], count)
+        yield family

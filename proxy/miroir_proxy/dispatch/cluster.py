@@ -19,6 +19,7 @@ from miroir_proxy.core.assignment import plan
 from miroir_proxy.core.covering import Covering, covering_set
 from miroir_proxy.core.placement import Layout, Placement
 from miroir_proxy.core.topology import Node, ReplicaGroup, Topology
+from miroir_proxy.dispatch.hedging import Hedging
 from miroir_proxy.nodes.client import NodeClient, NodeResponse, QueryParams
 from miroir_proxy.nodes.errors import NodeUnavailable
 from miroir_proxy.nodes.probing import HealthProber
@@ -63,6 +64,7 @@ class Cluster:
         self._coverings: dict[Hashable, tuple[Covering, tuple[str, ...]]] = {}
         # Covering sets handed out per replica group (`miroir_group_reads_total`).
         self.reads_by_group: Counter[str] = Counter()
+        self.hedging = Hedging(config.hedging)
         # Writes still on their way to the nodes, by the epoch they were routed with.
         self._writing: Counter[int] = Counter()
 

@@ -9,14 +9,19 @@ can serve are reported as degraded.
 
 A 4xx answer is the request's fault, not the node's: every replica would say the same, so
 the first one (in covering order) is raised as `NodeRefused`, to be passed through.
+
+With hedging on (`hedging.py`), `gather` also covers a node that is merely slow: once its
+call has run for the hedge delay, the same shards are asked of other replicas, and whichever
+complete answer comes first is used; the other call is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -29,6 +34,7 @@ from miroir_proxy.nodes.errors import NodeUnavailable
 JSON = "application/json"
 
 BodyFor = Callable[[NodeAssignment], bytes | None]
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,6 +54,7 @@ class Round:
     answers: list[tuple[NodeAssignment, Any]]
     failed: list[NodeAssignment]
     rejection: NodeResponse | None
+    hedges: int = 0  # extra node calls hedging made
 
 
 async def _call(
@@ -83,9 +90,16 @@ async def call_all(
     body_for: BodyFor,
     params: QueryParams | None,
     timeout_ms: int,
+    hedge_shards: int | None = None,
 ) -> Round:
+    """One call per assignment in parallel; with `hedge_shards` (the index's shard count)
+    and hedging on, slow calls are hedged."""
     if not assignments:
         return Round([], [], None)
+    if hedge_shards is not None and cluster.hedging.enabled:
+        return await _call_all_hedged(
+            cluster, assignments, method, path, body_for, params, timeout_ms, hedge_shards
+        )
     # The last call runs in the caller's own task: a task per node call is a measurable
     # share of a search's CPU, and so was a TaskGroup around them (~4 us a search).
     *others, last = assignments
@@ -103,8 +117,12 @@ async def call_all(
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     responses.append(last_response)
+    return _judge(list(zip(assignments, responses, strict=True)))
+
+
+def _judge(pairs: Sequence[tuple[NodeAssignment, NodeResponse | None]]) -> Round:
     outcome = Round([], [], None)
-    for assignment, response in zip(assignments, responses, strict=True):
+    for assignment, response in pairs:
         if response is None:
             outcome.failed.append(assignment)
         elif not response.ok:
@@ -118,6 +136,106 @@ async def call_all(
                 # replica is the only way to get this shard read.
                 outcome.failed.append(assignment)
     return outcome
+
+
+Pairs = list[tuple[NodeAssignment, NodeResponse | None]]
+
+
+async def _call_all_hedged(
+    cluster: Cluster,
+    assignments: Sequence[NodeAssignment],
+    method: str,
+    path: str,
+    body_for: BodyFor,
+    params: QueryParams | None,
+    timeout_ms: int,
+    shards: int,
+) -> Round:
+    hedged = [0]
+
+    async def one(assignment: NodeAssignment) -> Pairs:
+        return await _hedged(
+            cluster, assignment, (method, path, body_for, params, timeout_ms), shards, hedged
+        )
+
+    results = await _all([one(a) for a in assignments])
+    outcome = _judge([pair for pairs in results for pair in pairs])
+    outcome.hedges = hedged[0]
+    return outcome
+
+
+CallSpec = tuple[str, str, BodyFor, QueryParams | None, int]
+
+
+async def _attempt(
+    cluster: Cluster, assignments: Sequence[NodeAssignment], spec: CallSpec
+) -> Pairs | None:
+    """Every assignment's answer, or None when any node failed (the attempt is no answer)."""
+    method, path, body_for, params, timeout_ms = spec
+    hedging = cluster.hedging
+
+    async def one(assignment: NodeAssignment) -> NodeResponse | None:
+        started = time.perf_counter()
+        response = await _call(
+            cluster, assignment, method, path, body_for(assignment), params, timeout_ms
+        )
+        if response is not None and hedging.adaptive:
+            hedging.observe(assignment.node_id, time.perf_counter() - started)
+        return response
+
+    responses = await _all([one(a) for a in assignments])
+    if any(r is None for r in responses):
+        return None
+    return list(zip(assignments, responses, strict=True))
+
+
+async def _all(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every call's result; if one raises (or the caller is cancelled), the rest are cancelled."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return [await task for task in tasks]
+    except BaseException:
+        await _cancel(tasks)
+        raise
+
+
+async def _cancel(tasks: Collection[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _hedged(
+    cluster: Cluster, assignment: NodeAssignment, spec: CallSpec, shards: int, hedged: list[int]
+) -> Pairs:
+    """`assignment`'s answer: from its node, or from the replicas asked once it was slow."""
+    hedging = cluster.hedging
+    node_id = assignment.node_id
+    primary = asyncio.ensure_future(_attempt(cluster, [assignment], spec))
+    running: set[asyncio.Task[Pairs | None]] = {primary}
+    try:
+        done, _ = await asyncio.wait(running, timeout=hedging.delay_s(node_id))
+        if done:
+            return primary.result() or [(assignment, None)]
+        others, uncovered = _cover(
+            cluster, shards, assignment.shards, {node_id}, first_group=assignment.group_id
+        )
+        if uncovered or not others:
+            return await primary or [(assignment, None)]
+        hedged[0] += len(others)
+        hedge = asyncio.ensure_future(_attempt(cluster, others, spec))
+        running.add(hedge)
+        while running:
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                answer = task.result()
+                if answer is not None:
+                    hedging.record(node_id, "primary_won" if task is primary else "hedge_won")
+                    return answer
+        hedging.record(node_id, "failed")
+        return [(assignment, None)]
+    finally:
+        await _cancel(running)
 
 
 def _cover(
@@ -183,7 +301,10 @@ async def gather(
     fanout = 0
     while pending:
         fanout += len(pending)
-        outcome = await call_all(cluster, pending, method, path, body_for, params, timeout)
+        outcome = await call_all(
+            cluster, pending, method, path, body_for, params, timeout, hedge_shards=shards
+        )
+        fanout += outcome.hedges
         if outcome.rejection is not None:
             raise NodeRefused(outcome.rejection)
         for assignment, answer in outcome.answers:
