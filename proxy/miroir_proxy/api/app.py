@@ -39,6 +39,7 @@ from miroir_proxy.operations.nodes import (
     RemoveNodeOperation,
     move_handler,
 )
+from miroir_proxy.operations.reshard import RESHARD_JOB, ReshardOperation, reshard_handler
 from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
@@ -74,6 +75,7 @@ from .routes import (
     keys,
     maintenance,
     operations,
+    reshards,
     search,
     settings,
     tasks,
@@ -142,8 +144,10 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(AddNodeOperation())
         engine.register(DrainNodeOperation())
         engine.register(RemoveNodeOperation())
+        engine.register(ReshardOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
+        pod.register(RESHARD_JOB, reshard_handler(store, cluster, config))
         writer = DocumentWriter(cluster, app[CATALOG], registry)
         sweeper = TtlSweeper(cluster, app[CATALOG], writer, config.ttl, pod.owns)
         app[TTL_SWEEPER] = sweeper
@@ -170,7 +174,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
     app.cleanup_ctx.append(_components)
     for module in (
         *(instance, admin, search, documents_read, documents, tasks),
-        *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases),
+        *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases, reshards),
         experimental,
     ):
         app.add_routes(module.routes)

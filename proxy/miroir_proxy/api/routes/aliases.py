@@ -39,15 +39,18 @@ def resolve(topology: Topology, name: str) -> str:
 
 
 def resolve_request(request: web.Request) -> None:
-    """Point an index route's uid at the alias's target, once per request."""
-    aliases = request.app[CLUSTER].topology.aliases
-    if not aliases or not request.path.startswith("/indexes/"):
+    """Point an index route's uid at the alias's target, and a resharded index's name at
+    the concrete index it means now, once per request."""
+    topology = request.app[CLUSTER].topology
+    aliases, names = topology.aliases, topology.names
+    if not (aliases or names) or not request.path.startswith("/indexes/"):
         return
     info = request.match_info
     for key in _INDEX_KEYS:
         name = info.get(key)
-        if name is not None and name in aliases:
-            info[key] = aliases[name]
+        if name is not None:
+            target = aliases.get(name, name)
+            info[key] = names.get(target, target)
             return
 
 
