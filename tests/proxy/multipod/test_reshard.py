@@ -272,12 +272,23 @@ def test_reshard_under_writes_survives_a_killed_pod_and_keeps_the_name(cluster: 
     assert {t["indexUid"] for t in tasks} == {INDEX}
     expected[str(10**9)] = {"id": 10**9}
 
+    # Multi-search and aliases know the name too; the hidden uid is no index to clients.
+    multi = {"queries": [{"indexUid": INDEX, "q": "", "limit": 0}]}
+    (answer,) = ok(http("POST", f"{cluster.url}/multi-search", json=multi))["results"]
+    assert answer["indexUid"] == INDEX and answer["estimatedTotalHits"] == len(expected)
+    alias = {"name": "shelves", "target": INDEX}
+    ok(http("POST", f"{cluster.url}/_miroir/aliases", json=alias), 201)
+    through = ok(http("POST", f"{cluster.url}/indexes/shelves/search", json={"limit": 0}))
+    assert through["estimatedTotalHits"] == len(expected)
+
     # On the nodes: one index (the new one), every document once per group, tagged with
     # its shard under the new count; the old index is gone.
     nodes = cluster.fleet.nodes
     concrete = {uid for node in nodes for uid in node_indexes(node)}
     assert len(concrete) == 1 and INDEX not in concrete, concrete
     (uid,) = concrete
+    hidden = http("POST", f"{cluster.url}/indexes/{uid}/search", json={})
+    assert hidden.status_code == 404 and hidden.json()["code"] == "index_not_found"
     for group in (nodes[:2], nodes[2:]):
         held = [d for node in group for d in node_documents(node, uid)]
         assert sorted(str(d["id"]) for d in held) == sorted(expected)
@@ -324,3 +335,34 @@ def test_bad_reshard_requests_get_meilisearch_shaped_errors(cluster: Cluster) ->
     response = http("POST", f"{url}/_miroir/indexes/{INDEX}/reshard", key=None, json={})
     assert response.status_code == 401
     assert http("GET", f"{url}/_miroir/indexes/nope").json()["code"] == "index_not_found"
+
+
+def test_a_cancel_while_the_old_index_is_kept_flips_back_without_losing_writes(
+    cluster: Cluster,
+) -> None:
+    expected = prepare(cluster)
+    body = {"shards": AFTER, "retainS": 300}
+    op_id = ok(http("POST", f"{cluster.url}/_miroir/indexes/{INDEX}/reshard", json=body), 202)[
+        "operation"
+    ]
+    eventually(lambda: phase(cluster, op_id)[0] == "retain", "the reshard flips", timeout_s=120)
+    view = ok(http("GET", f"{cluster.url}/_miroir/indexes/{INDEX}"))
+    assert view["shards"] == AFTER and view["reshard"]["phase"] == "retain"
+    # Written after the flip: the old index, kept for a rollback, gets it too.
+    late = [{"id": 10**9 + i, "title": "late", "version": 0, "shelf": 1} for i in range(30)]
+    task = ok(http("POST", f"{cluster.url}/indexes/{INDEX}/documents", json=late), 202)
+    assert wait_task(cluster.url, task["taskUid"])["status"] == "succeeded"
+    gone = [str(i) for i in range(10)]
+    task = ok(http("POST", f"{cluster.url}/indexes/{INDEX}/documents/delete-batch", json=gone), 202)
+    assert wait_task(cluster.url, task["taskUid"])["status"] == "succeeded"
+    expected.update((str(d["id"]), d) for d in late)
+    for key in gone:
+        del expected[key]
+
+    ok(http("POST", f"{cluster.url}/_miroir/operations/{op_id}/cancel"), 202)
+    assert wait_operation(cluster, op_id)["state"] == "canceled"
+    view = ok(http("GET", f"{cluster.url}/_miroir/indexes/{INDEX}"))
+    assert view["shards"] == BEFORE and view["reshard"] is None
+    for node in cluster.fleet.nodes:
+        assert node_indexes(node) == [INDEX]
+    assert_serves(cluster, expected)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from miroir_proxy.core.changes import ForgetName
 from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.core.topology import Topology
 from miroir_proxy.dispatch.broadcast import (
     NodeRefused,
     broadcast,
@@ -31,6 +32,7 @@ from miroir_proxy.dispatch.stats import count_documents, human_sizes, index_stat
 from ..appkeys import CATALOG, CLUSTER, EPOCHS, TASKS
 from ..auth import AUTH, invalid_key
 from ..responses import json_response, raw_json_response, read_json
+from .aliases import SENT_INDEX
 
 routes = web.RouteTableDef()
 
@@ -123,11 +125,27 @@ async def create_index(request: web.Request) -> web.Response:
     return json_response(tasks.summary(record), status=202)
 
 
+def _not_resharded(topology: Topology, names: list[Any]) -> None:
+    """Renames and swaps move node indexes by name, which a resharded index (living under
+    a hidden uid) or one being resharded cannot follow."""
+    for name in names:
+        if isinstance(name, str) and (
+            name in topology.names or topology.also_written(topology.concrete(name))
+        ):
+            raise MiroirError(
+                "bad_request",
+                f"Index `{name}` was resharded online or is being resharded: it cannot be "
+                "renamed or swapped.",
+            )
+
+
 @routes.patch("/indexes/{index_uid}")
 async def update_index(request: web.Request) -> web.Response:
     uid = request.match_info["index_uid"]
     body = await read_json(request)
     cluster, catalog = request.app[CLUSTER], request.app[CATALOG]
+    if isinstance(body, dict) and body.get("uid") not in (None, uid):
+        _not_resharded(cluster.topology, [request.get(SENT_INDEX, uid), body.get("uid")])
     refs = task_refs(await broadcast(cluster, "PATCH", f"/indexes/{uid}", json_body=body))
     details: dict[str, Any] = {"primaryKey": body.get("primaryKey")}
     new_uid = body.get("uid")
@@ -198,6 +216,9 @@ async def compact_index(request: web.Request) -> web.Response:
 @routes.post("/swap-indexes")
 async def swap_indexes(request: web.Request) -> web.Response:
     body = await read_json(request)
+    if isinstance(body, list):
+        swapped = [n for s in body if isinstance(s, dict) for n in s.get("indexes") or ()]
+        _not_resharded(request.app[CLUSTER].topology, swapped)
     refs = task_refs(await broadcast(request.app[CLUSTER], "POST", "/swap-indexes", json_body=body))
     catalog = request.app[CATALOG]
     swaps = []
