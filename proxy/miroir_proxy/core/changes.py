@@ -29,6 +29,9 @@ from miroir_proxy.core.topology import (
     Topology,
 )
 
+# Retired concrete indexes remembered (a write can only be in flight for seconds).
+RETIRED_KEPT = 50
+
 
 def invalid(message: str) -> MiroirError:
     return MiroirError("miroir_invalid_topology", message)
@@ -337,11 +340,17 @@ def _apply(topology: Topology, change: Change) -> Topology:
             back = dataclasses.replace(reshard, phase=ReshardPhase.DUAL)
             return _resharded(topology, name, back, meaning=reshard.source)
         case EndReshard(name):
-            _reshard(topology, name, None)
-            return _resharded(topology, name, None)
+            hidden = _reshard(topology, name, None).hidden
+            retired = {k: v for k, v in topology.retired.items() if k != hidden}
+            retired[hidden] = name
+            kept = dict(list(retired.items())[-RETIRED_KEPT:])
+            return dataclasses.replace(_resharded(topology, name, None), retired=kept)
         case ForgetName(name):
             names = {k: v for k, v in topology.names.items() if k != name}
-            return dataclasses.replace(topology, epoch=topology.epoch + 1, names=names)
+            retired = {k: v for k, v in topology.retired.items() if v != name}
+            return dataclasses.replace(
+                topology, epoch=topology.epoch + 1, names=names, retired=retired
+            )
         case ReplaceLayout(shards, replication_factor, groups):
             return _replace(topology, shards, replication_factor, groups)
     raise TypeError(f"not a topology change: {change!r}")

@@ -207,6 +207,9 @@ class Topology:
     names: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Client index name -> its online reshard in progress.
     reshards: Mapping[str, Reshard] = dataclasses.field(default_factory=dict)
+    # Concrete indexes a reshard stopped writing (deleted next) -> the client's name: a
+    # write that resolved its index just before goes to what the name means now.
+    retired: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.shards <= MAX_SHARDS:
@@ -237,7 +240,14 @@ class Topology:
         for name, uid in self.names.items():
             if uid == concrete:
                 return name
-        return None if concrete in self.names else concrete
+        return None if concrete in self.names or concrete in self.retired else concrete
+
+    def moved(self, concrete: str) -> str | None:
+        """The concrete index that replaced `concrete`, if a reshard retired it."""
+        name = self.retired.get(concrete)
+        if name is None or self.concrete(name) == concrete:
+            return None
+        return self.concrete(name)
 
     def also_written(self, concrete: str) -> tuple[tuple[str, int], ...]:
         """The other concrete indexes (uid, shard count) a write to `concrete` must reach.
@@ -305,6 +315,8 @@ def to_document(topology: Topology, *, tables: bool = True) -> dict[str, Any]:
     renamed: dict[str, Any] = {}
     if topology.names:
         renamed["names"] = dict(topology.names)
+    if topology.retired:
+        renamed["retired"] = dict(topology.retired)
     if topology.reshards:
         renamed["reshards"] = {
             name: {
@@ -376,6 +388,7 @@ def from_document(epoch: int, document: Mapping[str, Any]) -> Topology:
         history = document.get("aliasHistory") or []
         names = document.get("names") or {}
         reshards = document.get("reshards") or {}
+        retired = document.get("retired") or {}
         return Topology(
             epoch=epoch,
             shards=shards,
@@ -387,6 +400,7 @@ def from_document(epoch: int, document: Mapping[str, Any]) -> Topology:
                 for f in history
             ),
             names={str(k): str(v) for k, v in names.items()},
+            retired={str(k): str(v) for k, v in retired.items()},
             reshards={
                 str(k): Reshard(
                     str(r["source"]),

@@ -162,6 +162,17 @@ class DocumentWriter:
                 await self._registry.enqueue(index_uid, ADDITION, [], details=details, extra=extra)
             )
         layout = self._cluster.layout
+        moved = layout.topology.moved(index_uid)
+        if moved is not None:  # resharded while this request was on its way
+            return await self.add(
+                moved,
+                documents,
+                merge=merge,
+                requested_pk=requested_pk,
+                skip_creation=skip_creation,
+                can_create_index=can_create_index,
+                extra=extra,
+            )
         stamp = write_stamp()
         targets = route_batch(layout, documents, ids, meta.shards, stamp)
         params = {"primaryKey": pk}
@@ -190,6 +201,9 @@ class DocumentWriter:
             return await self._failed(job, index_not_found(index_uid))
         by_shard = _ids_by_shard(ids, meta.shards)
         layout = self._cluster.layout
+        moved = layout.topology.moved(index_uid)
+        if moved is not None:  # resharded while this request was on its way
+            return await self.delete_ids(moved, ids, extra)
         targets = shard_targets(layout, meta.shards, by_shard)
         path = f"/indexes/{index_uid}/documents/delete-batch"
         also = [
@@ -225,6 +239,13 @@ class DocumentWriter:
         if meta is None:
             return await self._failed(job, index_not_found(job.index_uid))
         layout = self._cluster.layout
+        moved = layout.topology.moved(job.index_uid)
+        if moved is not None:  # resharded while this request was on its way
+            here = f"/indexes/{job.index_uid}/"
+            path = path.replace(here, f"/indexes/{moved}/", 1)
+            return await self._broadcast(
+                dataclasses.replace(job, index_uid=moved), method, path, body
+            )
         targets = _every_node(layout, meta.shards, body)
         also = [
             _Leg(path.replace(f"/indexes/{job.index_uid}/", f"/indexes/{uid}/", 1), t, s)

@@ -66,8 +66,20 @@ def test_a_reshard_writes_both_serves_the_source_then_the_target_and_ends() -> N
     assert done.also_written("shadow") == ()
     assert done.client_name("shadow") == "books"
     assert done.client_name("books") is None  # the old uid means nothing to clients now
+    # A write that resolved the name just before the end goes to what it means now.
+    assert done.moved("books") == "shadow" and done.moved("shadow") is None
     freed = apply(done, ForgetName("books"))
     assert freed.concrete("books") == "books" and freed.client_name("books") == "books"
+    assert freed.moved("books") is None  # a new index of that name is its own
+
+
+def test_an_aborted_reshard_retires_its_shadow_towards_the_source() -> None:
+    dual = apply(start(), BeginReshard("books", "books", 16, "shadow", 32))
+    back = apply(apply(dual, FlipReshard("books")), UnflipReshard("books"))
+    for before in (dual, back):
+        aborted = roundtrip(apply(before, EndReshard("books")))
+        assert aborted.concrete("books") == "books" and aborted.moved("shadow") == "books"
+        assert aborted.client_name("shadow") is None and aborted.client_name("books") == "books"
 
 
 def test_a_second_reshard_of_a_resharded_index_flips_between_hidden_uids() -> None:
