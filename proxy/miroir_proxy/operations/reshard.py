@@ -294,36 +294,53 @@ async def backfill_shard(
     size = io.settings.page_size
     throttle = Throttle(io.settings.docs_per_s)
     ref = ShardRef(spec.source, spec.primary_key, shard)
+    # One page stays in flight (as in `copying.copy_shard`): the next page is read and
+    # enqueued while the nodes index the previous one, and the cursor moves past a page
+    # only once every node applied it.
+    in_flight: tuple[list[tuple[str, int]], dict[str, Any]] | None = None
     while True:
         layout = cluster.layout
         sources = source_order(layout, spec.source_shards, shard, cluster)
         page = await read_page(io, sources, ref, offset, size)
+        sent: list[tuple[str, int]] = []
         if page:
             await throttle.take(len(page))
             if not wanted():
                 raise Abandoned(spec.target)
-            by_shard: dict[int, list[dict[str, Any]]] = {}
-            for document in page:
-                new = spec.new_shard(document)
-                document[SHARD_FIELD] = new
-                by_shard.setdefault(new, []).append(document)
-            sent = await asyncio.gather(
-                *(
-                    io.send(
-                        _replicas(layout, spec.target_shards, new),
-                        ShardRef(spec.target, spec.primary_key, new),
-                        documents,
-                    )
-                    for new, documents in by_shard.items()
-                )
-            )
-            await io.wait_all([task for tasks in sent for task in tasks])
+            sent = await _send_retagged(io, layout, spec, page)
+        if in_flight is not None:
+            await io.wait_all(in_flight[0])
+            await checkpoint(in_flight[1])
         offset += len(page)
         copied += len(page)
         cursor = {**cursor, "offset": offset, "copied": copied}
-        await checkpoint(cursor)
         if len(page) < size:
+            await io.wait_all(sent)
+            await checkpoint(cursor)
             return cursor
+        in_flight = (sent, cursor)
+
+
+async def _send_retagged(
+    io: ShardIO, layout: Layout, spec: _Spec, page: list[dict[str, Any]]
+) -> list[tuple[str, int]]:
+    """Enqueue `page` on the shadow's replicas, each document tagged with its new shard."""
+    by_shard: dict[int, list[dict[str, Any]]] = {}
+    for document in page:
+        new = spec.new_shard(document)
+        document[SHARD_FIELD] = new
+        by_shard.setdefault(new, []).append(document)
+    sent = await asyncio.gather(
+        *(
+            io.send(
+                _replicas(layout, spec.target_shards, new),
+                ShardRef(spec.target, spec.primary_key, new),
+                documents,
+            )
+            for new, documents in by_shard.items()
+        )
+    )
+    return [task for tasks in sent for task in tasks]
 
 
 async def verify_class(
