@@ -294,6 +294,15 @@ def test_reshard_under_writes_survives_a_killed_pod_and_keeps_the_name(cluster: 
         assert sorted(str(d["id"]) for d in held) == sorted(expected)
         assert all(d["_miroir_shard"] == shard_of(d["id"], AFTER) for d in held)
 
+    # Deleted, the name is free again: a new index of that name is an ordinary one.
+    task = ok(http("DELETE", f"{cluster.url}/indexes/{INDEX}"), 202)
+    assert wait_task(cluster.url, task["taskUid"])["status"] == "succeeded"
+    assert ok(http("GET", f"{cluster.url}/indexes"))["results"] == []
+    task = ok(http("POST", f"{cluster.url}/indexes", json={"uid": INDEX, "primaryKey": "id"}), 202)
+    assert wait_task(cluster.url, task["taskUid"])["status"] == "succeeded"
+    assert ok(http("GET", f"{cluster.url}/_miroir/indexes/{INDEX}"))["shards"] == BEFORE
+    assert all(node_indexes(node) == [INDEX] for node in nodes)
+
 
 def test_a_reshard_canceled_mid_backfill_leaves_the_index_as_it_was(cluster: Cluster) -> None:
     expected = prepare(cluster)
