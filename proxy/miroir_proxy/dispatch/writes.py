@@ -300,6 +300,14 @@ class DocumentWriter:
                 for leg in also
             ]
         sent = {node: call.result() for node, call in zip(nodes, calls, strict=True)}
+        acked = {node for node, s in sent.items() if s.uid is not None}
+        refusals = [s.refusal for s in sent.values() if s.refusal is not None]
+        if not acked and refusals:
+            raise NodeRefused(refusals[0])
+        touched = {shard for t in targets.values() for shard in t.shards}
+        verdict = judge_write(layout, touched, acked, index_shards=shards)
+        if not verdict.succeeded:
+            raise verdict.no_quorum_error()
         for leg, leg_calls in zip(also, other_calls, strict=True):
             # The other index must take the write too (its node tasks are not the
             # client's: counts stay those of the index the client's name means).
@@ -312,14 +320,6 @@ class DocumentWriter:
             leg_verdict = judge_write(layout, leg_touched, leg_acked, index_shards=leg.shards)
             if not leg_verdict.succeeded:
                 raise leg_verdict.no_quorum_error()
-        acked = {node for node, s in sent.items() if s.uid is not None}
-        refusals = [s.refusal for s in sent.values() if s.refusal is not None]
-        if not acked and refusals:
-            raise NodeRefused(refusals[0])
-        touched = {shard for t in targets.values() for shard in t.shards}
-        verdict = judge_write(layout, touched, acked, index_shards=shards)
-        if not verdict.succeeded:
-            raise verdict.no_quorum_error()
         refs = [
             NodeTaskRef(
                 node=node,
