@@ -40,6 +40,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -163,6 +164,9 @@ class ReshardOperation:
         )
         current = await ctx.epochs.publish_if(lambda t: name not in t.reshards, change)
         await ctx.epochs.wait_acknowledged(current.epoch, ctx.ack_timeout_s)
+        # From here on the index cannot be deleted (409); before, a client could have.
+        if await ctx.store.get_index(change.source) is None:
+            raise MiroirError("index_not_found", f"Index `{name}` was deleted.")
 
     async def _backfill(self, ctx: OperationContext, data: dict[str, Any]) -> None:
         chunks = [_chunk(data, s) for s in range(int(data["sourceShards"]))]
@@ -201,7 +205,8 @@ class ReshardOperation:
 
     async def _retain(self, ctx: OperationContext, data: dict[str, Any]) -> None:
         until = float(data["flippedAt"]) + float(data["retainS"])
-        await ctx.report(None, retainedUntil=until)
+        shown = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+        await ctx.report(None, retainedUntil=shown.replace("+00:00", "Z"))
         while (left := until - time.time()) > 0:
             await ctx.check_canceled()
             await asyncio.sleep(min(left, _RETAIN_POLL_S))
