@@ -313,6 +313,11 @@ def test_a_reshard_canceled_mid_backfill_leaves_the_index_as_it_was(cluster: Clu
     eventually(lambda: backfilling(cluster, op_id), "the backfill copies", timeout_s=120)
     # Each node holds the shadow now, partly filled.
     assert all(len(node_indexes(node)) == 2 for node in cluster.fleet.nodes)
+    # Clients do not see it.
+    (shadow,) = set(node_indexes(cluster.fleet.nodes[0])) - {INDEX}
+    hidden = http("POST", f"{cluster.url}/indexes/{shadow}/search", json={})
+    assert hidden.status_code == 404 and hidden.json()["code"] == "index_not_found"
+    assert [i["uid"] for i in ok(http("GET", f"{cluster.url}/indexes"))["results"]] == [INDEX]
     ok(http("POST", f"{cluster.url}/_miroir/operations/{op_id}/cancel"), 202)
     final = wait_operation(cluster, op_id)
     assert final["state"] == "canceled", final

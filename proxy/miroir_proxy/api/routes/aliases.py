@@ -53,7 +53,8 @@ def resolve_request(request: web.Request) -> None:
     the concrete index it means now, once per request."""
     topology = request.app[CLUSTER].topology
     aliases, names = topology.aliases, topology.names
-    if not (aliases or names) or not request.path.startswith("/indexes/"):
+    renamed = names or topology.reshards or topology.retired
+    if not (aliases or renamed) or not request.path.startswith("/indexes/"):
         return
     info = request.match_info
     for key in _INDEX_KEYS:
