@@ -24,7 +24,7 @@ import orjson
 
 from miroir_proxy.cli.processes import LocalNodes
 
-from . import antientropy, micro, placement, workloads
+from . import antientropy, micro, placement, resharding, workloads
 from .harness import MASTER_KEY
 from .measure import median
 from .workloads import SMOKE, Sizes
@@ -49,6 +49,7 @@ TARGETS: dict[str, tuple[str, str, float, bool]] = {
     "rebalance_docs_per_s": ("node join, documents moved per second", "/s", float("nan"), True),
     "rebalance_moved_over_ideal": ("node join: replicas moved / minimum", "x", 1.0, False),
     "antientropy_pass_over_scan": ("anti-entropy pass / paging every replica", "x", 1.5, False),
+    "reshard_docs_per_s": ("reshard S=8 -> 16, documents per second", "/s", float("nan"), True),
     "rss_idle_mb": ("proxy RSS idle", "MB", 150, False),
     "rss_500_concurrent_mb": ("proxy RSS, 500 concurrent searches", "MB", 400, False),
     # The best any table can do on the simulator's shapes is 1.25 (N=10, S=16, RF=1: some
@@ -124,6 +125,8 @@ def measure_all(
     raw["antientropy"] = antientropy.antientropy_run(
         base, sizes.antientropy_documents, sizes.antientropy_damaged, sizes.runs
     )
+    log("reshard: an index of S=8 on two nodes, RF=1, to S=16")
+    raw["reshard"] = _repeat(sizes.runs, lambda run: resharding.reshard_run(base, sizes, run))
     log("micro-benchmarks: merge and routing")
     number = 2 if sizes is SMOKE else 20
     raw["micro"] = [

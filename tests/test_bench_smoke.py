@@ -27,6 +27,7 @@ REQUIRED = (
     "rss_500_concurrent_mb",
     "group_sync_docs_per_s",
     "group_sync_over_ingest",
+    "reshard_docs_per_s",
     "placement_max_over_mean",
     "placement_rendezvous_max_over_mean",
     "placement_best_max_over_mean",

@@ -146,6 +146,12 @@ class OperationsConfig(_Strict):
     node_task_timeout_ms: int = Field(
         300_000, gt=0, description="how long a copy waits for a node to apply one page"
     )
+    reshard_retain_s: float = Field(
+        300,
+        ge=0,
+        description="how long a finished reshard keeps the old index (still written) so a "
+        "cancel can flip back; the reshard operation ends after it",
+    )
 
 
 class HandoffConfig(_Strict):

@@ -44,6 +44,7 @@ from miroir_proxy.operations.nodes import (
     RemoveNodeOperation,
     move_handler,
 )
+from miroir_proxy.operations.reshard import RESHARD_JOB, ReshardOperation, reshard_handler
 from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
@@ -84,6 +85,7 @@ from .routes import (
     keys,
     maintenance,
     operations,
+    reshards,
     search,
     settings,
     tasks,
@@ -153,8 +155,10 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(AddNodeOperation())
         engine.register(DrainNodeOperation())
         engine.register(RemoveNodeOperation())
+        engine.register(ReshardOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
+        pod.register(RESHARD_JOB, reshard_handler(store, cluster, config))
         deletions = app[DELETE_LOG] = DeleteLog(store, config.anti_entropy.tombstone_window_ms)
         handoff = app[HANDOFF] = Handoff(store, cluster, config.handoff)
         replayer = app[HINT_REPLAYER] = HintReplayer(store, cluster, handoff, config, pod.lease)
@@ -199,7 +203,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
     app.cleanup_ctx.append(_components)
     for module in (
         *(instance, admin, search, documents_read, documents, tasks),
-        *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases),
+        *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases, reshards),
         experimental,
         hints,
     ):

@@ -1,4 +1,4 @@
-"""`miroir status|group|node|ops`: the admin API (ARCHITECTURE §6) from a shell.
+"""`miroir status|group|node|index|ops`: the admin API (ARCHITECTURE §6) from a shell.
 
 Every command is one or two admin API calls through `AdminClient`, printed for people, or
 with `--json` as the API's own JSON for scripts. A command that starts an operation prints
@@ -47,6 +47,16 @@ def _seconds(text: str) -> float:
         value = 0.0
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of seconds")
+    return value
+
+
+def _retain_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds, 0 or more")
     return value
 
 
@@ -151,6 +161,26 @@ def add_commands(commands: Any) -> None:
     )
     _wait_option(node_remove)
     node_remove.set_defaults(run=_node_remove)
+
+    index = commands.add_parser(
+        "index", help="show an index's shard count, or change it online"
+    ).add_subparsers(dest="command", required=True)
+    show = index.add_parser("show", parents=[common], help="shards and primary key of an index")
+    show.add_argument("index_uid", metavar="UID")
+    show.set_defaults(run=_index_show)
+    reshard = index.add_parser(
+        "reshard", parents=[common], help="give an index a new shard count, online"
+    )
+    reshard.add_argument("index_uid", metavar="UID")
+    reshard.add_argument("--shards", type=int, required=True, help="the new shard count")
+    reshard.add_argument(
+        "--retain",
+        type=_retain_seconds,
+        help="seconds the old index is kept for a rollback (`miroir ops cancel ID`) "
+        "(default: the proxy's operations.reshard_retain_s)",
+    )
+    _wait_option(reshard)
+    reshard.set_defaults(run=_index_reshard)
 
     ops = commands.add_parser(
         "ops",
@@ -368,3 +398,31 @@ async def _node_remove(api: AdminClient, args: argparse.Namespace, out: TextIO) 
     path = f"/_miroir/nodes/{quote(args.node_id, safe='')}"
     answer = await api.delete(path + ("?force=true" if args.force else ""))
     return await _started(api, args, out, answer, f"removing node {answer['node']}")
+
+
+async def _index_show(api: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
+    index = await api.get(f"/_miroir/indexes/{quote(args.index_uid, safe='')}")
+    if args.json:
+        _print_json(index, out)
+        return EXIT_OK
+    lines = [
+        f"index {index['uid']}: {index['shards']} shards, primary key "
+        f"{index.get('primaryKey') or '-'}"
+    ]
+    reshard = index.get("reshard")
+    if reshard:
+        lines.append(
+            f"  resharding {reshard['fromShards']} -> {reshard['toShards']} shards: "
+            f"operation {reshard.get('operation') or '-'}, phase {reshard.get('phase') or '-'}"
+        )
+    print("\n".join(lines), file=out)
+    return EXIT_OK
+
+
+async def _index_reshard(api: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
+    body: dict[str, Any] = {"shards": args.shards}
+    if args.retain is not None:
+        body["retainS"] = args.retain
+    answer = await api.post(f"/_miroir/indexes/{quote(args.index_uid, safe='')}/reshard", body)
+    what = f"resharding {answer['index']} from {answer['previousShards']} to {answer['shards']}"
+    return await _started(api, args, out, answer, what)

@@ -1,6 +1,6 @@
 """`miroir`: a Miroir cluster from a shell.
 
-`miroir status|group|node|ops` drive any proxy's admin API (`admin.py`; `--url`/`--key` or
+`miroir status|group|node|index|ops` drive any proxy's admin API (`admin.py`; `--url`/`--key` or
 env MIROIR_URL/MIROIR_ADMIN_KEY, `--json` for scripts, `--wait` to follow an operation).
 Exit codes: 0 ok, 1 the API answered an error or an awaited operation did not succeed,
 2 usage, 3 the proxy did not answer.

@@ -24,8 +24,13 @@ from miroir_proxy.core.topology import (
     MovePhase,
     Node,
     ReplicaGroup,
+    Reshard,
+    ReshardPhase,
     Topology,
 )
+
+# Retired concrete indexes remembered (a write can only be in flight for seconds).
+RETIRED_KEPT = 50
 
 
 def invalid(message: str) -> MiroirError:
@@ -154,6 +159,47 @@ class RemoveAlias:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class BeginReshard:
+    """Start writing index `name` to `target` too (dual writes); every group gets its
+    table for the target's shard count written down."""
+
+    name: str
+    source: str
+    source_shards: int
+    target: str
+    target_shards: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlipReshard:
+    """The name now means the target; writes still reach the source."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnflipReshard:
+    """A rollback after the flip: the name means the source again; dual writes go on."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndReshard:
+    """Writes stop reaching the index the name no longer means (the shadow of an aborted
+    reshard, or the source of a finished one); it is deleted next."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForgetName:
+    """The index a resharded name meant was deleted: the name is free again."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ReplaceLayout:
     """A whole layout as `PUT /_miroir/topology` gives it: groups keep their tables where
     their nodes allow; nothing is copied (an expert's tool: data does not follow)."""
@@ -167,6 +213,7 @@ Change = (
     AddGroup | RemoveGroup | SetGroupState | Rebalance | AddNode | DrainNode | UndrainNode
     | RemoveNode
     | BeginMove | CutOver | Retire | AbortMove | FinishMove | SetAlias | RemoveAlias
+    | BeginReshard | FlipReshard | UnflipReshard | EndReshard | ForgetName
     | ReplaceLayout
 )  # fmt: skip
 
@@ -273,6 +320,37 @@ def _apply(topology: Topology, change: Change) -> Topology:
             if alias not in topology.aliases:
                 raise alias_not_found(alias)
             return _aliased(topology, alias, None, at)
+        case BeginReshard(name, source, source_shards, target, target_shards):
+            if name in topology.reshards:
+                raise invalid(f"Index `{name}` is being resharded already.")
+            reshard = Reshard(source, source_shards, target, target_shards)
+            settled = topology
+            for group in topology.groups:
+                settled = dataclasses.replace(
+                    settled.with_group(_settled(settled, group.id, {target_shards})),
+                    epoch=topology.epoch,
+                )
+            return _resharded(settled, name, reshard)
+        case FlipReshard(name):
+            reshard = _reshard(topology, name, ReshardPhase.DUAL)
+            flipped = dataclasses.replace(reshard, phase=ReshardPhase.FLIPPED)
+            return _resharded(topology, name, flipped, meaning=reshard.target)
+        case UnflipReshard(name):
+            reshard = _reshard(topology, name, ReshardPhase.FLIPPED)
+            back = dataclasses.replace(reshard, phase=ReshardPhase.DUAL)
+            return _resharded(topology, name, back, meaning=reshard.source)
+        case EndReshard(name):
+            hidden = _reshard(topology, name, None).hidden
+            retired = {k: v for k, v in topology.retired.items() if k != hidden}
+            retired[hidden] = name
+            kept = dict(list(retired.items())[-RETIRED_KEPT:])
+            return dataclasses.replace(_resharded(topology, name, None), retired=kept)
+        case ForgetName(name):
+            names = {k: v for k, v in topology.names.items() if k != name}
+            retired = {k: v for k, v in topology.retired.items() if v != name}
+            return dataclasses.replace(
+                topology, epoch=topology.epoch + 1, names=names, retired=retired
+            )
         case ReplaceLayout(shards, replication_factor, groups):
             return _replace(topology, shards, replication_factor, groups)
     raise TypeError(f"not a topology change: {change!r}")
@@ -305,6 +383,30 @@ def _aliased(topology: Topology, alias: str, target: str | None, at: str) -> Top
     return dataclasses.replace(
         topology, epoch=topology.epoch + 1, aliases=aliases, alias_history=history
     )
+
+
+def _reshard(topology: Topology, name: str, phase: ReshardPhase | None) -> Reshard:
+    reshard = topology.reshards.get(name)
+    if reshard is None or (phase is not None and reshard.phase is not phase):
+        now = "no reshard" if reshard is None else f"a reshard in phase `{reshard.phase}`"
+        raise invalid(f"Index `{name}` has {now}, not one in phase `{phase}`.")
+    return reshard
+
+
+def _resharded(
+    topology: Topology, name: str, reshard: Reshard | None, *, meaning: str | None = None
+) -> Topology:
+    """`topology` with `name`'s reshard set (None: ended) and, with `meaning`, the name
+    pointed at that concrete index, in the next epoch."""
+    reshards = {k: v for k, v in topology.reshards.items() if k != name}
+    if reshard is not None:
+        reshards[name] = reshard
+    names = dict(topology.names)
+    if meaning is not None:
+        names.pop(name, None)
+        if meaning != name:
+            names[name] = meaning
+    return dataclasses.replace(topology, epoch=topology.epoch + 1, reshards=reshards, names=names)
 
 
 def _settled(topology: Topology, group_id: str, counts: Iterable[int]) -> ReplicaGroup:

@@ -159,6 +159,39 @@ class AliasFlip:
 ALIAS_HISTORY = 50  # flips kept, newest last
 
 
+class ReshardPhase(enum.StrEnum):
+    """Where an online reshard of one index is.
+
+    `DUAL`: the client's name still means `source`; writes reach `source` and `target`.
+    `FLIPPED`: the name means `target`; writes still reach `source`, kept for a rollback
+    until the reshard ends (then it is deleted).
+    """
+
+    DUAL = "dual"
+    FLIPPED = "flipped"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reshard:
+    """An index (the client's name) being copied from concrete index `source` with
+    `source_shards` shards to a hidden one, `target`, with `target_shards`."""
+
+    source: str
+    source_shards: int
+    target: str
+    target_shards: int
+    phase: ReshardPhase = ReshardPhase.DUAL
+
+    @property
+    def serving(self) -> str:
+        return self.source if self.phase is ReshardPhase.DUAL else self.target
+
+    @property
+    def hidden(self) -> str:
+        """The concrete index no client name means (but every write reaches)."""
+        return self.target if self.phase is ReshardPhase.DUAL else self.source
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Topology:
     epoch: int
@@ -169,6 +202,14 @@ class Topology:
     # the way a layout change does, and a request resolves a name once, with its layout.
     aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
     alias_history: tuple[AliasFlip, ...] = ()
+    # Client index name -> the concrete index (the uid on the nodes) it means, where they
+    # differ: an index resharded online lives on under a hidden uid. Clients never see it.
+    names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Client index name -> its online reshard in progress.
+    reshards: Mapping[str, Reshard] = dataclasses.field(default_factory=dict)
+    # Concrete indexes a reshard stopped writing (deleted next) -> the client's name: a
+    # write that resolved its index just before goes to what the name means now.
+    retired: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.shards <= MAX_SHARDS:
@@ -183,6 +224,42 @@ class Topology:
         node_ids = [node.id for group in self.groups for node in group.nodes]
         if len(set(node_ids)) != len(node_ids):
             raise ValueError("a node belongs to more than one group")
+
+    def concrete(self, name: str) -> str:
+        """The uid on the nodes of the index a client calls `name`."""
+        return self.names.get(name, name)
+
+    def client_name(self, concrete: str) -> str | None:
+        """The name clients know the concrete index by; None when it is hidden (a shadow
+        being filled, or an old copy kept for a rollback)."""
+        for name, reshard in self.reshards.items():
+            if concrete == reshard.hidden:
+                return None
+            if concrete == reshard.serving:
+                return name
+        for name, uid in self.names.items():
+            if uid == concrete:
+                return name
+        return None if concrete in self.names or concrete in self.retired else concrete
+
+    def moved(self, concrete: str) -> str | None:
+        """The concrete index that replaced `concrete`, if a reshard retired it."""
+        name = self.retired.get(concrete)
+        if name is None or self.concrete(name) == concrete:
+            return None
+        return self.concrete(name)
+
+    def also_written(self, concrete: str) -> tuple[tuple[str, int], ...]:
+        """The other concrete indexes (uid, shard count) a write to `concrete` must reach.
+
+        Either side of a reshard gets the other one, whatever the phase: a request that
+        resolved its index name just before a flip still writes both."""
+        for reshard in self.reshards.values():
+            if concrete == reshard.source:
+                return ((reshard.target, reshard.target_shards),)
+            if concrete == reshard.target:
+                return ((reshard.source, reshard.source_shards),)
+        return ()
 
     def group(self, group_id: str) -> ReplicaGroup:
         for group in self.groups:
@@ -235,8 +312,25 @@ def to_document(topology: Topology, *, tables: bool = True) -> dict[str, Any]:
                 for f in topology.alias_history
             ],
         }
+    renamed: dict[str, Any] = {}
+    if topology.names:
+        renamed["names"] = dict(topology.names)
+    if topology.retired:
+        renamed["retired"] = dict(topology.retired)
+    if topology.reshards:
+        renamed["reshards"] = {
+            name: {
+                "source": r.source,
+                "sourceShards": r.source_shards,
+                "target": r.target,
+                "targetShards": r.target_shards,
+                "phase": r.phase.value,
+            }
+            for name, r in topology.reshards.items()
+        }
     return {
         **aliases,
+        **renamed,
         "shards": topology.shards,
         "replicationFactor": topology.replication_factor,
         "groups": [
@@ -292,6 +386,9 @@ def from_document(epoch: int, document: Mapping[str, Any]) -> Topology:
             raise ValueError("`groups` must be an array")
         aliases = document.get("aliases") or {}
         history = document.get("aliasHistory") or []
+        names = document.get("names") or {}
+        reshards = document.get("reshards") or {}
+        retired = document.get("retired") or {}
         return Topology(
             epoch=epoch,
             shards=shards,
@@ -302,6 +399,18 @@ def from_document(epoch: int, document: Mapping[str, Any]) -> Topology:
                 AliasFlip(str(f["alias"]), f.get("previous"), f.get("target"), str(f["at"]))
                 for f in history
             ),
+            names={str(k): str(v) for k, v in names.items()},
+            retired={str(k): str(v) for k, v in retired.items()},
+            reshards={
+                str(k): Reshard(
+                    str(r["source"]),
+                    int(r["sourceShards"]),
+                    str(r["target"]),
+                    int(r["targetShards"]),
+                    ReshardPhase(r["phase"]),
+                )
+                for k, r in reshards.items()
+            },
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"the topology document is malformed: {e!r}") from e

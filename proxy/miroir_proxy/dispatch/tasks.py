@@ -229,6 +229,9 @@ class TaskRegistry:
     ) -> TaskRecord:
         # The store stamps the uid, so `enqueuedAt` follows uid order across pods.
         uid, enqueued = await self._store.next_task_stamp()
+        if index_uid is not None:
+            # A resharded index lives under a hidden uid; tasks name what the client does.
+            index_uid = self._cluster.topology.client_name(index_uid) or index_uid
         return TaskRecord(
             uid=uid,
             index_uid=index_uid,

@@ -104,6 +104,15 @@ class _Target:
     body: bytes | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Leg:
+    """The same write to another concrete index (an index being resharded)."""
+
+    path: str
+    targets: Mapping[str, _Target]
+    shards: int
+
+
 def index_not_found(uid: str) -> MiroirError:
     return MiroirError("index_not_found", f"Index `{uid}` not found.")
 
@@ -174,13 +183,31 @@ class DocumentWriter:
                 await self._registry.enqueue(index_uid, ADDITION, [], details=details, extra=extra)
             )
         layout = self._cluster.layout
-        targets = route_batch(layout, documents, ids, meta.shards)
+        moved = layout.topology.moved(index_uid)
+        if moved is not None:  # resharded while this request was on its way
+            return await self.add(
+                moved,
+                documents,
+                merge=merge,
+                requested_pk=requested_pk,
+                skip_creation=skip_creation,
+                can_create_index=can_create_index,
+                extra=extra,
+            )
+        stamp = write_stamp()
+        targets = route_batch(layout, documents, ids, meta.shards, stamp)
         params = {"primaryKey": pk}
         if skip_creation:
             params["skipCreation"] = "true"
         method = "PUT" if merge else "POST"
         path = f"/indexes/{index_uid}/documents"
-        result = await self._write(job, method, path, params, targets, layout, meta.shards)
+        # An index being resharded is written to its other concrete index too, each with
+        # its own `_miroir_shard` (`route_batch` serializes before the next one re-tags).
+        also = [
+            _Leg(f"/indexes/{uid}/documents", route_batch(layout, documents, ids, s, stamp), s)
+            for uid, s in layout.topology.also_written(index_uid)
+        ]
+        result = await self._write(job, method, path, params, targets, layout, meta.shards, also)
         if result.task is not None and meta.primary_key != pk:
             await self._catalog.set_primary_key(index_uid, pk)
         return result
@@ -193,15 +220,21 @@ class DocumentWriter:
         meta = await self._catalog.get(index_uid)
         if meta is None:
             return await self._failed(job, index_not_found(index_uid))
-        by_shard: dict[int, list[Any]] = {}
-        for doc_id, shard in zip(ids, shards_of(ids, meta.shards), strict=True):
-            by_shard.setdefault(shard, []).append(doc_id)
+        by_shard = _ids_by_shard(ids, meta.shards)
         if self._deletions is not None:
             await self._deletions.ids_deleted(index_uid, by_shard)
         layout = self._cluster.layout
+        moved = layout.topology.moved(index_uid)
+        if moved is not None:  # resharded while this request was on its way
+            return await self.delete_ids(moved, ids, extra)
         targets = shard_targets(layout, meta.shards, by_shard)
         path = f"/indexes/{index_uid}/documents/delete-batch"
-        return await self._write(job, "POST", path, {}, targets, layout, meta.shards)
+        also = [
+            _Leg(f"/indexes/{uid}/documents/delete-batch", shard_targets(layout, s, by_s), s)
+            for uid, s in layout.topology.also_written(index_uid)
+            for by_s in [_ids_by_shard(ids, s)]
+        ]
+        return await self._write(job, "POST", path, {}, targets, layout, meta.shards, also)
 
     async def delete_by_filter(
         self, index_uid: str, filter_: Any, extra: Mapping[str, Any] | None = None
@@ -233,12 +266,20 @@ class DocumentWriter:
         if meta is None:
             return await self._failed(job, index_not_found(job.index_uid))
         layout = self._cluster.layout
-        targets: dict[str, _Target] = {}
-        for group in layout.topology.groups:
-            held = layout.placement(group, meta.shards).holdings
-            for node in group.nodes:
-                targets[node.id] = _Target(group.id, sorted(held.get(node.id, ())), body)
-        return await self._write(job, method, path, {}, targets, layout, meta.shards)
+        moved = layout.topology.moved(job.index_uid)
+        if moved is not None:  # resharded while this request was on its way
+            here = f"/indexes/{job.index_uid}/"
+            path = path.replace(here, f"/indexes/{moved}/", 1)
+            return await self._broadcast(
+                dataclasses.replace(job, index_uid=moved), method, path, body
+            )
+        targets = _every_node(layout, meta.shards, body)
+        also = [
+            _Leg(path.replace(f"/indexes/{job.index_uid}/", f"/indexes/{uid}/", 1), t, s)
+            for uid, s in layout.topology.also_written(job.index_uid)
+            for t in [_every_node(layout, s, body)]
+        ]
+        return await self._write(job, method, path, {}, targets, layout, meta.shards, also)
 
     async def _write(
         self,
@@ -249,13 +290,14 @@ class DocumentWriter:
         targets: Mapping[str, _Target],
         layout: Layout,
         shards: int,
+        also: Sequence[_Leg] = (),
     ) -> WriteResult:
         # Once node batches are on their way the outcome must be registered even if the
         # client goes away, or the nodes would hold writes no task describes. The write
         # counts as in flight from here (no await since `layout` was taken) to its end.
         done = self._cluster.writing(layout)
         write = asyncio.ensure_future(
-            self._write_unshielded(job, method, path, params, targets, layout, shards)
+            self._write_unshielded(job, method, path, params, targets, layout, shards, also)
         )
         write.add_done_callback(lambda _: done())
         return await asyncio.shield(write)
@@ -269,6 +311,7 @@ class DocumentWriter:
         targets: Mapping[str, _Target],
         layout: Layout,
         shards: int,
+        also: Sequence[_Leg],
     ) -> WriteResult:
         nodes = list(targets)
         handoff = self._handoff
@@ -280,6 +323,16 @@ class DocumentWriter:
                     self._send_watched(node, method, path, params, targets[node].body)
                 )
                 for node in sending
+            ]
+            other_calls = [
+                {
+                    node: group.create_task(
+                        self._send_watched(node, method, leg.path, params, target.body)
+                    )
+                    for node, target in leg.targets.items()
+                    if not self._avoid(node)
+                }
+                for leg in also
             ]
         sent = {node: call.result() for node, call in zip(sending, calls, strict=True)}
         for node in skipped:
@@ -319,6 +372,14 @@ class DocumentWriter:
         verdict = judge_write(layout, touched, acked, index_shards=shards, hinted=recorded.recorded)
         if not verdict.succeeded:
             raise verdict.no_quorum_error()
+        for leg, leg_calls in zip(also, other_calls, strict=True):
+            # The other index must take the write too (its node tasks are not the
+            # client's: counts stay those of the index the client's name means).
+            leg_acked = {node for node, call in leg_calls.items() if call.result().uid is not None}
+            leg_touched = {shard for t in leg.targets.values() for shard in t.shards}
+            leg_verdict = judge_write(layout, leg_touched, leg_acked, index_shards=leg.shards)
+            if not leg_verdict.succeeded:
+                raise leg_verdict.no_quorum_error()
         refs = [
             NodeTaskRef(
                 node=node,
@@ -392,12 +453,33 @@ class DocumentWriter:
 
 
 def route_batch(
-    layout: Layout, documents: list[dict[str, Any]], ids: list[DocumentId], shards: int
+    layout: Layout,
+    documents: list[dict[str, Any]],
+    ids: list[DocumentId],
+    shards: int,
+    stamp: int | None = None,
 ) -> dict[str, _Target]:
     """Each document tagged with its shard (by `ids`, already validated) and its write
     time, and serialized into the body of every node that replicates the shard, in every
     group."""
-    return shard_targets(layout, shards, _by_shard(documents, ids, shards))
+    return shard_targets(layout, shards, _by_shard(documents, ids, shards, stamp))
+
+
+def _ids_by_shard(ids: Sequence[DocumentId], shards: int) -> dict[int, list[Any]]:
+    by_shard: dict[int, list[Any]] = {}
+    for doc_id, shard in zip(ids, shards_of(ids, shards), strict=True):
+        by_shard.setdefault(shard, []).append(doc_id)
+    return by_shard
+
+
+def _every_node(layout: Layout, shards: int, body: bytes | None) -> dict[str, _Target]:
+    """Every node of every group, each answering for the shards it holds."""
+    targets: dict[str, _Target] = {}
+    for group in layout.topology.groups:
+        held = layout.placement(group, shards).holdings
+        for node in group.nodes:
+            targets[node.id] = _Target(group.id, sorted(held.get(node.id, ())), body)
+    return targets
 
 
 def shard_targets(
@@ -464,11 +546,12 @@ def _plain(value: str) -> bool:
 
 
 def _by_shard(
-    documents: list[dict[str, Any]], ids: list[DocumentId], shards: int
+    documents: list[dict[str, Any]], ids: list[DocumentId], shards: int, stamp: int | None
 ) -> dict[int, list[dict[str, Any]]]:
     """Each document tagged with its shard and write time, grouped by shard."""
     by_shard: dict[int, list[dict[str, Any]]] = {}
-    stamp = write_stamp()
+    if stamp is None:
+        stamp = write_stamp()
     for document, shard in zip(documents, shards_of(ids, shards), strict=True):
         document[SHARD_FIELD] = shard
         document[UPDATED_FIELD] = stamp

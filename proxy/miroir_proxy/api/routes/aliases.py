@@ -34,20 +34,39 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,400}")
 _INDEX_KEYS = ("index_uid", "uid")
 
 
+# The index name the client sent, where `resolve_request` changed it: tenant-token rules
+# and answers are about that name.
+SENT_INDEX = web.RequestKey("sent_index", str)
+
+
 def resolve(topology: Topology, name: str) -> str:
     return topology.aliases.get(name, name)
 
 
+def concrete_index(topology: Topology, name: str) -> str:
+    """The index on the nodes that `name` (an alias, or an index's name) means now."""
+    return topology.concrete(topology.aliases.get(name, name))
+
+
 def resolve_request(request: web.Request) -> None:
-    """Point an index route's uid at the alias's target, once per request."""
-    aliases = request.app[CLUSTER].topology.aliases
-    if not aliases or not request.path.startswith("/indexes/"):
+    """Point an index route's uid at the alias's target, and a resharded index's name at
+    the concrete index it means now, once per request."""
+    topology = request.app[CLUSTER].topology
+    aliases, names = topology.aliases, topology.names
+    renamed = names or topology.reshards or topology.retired
+    if not (aliases or renamed) or not request.path.startswith("/indexes/"):
         return
     info = request.match_info
     for key in _INDEX_KEYS:
         name = info.get(key)
-        if name is not None and name in aliases:
-            info[key] = aliases[name]
+        if name is not None:
+            concrete = names.get(aliases.get(name, name), aliases.get(name, name))
+            if concrete != name:
+                info[key] = concrete
+                request[SENT_INDEX] = name
+            elif topology.client_name(name) != name:
+                # The hidden uid of a resharded index, or of a reshard's shadow.
+                raise index_not_found(name)
             return
 
 
@@ -89,15 +108,16 @@ async def _set(request: web.Request, name: str, target: object, *, new: bool) ->
     _check_name(name, "alias name")
     target = _check_name(target, "alias target")
     catalog = request.app[CATALOG]
-    if await catalog.get(name) is not None:
+    topology = request.app[CLUSTER].topology
+    if await catalog.get(name) is not None or name in topology.names:
         raise MiroirError(
             "miroir_alias_conflict",
             f"`{name}` is an index: an alias and an index may not share a name.",
         )
-    topology = request.app[CLUSTER].topology
     if new and name in topology.aliases:
         raise MiroirError("miroir_alias_conflict", f"Alias `{name}` already exists.")
-    if await catalog.get(target) is None:
+    concrete = topology.concrete(target)  # a resharded index lives under a hidden uid
+    if await catalog.get(concrete) is None or topology.client_name(concrete) != target:
         raise index_not_found(target)
     change = SetAlias(name, target, utc_now())
     apply(topology, change)  # refuses an alias of an alias

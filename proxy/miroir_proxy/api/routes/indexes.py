@@ -14,7 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
+from miroir_proxy.core.changes import ForgetName
 from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.core.topology import Topology
 from miroir_proxy.dispatch.broadcast import (
     NodeRefused,
     broadcast,
@@ -27,9 +29,10 @@ from miroir_proxy.dispatch.payloads import check_parameters
 from miroir_proxy.dispatch.reads import enforce_policy
 from miroir_proxy.dispatch.stats import count_documents, human_sizes, index_stats, instance_stats
 
-from ..appkeys import CATALOG, CLUSTER, TASKS
+from ..appkeys import CATALOG, CLUSTER, EPOCHS, TASKS
 from ..auth import AUTH, invalid_key
 from ..responses import json_response, raw_json_response, read_json
+from .aliases import SENT_INDEX
 
 routes = web.RouteTableDef()
 
@@ -66,8 +69,19 @@ async def list_indexes(request: web.Request) -> web.Response:
     if not response.ok:
         raise NodeRefused(response)
     auth = request[AUTH]
-    visible = [i for i in response.json()["results"] if auth.allows_index(str(i["uid"]))]
-    page = [await _with_primary_key(request, i) for i in visible[offset : offset + limit]]
+    topology = request.app[CLUSTER].topology
+    # Indexes by the names clients know them by: a resharded index's hidden uid shows as
+    # the client's name, a reshard's shadow (or the old copy it keeps) not at all.
+    visible: list[tuple[str, dict[str, Any]]] = []
+    for index in response.json()["results"]:
+        name = topology.client_name(str(index["uid"]))
+        if name is not None and auth.allows_index(name):
+            visible.append((name, index))
+    visible.sort(key=lambda item: item[0])
+    page = [
+        {**await _with_primary_key(request, index), "uid": name}
+        for name, index in visible[offset : offset + limit]
+    ]
     return json_response({"results": page, "offset": offset, "limit": limit, "total": len(visible)})
 
 
@@ -77,7 +91,9 @@ async def get_index(request: web.Request) -> web.Response:
     response = await read_any(request.app[CLUSTER], "GET", f"/indexes/{uid}")
     if not response.ok:
         raise NodeRefused(response)
-    return json_response(await _with_primary_key(request, response.json()))
+    index = await _with_primary_key(request, response.json())
+    index["uid"] = request.app[CLUSTER].topology.client_name(uid) or uid
+    return json_response(index)
 
 
 @routes.post("/indexes")
@@ -97,7 +113,8 @@ async def create_index(request: web.Request) -> web.Response:
         )
     tasks = request.app[TASKS]
     details = {"primaryKey": body.get("primaryKey")}
-    created = await request.app[CATALOG].create(uid, body)
+    resharded = uid in request.app[CLUSTER].topology.names  # it lives under a hidden uid
+    created = None if resharded else await request.app[CATALOG].create(uid, body)
     if created is None:
         error = MiroirError("index_already_exists", f"Index `{uid}` already exists.")
         record = await tasks.enqueue_failed(uid, "indexCreation", error, details=details)
@@ -108,11 +125,27 @@ async def create_index(request: web.Request) -> web.Response:
     return json_response(tasks.summary(record), status=202)
 
 
+def _not_resharded(topology: Topology, names: list[Any]) -> None:
+    """Renames and swaps move node indexes by name, which a resharded index (living under
+    a hidden uid) or one being resharded cannot follow."""
+    for name in names:
+        if isinstance(name, str) and (
+            name in topology.names or topology.also_written(topology.concrete(name))
+        ):
+            raise MiroirError(
+                "bad_request",
+                f"Index `{name}` was resharded online or is being resharded: it cannot be "
+                "renamed or swapped.",
+            )
+
+
 @routes.patch("/indexes/{index_uid}")
 async def update_index(request: web.Request) -> web.Response:
     uid = request.match_info["index_uid"]
     body = await read_json(request)
     cluster, catalog = request.app[CLUSTER], request.app[CATALOG]
+    if isinstance(body, dict) and body.get("uid") not in (None, uid):
+        _not_resharded(cluster.topology, [request.get(SENT_INDEX, uid), body.get("uid")])
     refs = task_refs(await broadcast(cluster, "PATCH", f"/indexes/{uid}", json_body=body))
     details: dict[str, Any] = {"primaryKey": body.get("primaryKey")}
     new_uid = body.get("uid")
@@ -137,8 +170,18 @@ async def update_index(request: web.Request) -> web.Response:
 @routes.delete("/indexes/{index_uid}")
 async def delete_index(request: web.Request) -> web.Response:
     uid = request.match_info["index_uid"]
+    topology = request.app[CLUSTER].topology
+    if topology.also_written(uid):
+        raise MiroirError(
+            "miroir_operation_in_progress",
+            f"Index `{topology.client_name(uid) or uid}` is being resharded; wait for the "
+            "reshard to finish or cancel it first.",
+        )
     meta = await request.app[CATALOG].get(uid)
     refs = task_refs(await broadcast(request.app[CLUSTER], "DELETE", f"/indexes/{uid}"))
+    name = topology.client_name(uid)
+    if name is not None and name != uid:
+        await request.app[EPOCHS].publish(ForgetName(name))  # the name is free again
     if meta is not None:
         # Each node counts the documents of its shards: divided by the copies, once each.
         mark_held_shards(request.app[CLUSTER], refs, meta.shards)
@@ -173,6 +216,9 @@ async def compact_index(request: web.Request) -> web.Response:
 @routes.post("/swap-indexes")
 async def swap_indexes(request: web.Request) -> web.Response:
     body = await read_json(request)
+    if isinstance(body, list):
+        swapped = [n for s in body if isinstance(s, dict) for n in s.get("indexes") or ()]
+        _not_resharded(request.app[CLUSTER].topology, swapped)
     refs = task_refs(await broadcast(request.app[CLUSTER], "POST", "/swap-indexes", json_body=body))
     catalog = request.app[CATALOG]
     swaps = []
@@ -222,8 +268,14 @@ async def get_stats(request: web.Request) -> web.Response:
         human, internal = await _stats_options(request, "/stats")
     except NodeRefused as e:
         return raw_json_response(e.response.body, e.response.status)
-    metas = [m for m in await request.app[CATALOG].indexes() if auth.allows_index(m.uid)]
     cluster = request.app[CLUSTER]
+    topology = cluster.topology
+    known = await request.app[CATALOG].indexes()
+    # By the names clients know them by (see `list_indexes`).
+    names = {m.uid: topology.client_name(m.uid) for m in known}
+    metas = [m for m in known if (name := names[m.uid]) is not None and auth.allows_index(name)]
     body, degraded = await instance_stats(cluster, metas, internal=internal)
+    renamed = {names[uid] or uid: stats for uid, stats in body["indexes"].items()}
+    body["indexes"] = dict(sorted(renamed.items()))
     body = human_sizes(body) if human else body
     return json_response(body, headers=enforce_policy(cluster, degraded))

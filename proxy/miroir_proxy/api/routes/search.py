@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.core.topology import Topology
 from miroir_proxy.dispatch import multisearch, reads, similar
 from miroir_proxy.dispatch.broadcast import NodeRefused, read_any
 from miroir_proxy.dispatch.coalescing import search_key
@@ -29,16 +30,21 @@ from ..auth import AUTH, invalid_key
 from ..responses import json_response, raw_json_response, read_json
 from ..searchparams import search_body_from_params
 from ..sessions import session_group
-from .aliases import resolve
+from .aliases import SENT_INDEX, concrete_index
 
 routes = web.RouteTableDef()
 
 
-async def index_view(request: web.Request, uid: str) -> IndexView:
+async def index_view(request: web.Request, uid: str, sent: str | None = None) -> IndexView:
+    """The view of concrete index `uid`; a tenant token's rules apply to the name the
+    client `sent` (an alias, or a resharded index's name)."""
     catalog = request.app[CATALOG]
     meta = await catalog.require(uid)
     settings = await catalog.settings(uid)
-    return IndexView(uid, meta.shards, meta.primary_key, settings, request[AUTH].tenant_filter(uid))
+    rules_for = sent if sent is not None else request.get(SENT_INDEX, uid)
+    return IndexView(
+        uid, meta.shards, meta.primary_key, settings, request[AUTH].tenant_filter(rules_for)
+    )
 
 
 async def judged_by_a_node(
@@ -191,7 +197,7 @@ async def _views(request: web.Request, queries: Sequence[Mapping[str, Any]]) -> 
         try:
             if not auth.allows_index(uid):
                 raise invalid_key()
-            views.append(await index_view(request, resolve(topology, uid)))
+            views.append(await index_view(request, concrete_index(topology, uid), uid))
         except (MiroirError, NodeRefused) as e:
             raise multisearch.QueryFailed(position, e) from e
     return views
@@ -213,10 +219,30 @@ async def multi_search(request: web.Request) -> web.Response:
         return await judged_by_a_node(request, "POST", "/multi-search", json_body=body)
     except multisearch.QueryFailed as failure:
         return _prefixed(failure)
+    _client_names(cluster.topology, result.body)
     if federation is None:
         flags = [wants_performance(query) for query in queries]
         return respond(request, result, started, "multi-search", flags)
     return respond(request, result, started, "federated-search")
+
+
+def _client_names(topology: Topology, body: dict[str, Any]) -> None:
+    """A resharded index's answers name it as clients do, never by its hidden uid."""
+    if not topology.names:
+        return
+
+    def named(uid: Any) -> Any:
+        return topology.client_name(uid) or uid if isinstance(uid, str) else uid
+
+    for answer in body.get("results") or ():
+        if isinstance(answer, dict) and "indexUid" in answer:
+            answer["indexUid"] = named(answer["indexUid"])
+    for hit in body.get("hits") or ():
+        federated = hit.get("_federation") if isinstance(hit, dict) else None
+        if isinstance(federated, dict) and "indexUid" in federated:
+            federated["indexUid"] = named(federated["indexUid"])
+    if isinstance(body.get("facetsByIndex"), dict):
+        body["facetsByIndex"] = {named(k): v for k, v in body["facetsByIndex"].items()}
 
 
 async def _similar(request: web.Request, method: str) -> web.Response:

@@ -145,6 +145,11 @@ async def apply_settings(
             await broadcast(cluster, "DELETE", f"/indexes/{uid}")
             await catalog.forget(uid)
         raise
+    for other, _ in cluster.topology.also_written(uid):
+        # An index being resharded: its other copy follows (the reshard aligns the two
+        # again just before its flip, in case this missed a node).
+        other_path = path.replace(f"/indexes/{uid}/", f"/indexes/{other}/", 1)
+        await broadcast(cluster, method, other_path, json_body=body)
     refs: list[NodeTaskRef] = [o.task_ref() for o in outcomes]
     record = await tasks.enqueue(uid, "settingsUpdate", refs, details=details, policy="all")
     catalog.invalidate(uid, pending_task=record.uid)
