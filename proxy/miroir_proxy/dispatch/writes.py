@@ -223,6 +223,9 @@ class DocumentWriter:
         by_shard = _ids_by_shard(ids, meta.shards)
         if self._deletions is not None:
             await self._deletions.ids_deleted(index_uid, by_shard)
+            # An index being resharded: its other copy keeps its own tombstones.
+            for uid, s in self._cluster.topology.also_written(index_uid):
+                await self._deletions.ids_deleted(uid, _ids_by_shard(ids, s))
         layout = self._cluster.layout
         moved = layout.topology.moved(index_uid)
         if moved is not None:  # resharded while this request was on its way
@@ -246,7 +249,8 @@ class DocumentWriter:
         }
         job = _Job(index_uid, DELETION, details, extra)
         if self._deletions is not None:
-            await self._deletions.filter_deleted(index_uid, filter_)
+            for uid in self._also_named(index_uid):
+                await self._deletions.filter_deleted(uid, filter_)
         path = f"/indexes/{index_uid}/documents/delete"
         return await self._broadcast(job, "POST", path, orjson.dumps({"filter": filter_}))
 
@@ -255,8 +259,13 @@ class DocumentWriter:
     ) -> WriteResult:
         job = _Job(index_uid, DELETION, {"deletedDocuments": None}, extra)
         if self._deletions is not None:
-            await self._deletions.cleared(index_uid)
+            for uid in self._also_named(index_uid):
+                await self._deletions.cleared(uid)
         return await self._broadcast(job, "DELETE", f"/indexes/{index_uid}/documents", None)
+
+    def _also_named(self, index_uid: str) -> list[str]:
+        """The index and, while it is resharded, its other copy (both keep deletion records)."""
+        return [index_uid, *(uid for uid, _ in self._cluster.topology.also_written(index_uid))]
 
     async def _broadcast(
         self, job: _Job, method: str, path: str, body: bytes | None
