@@ -23,6 +23,7 @@ from miroir_proxy.dispatch.writes import DocumentWriter
 from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
+from miroir_proxy.operations.dumpimport import ImportDumpOperation, Spool, import_handler
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
@@ -49,6 +50,7 @@ from .appkeys import (
     COALESCER,
     CONFIG,
     COORDINATION,
+    DUMP_SPOOL,
     EPOCHS,
     KEYS,
     METRICS,
@@ -67,6 +69,7 @@ from .routes import (
     aliases,
     documents,
     documents_read,
+    dumpimport,
     experimental,
     indexes,
     instance,
@@ -144,6 +147,9 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(RemoveNodeOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
+        spool = app[DUMP_SPOOL] = Spool(config.operations.dump_spool_dir)
+        engine.register(ImportDumpOperation(spool))
+        pod.register(spool.job_kind, import_handler(store, cluster, config, spool))
         writer = DocumentWriter(cluster, app[CATALOG], registry)
         sweeper = TtlSweeper(cluster, app[CATALOG], writer, config.ttl, pod.owns)
         app[TTL_SWEEPER] = sweeper
@@ -172,6 +178,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
         *(instance, admin, search, documents_read, documents, tasks),
         *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases),
         experimental,
+        dumpimport,
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)

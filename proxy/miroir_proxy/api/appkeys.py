@@ -14,6 +14,7 @@ from miroir_proxy.dispatch.reads import ReadResult
 from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.topowatch import TopologyWatcher
+from miroir_proxy.operations.dumpimport import Spool
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
@@ -36,3 +37,4 @@ SESSIONS = web.AppKey("sessions", Sessions)
 COALESCER = web.AppKey("coalescer", Coalescer[ReadResult])
 COORDINATION = web.AppKey("coordination", Coordination)
 TTL_SWEEPER = web.AppKey("ttl_sweeper", TtlSweeper)
+DUMP_SPOOL = web.AppKey("dump_spool", Spool)

@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -142,6 +142,15 @@ class ShardIO:
         path = f"/indexes/{ref.index}/documents"
         async with asyncio.TaskGroup() as group:
             sent = [group.create_task(self._post(node, path, body, params)) for node in nodes]
+        return [(node, task.result()) for node, task in zip(nodes, sent, strict=True)]
+
+    async def send_each(
+        self, path: str, params: dict[str, str], bodies: Mapping[str, bytes]
+    ) -> list[tuple[str, int]]:
+        """Enqueue one JSON array of documents per node (`bodies`: node -> body)."""
+        nodes = list(bodies)
+        async with asyncio.TaskGroup() as group:
+            sent = [group.create_task(self._post(n, path, bodies[n], params)) for n in nodes]
         return [(node, task.result()) for node, task in zip(nodes, sent, strict=True)]
 
     async def wait_all(self, tasks: Sequence[tuple[str, int]]) -> None:
