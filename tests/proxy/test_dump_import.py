@@ -81,11 +81,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
         data_dir=root / "cluster",
         proxy_settings={
             "health": {"interval_ms": 200, "timeout_ms": 1_000, "unhealthy_after": 3},
-            "coordination": {"peer_heartbeat_ms": 200, "job_claim_ttl_ms": 3_000},
+            "coordination": {
+                "peer_heartbeat_ms": 200,
+                "lease_ttl_ms": 2_000,
+                "lease_renew_ms": 600,
+                "job_claim_ttl_ms": 2_000,
+            },
             "operations": {
                 "dump_spool_dir": str(root / "spool"),
                 "dump_chunk_documents": 2_500,
                 "copy_page_size": 500,
+                # Slow enough that the restart test catches an import in the middle.
+                "copy_docs_per_s": 2_000,
             },
         },
     )
@@ -224,6 +231,47 @@ def test_a_v6_dump_imports_indexes_settings_documents_and_keys(
     )
     assert searched.status_code == 200, searched.text
     assert searched.json()["estimatedTotalHits"] == movies
+
+
+def received_copies(fleet: DevCluster, uid: str) -> int:
+    """Documents the nodes' addition tasks of `uid` received, summed over every node."""
+    total = 0
+    for node in fleet.nodes:
+        page = node_get(node, "/tasks", indexUids=uid, types="documentAdditionOrUpdate", limit=1000)
+        assert page.status_code == 200, page.text
+        total += sum(task["details"]["receivedDocuments"] for task in page.json()["results"])
+    return total
+
+
+def test_a_restarted_pod_resumes_its_chunks_from_their_cursors(
+    fleet: DevCluster, tmp_path: Path
+) -> None:
+    count, uid = 20_000, "resumed"
+    dump = write_dump(
+        tmp_path / "resumed.dump", [DumpIndex(uid, "id", (movie(i) for i in range(count)))]
+    )
+    op_id = upload(fleet, dump)["operation"]
+    progress: dict[str, Any] = {}
+
+    def midway() -> bool:
+        progress.update(ok(api(fleet, "GET", f"/_miroir/operations/{op_id}"))["progress"])
+        return int(progress.get("done", 0)) >= 6_000
+
+    poll_until(midway, OPERATION_DEADLINE_S, what="the import is midway")
+    assert progress["done"] < count, "the import ended before the pod could be killed"
+    fleet.proxy.kill()
+    fleet.proxy.start()
+    fleet.proxy.wait_ready()
+    operation = finished(fleet, op_id)
+    assert operation["state"] == "succeeded", operation["error"]
+    assert operation["progress"]["done"] == count
+    copies = Counter(doc_id for node in fleet.nodes for doc_id in node_ids(node, uid, "id"))
+    assert len(copies) == count
+    assert set(copies.values()) == {RF * RG}
+    # From their cursors: at most the batches in flight (two per running chunk, two chunks
+    # at a time) were sent twice; a chunk started over would resend thousands.
+    resent = received_copies(fleet, uid) - count * RF * RG
+    assert 0 <= resent <= 2 * 2 * 500 * RF * RG, resent
 
 
 def _nowhere(fleet: DevCluster, *uids: str) -> None:

@@ -50,7 +50,7 @@ from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.writes import document_ids, route_batch
 from miroir_proxy.state.store import Store
 
-from .copying import CopyFailed, ShardIO
+from .copying import CopyFailed, ShardIO, Throttle
 from .engine import OperationContext, StepFn
 from .groups import copy_settings
 
@@ -520,6 +520,7 @@ def import_handler(store: Store, cluster: Cluster, config: MiroirConfig, spool: 
         if meta is None or await stopped(op_id):
             return
         io = ShardIO(cluster, settings)
+        throttle = Throttle(settings.docs_per_s)
         path = spool.path(str(ctx.payload["file"]))
         params = {"primaryKey": pk}
         in_flight: tuple[list[tuple[str, int]], dict[str, Any]] | None = None
@@ -537,6 +538,7 @@ def import_handler(store: Store, cluster: Cluster, config: MiroirConfig, spool: 
                     error = {"code": e.error.code, "message": e.error.message}
                     await store.kv_set(record_key, orjson.dumps({"error": error}), RECORD_TTL_S)
                     return
+                await throttle.take(len(documents))
                 if await stopped(op_id):
                     return
                 targets = route_batch(cluster.layout, documents, ids, meta.shards)
