@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import requests
 
@@ -297,6 +298,39 @@ def test_a_document_without_a_valid_primary_key_fails_and_leaves_no_index(
     assert "films_bad" in error["message"]
     assert set(error) == {"message", "code", "type", "link"}
     _nowhere(fleet, "films_bad", "other_bad")
+
+
+def test_a_line_that_is_not_a_json_object_fails_naming_it(
+    fleet: DevCluster, tmp_path: Path
+) -> None:
+    lines = b"".join(orjson.dumps(movie(i)) + b"\n" for i in range(900))
+    lines += b'{"id": 900, "title": "cut\n' + b"".join(
+        orjson.dumps(movie(i)) + b"\n" for i in range(901, 1_200)
+    )
+    dump = write_dump(tmp_path / "garbled.dump", [DumpIndex("garbled", "id", lines)])
+    operation = finished(fleet, upload(fleet, dump)["operation"])
+    assert operation["state"] == "failed", operation
+    assert operation["error"]["code"] == "miroir_invalid_dump", operation["error"]
+    assert "line 901 is not JSON" in operation["error"]["message"], operation["error"]
+    _nowhere(fleet, "garbled")
+
+
+def test_a_canceled_import_deletes_what_it_created(fleet: DevCluster, tmp_path: Path) -> None:
+    uid = "canceled_import"
+    dump = write_dump(
+        tmp_path / "cancel.dump", [DumpIndex(uid, "id", (movie(i) for i in range(20_000)))]
+    )
+    op_id = upload(fleet, dump)["operation"]
+
+    def copying() -> bool:
+        view = ok(api(fleet, "GET", f"/_miroir/operations/{op_id}"))
+        return int(view["progress"].get("done", 0)) > 0
+
+    poll_until(copying, OPERATION_DEADLINE_S, what="documents are being imported")
+    ok(api(fleet, "POST", f"/_miroir/operations/{op_id}/cancel"), 202)
+    operation = finished(fleet, op_id)
+    assert operation["state"] == "canceled", operation
+    _nowhere(fleet, uid)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "version"])

@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -472,21 +472,17 @@ class _BadDocument(Exception):
 def _parse(
     uid: str, primary_key: str, lines: list[tuple[int, bytes]]
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    documents = []
-    for number, line in lines:
-        if not line.strip():
-            continue
-        try:
-            document = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            raise _BadDocument(
-                invalid_dump(f"Dump index `{uid}`, document line {number + 1} is not JSON: {e}.")
-            ) from e
-        if type(document) is not dict:
-            raise _BadDocument(
-                invalid_dump(f"Dump index `{uid}`, document line {number + 1} is not an object.")
-            )
-        documents.append(document)
+    filled = [line for line in lines if line[1].strip()]
+    try:  # one call for the batch; line by line only to name a bad line
+        documents = orjson.loads(b"[" + b",".join(line for _, line in filled) + b"]")
+    except orjson.JSONDecodeError:
+        documents = None
+    if (
+        documents is None
+        or len(documents) != len(filled)
+        or any(type(d) is not dict for d in documents)
+    ):
+        documents = [_document(uid, number, line) for number, line in filled]
     try:
         for document in documents:
             check_reserved_fields(document)
@@ -494,6 +490,34 @@ def _parse(
     except MiroirError as e:
         raise _BadDocument(MiroirError(e.code, f"Dump index `{uid}`: {e.message}")) from e
     return documents, ids
+
+
+def _next_batch(
+    batches: Iterator[list[tuple[int, bytes]]], uid: str, primary_key: str
+) -> tuple[int, list[dict[str, Any]], list[Any]] | None:
+    """The next batch's documents and ids, and the line after it (None at the end)."""
+    try:
+        lines = next(batches, None)
+    except MiroirError as e:  # the spooled file cannot be read as a dump any more
+        raise _BadDocument(e) from e
+    if lines is None:
+        return None
+    documents, ids = _parse(uid, primary_key, lines)
+    return lines[-1][0] + 1, documents, ids
+
+
+def _document(uid: str, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise _BadDocument(
+            invalid_dump(f"Dump index `{uid}`, document line {number + 1} is not JSON: {e}.")
+        ) from e
+    if type(document) is not dict:
+        raise _BadDocument(
+            invalid_dump(f"Dump index `{uid}`, document line {number + 1} is not an object.")
+        )
+    return document
 
 
 def import_handler(store: Store, cluster: Cluster, config: MiroirConfig, spool: Spool) -> Handler:
@@ -524,20 +548,29 @@ def import_handler(store: Store, cluster: Cluster, config: MiroirConfig, spool: 
         path = spool.path(str(ctx.payload["file"]))
         params = {"primaryKey": pk}
         in_flight: tuple[list[tuple[str, int]], dict[str, Any]] | None = None
-        with path.open("rb") as file:
+
+        async def fail(error: MiroirError) -> None:
+            found = {"code": error.code, "message": error.message}
+            await store.kv_set(record_key, orjson.dumps({"error": found}), RECORD_TTL_S)
+
+        try:
+            file = path.open("rb")
+        except FileNotFoundError:
+            await fail(MiroirError("internal", f"The received dump `{path.name}` is gone."))
+            return
+        with file:
             batches = document_lines(
                 file.read, str(chunk["dir"]), line, int(chunk["end"]), batch_size, READ_PIECE
             )
             while True:
-                lines = await asyncio.to_thread(next, batches, None)
-                if lines is None:
-                    break
                 try:
-                    documents, ids = await asyncio.to_thread(_parse, uid, pk, lines)
+                    batch = await asyncio.to_thread(_next_batch, batches, uid, pk)
                 except _BadDocument as e:
-                    error = {"code": e.error.code, "message": e.error.message}
-                    await store.kv_set(record_key, orjson.dumps({"error": error}), RECORD_TTL_S)
+                    await fail(e.error)
                     return
+                if batch is None:
+                    break
+                next_line, documents, ids = batch
                 await throttle.take(len(documents))
                 if await stopped(op_id):
                     return
@@ -547,7 +580,7 @@ def import_handler(store: Store, cluster: Cluster, config: MiroirConfig, spool: 
                 if in_flight is not None:
                     await _applied(io, store, ctx, record_key, *in_flight)
                 imported += len(documents)
-                in_flight = (sent, {"line": lines[-1][0] + 1, "documents": imported})
+                in_flight = (sent, {"line": next_line, "documents": imported})
         if in_flight is not None:
             await _applied(io, store, ctx, record_key, *in_flight)
         await store.kv_set(
