@@ -180,6 +180,8 @@ def test_a_v6_dump_imports_indexes_settings_documents_and_keys(
     assert operation["kind"] == "dump-import"
     assert operation["progress"]["done"] == movies + books
     assert operation["progress"]["unit"] == "documents"
+    spool = Path(fleet.spec.proxy_settings["operations"]["dump_spool_dir"])
+    assert list(spool.glob("*.dump")) == [], "the finished import's file stays in the spool"
 
     indexes = {i["uid"]: i for i in ok(api(fleet, "GET", "/indexes"))["results"]}
     assert indexes["movies"]["primaryKey"] == "id"
@@ -313,6 +315,20 @@ def test_a_line_that_is_not_a_json_object_fails_naming_it(
     assert operation["error"]["code"] == "miroir_invalid_dump", operation["error"]
     assert "line 901 is not JSON" in operation["error"]["message"], operation["error"]
     _nowhere(fleet, "garbled")
+
+
+def test_an_index_uid_the_nodes_refuse_fails_with_their_error(
+    fleet: DevCluster, tmp_path: Path
+) -> None:
+    dump = write_dump(
+        tmp_path / "baduid.dump",
+        [DumpIndex("fine_uid", "id", [movie(1)]), DumpIndex("not a uid!", "id", [movie(2)])],
+    )
+    operation = finished(fleet, upload(fleet, dump)["operation"])
+    assert operation["state"] == "failed", operation
+    assert operation["error"]["code"] == "invalid_index_uid", operation["error"]
+    assert "not a uid!" in operation["error"]["message"]
+    _nowhere(fleet, "fine_uid")
 
 
 def test_a_canceled_import_deletes_what_it_created(fleet: DevCluster, tmp_path: Path) -> None:

@@ -42,9 +42,9 @@ import orjson
 from miroir_proxy.config import MiroirConfig
 from miroir_proxy.coordination.queueing import ChunkContext, Handler
 from miroir_proxy.core.dumpreading import DumpScan, DumpSummary, document_lines, invalid_dump
-from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.core.errors import CODES, MiroirError
 from miroir_proxy.core.pk import check_reserved_fields, resolve_primary_key
-from miroir_proxy.dispatch.broadcast import NodeOutcome, broadcast, read_any
+from miroir_proxy.dispatch.broadcast import NodeOutcome, NodeRefused, broadcast, read_any
 from miroir_proxy.dispatch.catalog import with_shard_displayed, with_shard_field
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.writes import document_ids, route_batch
@@ -121,6 +121,13 @@ class Spool:
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
+
+    async def sweep(self, store: Store) -> None:
+        """Remove this spool's files of finished imports: the pod that finished an import
+        removes its file only if it sees this directory."""
+        for record in await store.list_operations():
+            if record.kind == KIND and record.finished and record.params.get("spool") == self.id:
+                self.remove(str(record.params["file"]))
 
 
 def _take(
@@ -252,9 +259,11 @@ class ImportDumpOperation:
             await ctx.check_canceled()
             if uid not in created:
                 await _remember_created(ctx, "indexes", uid)
-                made = await ctx.catalog.create(
-                    uid, {"uid": uid, "primaryKey": planned["primaryKey"]}
-                )
+                body = {"uid": uid, "primaryKey": planned["primaryKey"]}
+                try:
+                    made = await ctx.catalog.create(uid, body)
+                except NodeRefused as e:
+                    raise _refused(f"The dump's index `{uid}`", e) from e
                 if made is None:
                     raise MiroirError("index_already_exists", f"Index `{uid}` already exists.")
                 for ref in [*made[1], *made[2]]:
@@ -357,6 +366,21 @@ async def apply_index_settings(
                         "miroir_invalid_dump", f"The dump's settings of index `{uid}`: {e}"[:800]
                     ) from e
                 raise
+
+
+def _refused(what: str, refusal: NodeRefused) -> MiroirError:
+    """A node's refusal of something the dump holds (an invalid index uid, say), with the
+    node's code when Miroir knows it."""
+    try:
+        answer = orjson.loads(refusal.response.body)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        answer = {}
+    code, message = str(answer.get("code", "")), str(answer.get("message", refusal))
+    if code not in CODES:
+        code = "miroir_invalid_dump"
+    return MiroirError(code, f"{what}: {message}"[:800])
 
 
 def _check_key_created(outcome: NodeOutcome, uid: str) -> None:

@@ -56,6 +56,7 @@ async def import_dump(request: web.Request) -> web.Response:
     _check_content_type(request)
     operations, spool = request.app[OPERATIONS], request.app[DUMP_SPOOL]
     await operations.ensure_idle()
+    await spool.sweep(request.app[STORE])
     file, summary = await spool.receive(request.content.iter_chunked(RECEIVE_PIECE))
     try:
         await request.app[STORE].kv_set(summary_key(file), summary_document(summary), RECORD_TTL_S)
