@@ -125,10 +125,11 @@ class OperationsConfig(_Strict):
     node_task_timeout_ms: int = Field(
         300_000, gt=0, description="how long a copy waits for a node to apply one page"
     )
-    dump_spool_dir: str = Field(
-        "miroir-dumps",
-        description="where received dumps are kept, compressed, while they are imported; "
-        "pods sharing it (a ReadWriteMany volume) may all resume an import's chunks",
+    dump_spool_dir: str | None = Field(
+        None,
+        description="where received dumps are kept, compressed, while they are imported "
+        "(None: `miroir-dumps` next to `state_path`); pods sharing it (a ReadWriteMany "
+        "volume) may all resume an import's chunks",
     )
     dump_chunk_documents: int = Field(
         50_000, ge=1, description="documents of one dump import chunk (Mode C job)"

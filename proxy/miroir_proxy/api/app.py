@@ -23,7 +23,12 @@ from miroir_proxy.dispatch.writes import DocumentWriter
 from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
-from miroir_proxy.operations.dumpimport import ImportDumpOperation, Spool, import_handler
+from miroir_proxy.operations.dumpimport import (
+    ImportDumpOperation,
+    Spool,
+    import_handler,
+    spool_directory,
+)
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
@@ -147,7 +152,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(RemoveNodeOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
-        spool = app[DUMP_SPOOL] = Spool(config.operations.dump_spool_dir)
+        spool = app[DUMP_SPOOL] = Spool(spool_directory(config))
         engine.register(ImportDumpOperation(spool))
         pod.register(spool.job_kind, import_handler(store, cluster, config, spool))
         writer = DocumentWriter(cluster, app[CATALOG], registry)

@@ -79,6 +79,13 @@ SETTINGS = frozenset(
 # --- the spool --------------------------------------------------------------------------
 
 
+def spool_directory(config: MiroirConfig) -> Path:
+    configured = config.operations.dump_spool_dir
+    if configured is not None:
+        return Path(configured)
+    return Path(config.state_path).parent / "miroir-dumps"
+
+
 class Spool:
     """This pod's directory of received dumps, and the id every pod seeing it shares."""
 
