@@ -23,6 +23,7 @@ import requests
 
 from miroir_proxy.cli.devcluster import ClusterSpec, DevCluster
 from miroir_proxy.cli.processes import NodeProcess, poll_until
+from miroir_proxy.operations.dumpimport import IN_FLIGHT_BATCHES
 
 from .clikit import miroir
 from .dumpkit import DumpIndex, key, write_dump
@@ -271,10 +272,10 @@ def test_a_restarted_pod_resumes_its_chunks_from_their_cursors(
     copies = Counter(doc_id for node in fleet.nodes for doc_id in node_ids(node, uid, "id"))
     assert len(copies) == count
     assert set(copies.values()) == {RF * RG}
-    # From their cursors: at most the batches in flight (two per running chunk, two chunks
-    # at a time) were sent twice; a chunk started over would resend thousands.
+    # From their cursors: at most the batches in flight (per running chunk, two chunks at
+    # a time) were sent twice; a chunk started over would resend thousands.
     resent = received_copies(fleet, uid) - count * RF * RG
-    assert 0 <= resent <= 2 * 2 * 500 * RF * RG, resent
+    assert 0 <= resent <= 2 * (IN_FLIGHT_BATCHES + 1) * 500 * RF * RG, resent
 
 
 def _nowhere(fleet: DevCluster, *uids: str) -> None:

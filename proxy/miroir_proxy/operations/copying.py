@@ -209,6 +209,18 @@ class ShardIO:
         )
         return int(_answer(node, response.status, response.body)["taskUid"])
 
+    async def task_status(self, node: NodeRef, uid: int) -> bool:
+        """Whether node task `uid` succeeded (False while it runs); `CopyFailed` if it
+        failed or was canceled."""
+        response = await self._request(
+            node, "GET", f"/tasks/{uid}", timeout_ms=self.settings.read_timeout_ms
+        )
+        task = _answer(node, response.status, response.body)
+        status = task.get("status")
+        if status in TERMINAL and status != "succeeded":
+            raise CopyFailed(f"node {node} task {uid} {status}: {task.get('error')}")
+        return status == "succeeded"
+
     async def wait_task(self, node: NodeRef, uid: int) -> None:
         """Return once node task `uid` succeeded; `CopyFailed` if it did not."""
         pause, cap = _TASK_POLL_S

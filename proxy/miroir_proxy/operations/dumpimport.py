@@ -32,6 +32,7 @@ import dataclasses
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,9 +62,14 @@ JOB_PREFIX = "dump-import@"
 SPOOL_ID_FILE = "spool-id"
 RECORD_TTL_S = 30 * 86_400
 MAX_ROUNDS = 20
-JOB_POLL_S = 0.2
+# How often the operation looks at its chunks: every look reads the store once per chunk.
+JOB_POLL_S = 0.5
 RECEIVE_PIECE = 1 << 18
 READ_PIECE = 1 << 16
+APPLIED_POLL_S = (0.01, 0.1)  # first and longest pause between checks of a batch's tasks
+# Batches a chunk keeps queued on the nodes beyond the one it waits for, so a node never
+# idles between batches (client writes are enqueued all at once); a restart resends them.
+IN_FLIGHT_BATCHES = 3
 # Settings a dump may carry that Miroir applies; any other key is ignored, as Meilisearch's
 # reader ignores keys it does not know.
 SETTINGS = frozenset(
@@ -455,7 +461,8 @@ async def _run_import_chunks(
                 if "error" in record:
                     raise _error(record["error"])
             done = sum(int(r.get("documents", 0)) for r in records)
-            await ctx.report(None, done=done, total=total, unit="documents")
+            if done != ctx.record.progress.get("done"):
+                await ctx.report(None, done=done, total=total, unit="documents")
             if progress.finished:
                 break
             await asyncio.sleep(JOB_POLL_S)
@@ -578,7 +585,9 @@ def import_handler(store: Store, cluster: Cluster, config: MiroirConfig, spool: 
         throttle = Throttle(settings.docs_per_s)
         path = spool.path(str(ctx.payload["file"]))
         params = {"primaryKey": pk}
-        in_flight: tuple[list[tuple[str, int]], dict[str, Any]] | None = None
+        # Batches sent but not yet known applied, oldest first; the cursor moves past a
+        # batch only once every replica applied it.
+        in_flight: deque[tuple[list[tuple[str, int]], dict[str, Any]]] = deque()
 
         async def fail(error: MiroirError) -> None:
             found = {"code": error.code, "message": error.message}
@@ -608,12 +617,12 @@ def import_handler(store: Store, cluster: Cluster, config: MiroirConfig, spool: 
                 targets = route_batch(cluster.layout, documents, ids, meta.shards)
                 bodies = {node: target.body or b"[]" for node, target in targets.items()}
                 sent = await io.send_each(f"/indexes/{uid}/documents", params, bodies)
-                if in_flight is not None:
-                    await _applied(io, store, ctx, record_key, *in_flight)
                 imported += len(documents)
-                in_flight = (sent, {"line": next_line, "documents": imported})
-        if in_flight is not None:
-            await _applied(io, store, ctx, record_key, *in_flight)
+                in_flight.append((sent, {"line": next_line, "documents": imported}))
+                if len(in_flight) > IN_FLIGHT_BATCHES:
+                    await _applied(io, store, ctx, record_key, *in_flight.popleft())
+        while in_flight:
+            await _applied(io, store, ctx, record_key, *in_flight.popleft())
         await store.kv_set(
             record_key, orjson.dumps({"documents": imported, "done": True}), RECORD_TTL_S
         )
@@ -630,6 +639,24 @@ async def _applied(
     cursor: dict[str, Any],
 ) -> None:
     """Wait until every replica applied a batch, then move the cursor past it."""
-    await io.wait_all(sent)
+    await _wait_applied(io, sent)
     await ctx.checkpoint(cursor)
     await store.kv_set(record_key, orjson.dumps({"documents": cursor["documents"]}), RECORD_TTL_S)
+
+
+async def _wait_applied(io: ShardIO, sent: list[tuple[str, int]]) -> None:
+    """Poll the batch's node tasks together, patiently: the next batch is already queued
+    on every node, so noticing this one a little late costs the nodes nothing, while
+    polling each task every few milliseconds cost the proxy more CPU than the routing."""
+    pending = list(sent)
+    pause = APPLIED_POLL_S[0]
+    deadline = time.monotonic() + io.settings.task_timeout_ms / 1000
+    while pending:
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, APPLIED_POLL_S[1])
+        async with asyncio.TaskGroup() as group:
+            checks = [group.create_task(io.task_status(node, uid)) for node, uid in pending]
+        pending = [task for task, check in zip(pending, checks, strict=True) if not check.result()]
+        if pending and time.monotonic() > deadline:
+            node, uid = pending[0]
+            raise CopyFailed(f"node {node} task {uid} still not applied")
