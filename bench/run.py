@@ -24,7 +24,7 @@ import orjson
 
 from miroir_proxy.cli.processes import LocalNodes
 
-from . import antientropy, micro, placement, resharding, workloads
+from . import antientropy, dumpimport, micro, placement, resharding, workloads
 from .harness import MASTER_KEY
 from .measure import median
 from .workloads import SMOKE, Sizes
@@ -50,6 +50,14 @@ TARGETS: dict[str, tuple[str, str, float, bool]] = {
     "rebalance_moved_over_ideal": ("node join: replicas moved / minimum", "x", 1.0, False),
     "antientropy_pass_over_scan": ("anti-entropy pass / paging every replica", "x", 1.5, False),
     "reshard_docs_per_s": ("reshard S=8 -> 16, documents per second", "/s", float("nan"), True),
+    "dump_import_docs_per_cpu_s": (
+        "dump import, documents per proxy CPU-second",
+        "/s",
+        float("nan"),
+        True,
+    ),
+    "dump_import_over_write": ("dump import rate / client write rate, same docs", "x", 0.8, True),
+    "dump_import_rss_growth_mb": ("proxy RSS growth importing a 200 MB dump", "MB", 64, False),
     "rss_idle_mb": ("proxy RSS idle", "MB", 150, False),
     "rss_500_concurrent_mb": ("proxy RSS, 500 concurrent searches", "MB", 400, False),
     # The best any table can do on the simulator's shapes is 1.25 (N=10, S=16, RF=1: some
@@ -103,6 +111,10 @@ def measure_all(
             )
         finally:
             writer.stop()
+        log("dump import: RG=2, RF=2 over 4 nodes, against client writes of the same documents")
+        raw["dump_import"] = _repeat(
+            sizes.runs, lambda run: dumpimport.import_run(base, urls[3:7], sizes, run)
+        )
         log("group scaling: RG=1, 2, 3 with capacity-limited nodes")
 
         def scaling(run: int) -> dict[str, float]:
@@ -127,6 +139,8 @@ def measure_all(
     )
     log("reshard: an index of S=8 on two nodes, RF=1, to S=16")
     raw["reshard"] = _repeat(sizes.runs, lambda run: resharding.reshard_run(base, sizes, run))
+    log("dump import memory: a 200 MB dump into RG=1, RF=1 over 2 nodes")
+    raw["dump_rss"] = [dumpimport.rss_run(base, sizes)]
     log("micro-benchmarks: merge and routing")
     number = 2 if sizes is SMOKE else 20
     raw["micro"] = [

@@ -35,9 +35,17 @@ REQUIRED = (
     "placement_rendezvous_moved_over_ideal",
     "placement_first_table_ms",
     "placement_add_node_ms",
+    "dump_import_docs_per_cpu_s",
+    "dump_import_over_write",
+    "dump_import_rss_growth_mb",
 )
 # Too few requests at smoke sizes for the 10 ms CPU tick to charge reliably.
-MAY_BE_UNMEASURED = {"search_per_cpu_s", "write_docs_per_cpu_s", "write_cost_ratio"}
+MAY_BE_UNMEASURED = {
+    "search_per_cpu_s",
+    "write_docs_per_cpu_s",
+    "write_cost_ratio",
+    "dump_import_docs_per_cpu_s",
+}
 
 
 @pytest.mark.slow

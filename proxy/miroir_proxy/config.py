@@ -153,6 +153,16 @@ class OperationsConfig(_Strict):
         "cancel can flip back; the reshard operation ends after it",
     )
 
+    dump_spool_dir: str | None = Field(
+        None,
+        description="where received dumps are kept, compressed, while they are imported "
+        "(None: `miroir-dumps` next to `state_path`); pods sharing it (a ReadWriteMany "
+        "volume) may all resume an import's chunks",
+    )
+    dump_chunk_documents: int = Field(
+        50_000, ge=1, description="documents of one dump import chunk (Mode C job)"
+    )
+
 
 class HandoffConfig(_Strict):
     """Hinted handoff (README "Writes with a node down")."""

@@ -27,6 +27,12 @@ from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
 from miroir_proxy.operations.antientropy import AntiEntropy, AntiEntropyOperation
+from miroir_proxy.operations.dumpimport import (
+    ImportDumpOperation,
+    Spool,
+    import_handler,
+    spool_directory,
+)
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
@@ -57,6 +63,7 @@ from .appkeys import (
     CONFIG,
     COORDINATION,
     DELETE_LOG,
+    DUMP_SPOOL,
     EPOCHS,
     HANDOFF,
     HINT_REPLAYER,
@@ -77,6 +84,7 @@ from .routes import (
     aliases,
     documents,
     documents_read,
+    dumpimport,
     experimental,
     hints,
     indexes,
@@ -158,6 +166,9 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(ReshardOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
+        spool = app[DUMP_SPOOL] = Spool(spool_directory(config))
+        engine.register(ImportDumpOperation(spool))
+        pod.register(spool.job_kind, import_handler(store, cluster, config, spool))
         pod.register(RESHARD_JOB, reshard_handler(store, cluster, config))
         deletions = app[DELETE_LOG] = DeleteLog(store, config.anti_entropy.tombstone_window_ms)
         handoff = app[HANDOFF] = Handoff(store, cluster, config.handoff)
@@ -206,6 +217,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
         *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases, reshards),
         experimental,
         hints,
+        dumpimport,
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)

@@ -17,6 +17,7 @@ from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.topowatch import TopologyWatcher
 from miroir_proxy.operations.antientropy import AntiEntropy
+from miroir_proxy.operations.dumpimport import Spool
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
@@ -44,3 +45,4 @@ DELETE_LOG = web.AppKey("delete_log", DeleteLog)
 ANTI_ENTROPY = web.AppKey("anti_entropy", AntiEntropy)
 HANDOFF = web.AppKey("handoff", Handoff)
 HINT_REPLAYER = web.AppKey("hint_replayer", HintReplayer)
+DUMP_SPOOL = web.AppKey("dump_spool", Spool)

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 from urllib.parse import quote, urlsplit
 
@@ -90,6 +91,13 @@ def _wait_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="follow the operation with a progress bar until it ends; exit 1 unless it succeeds",
     )
+
+
+def _dump_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: no such file")
+    return path
 
 
 def _node_spec(text: str) -> dict[str, str]:
@@ -181,6 +189,19 @@ def add_commands(commands: Any) -> None:
     )
     _wait_option(reshard)
     reshard.set_defaults(run=_index_reshard)
+    dump = commands.add_parser("dump", help="import a Meilisearch dump").add_subparsers(
+        dest="command", required=True
+    )
+    dump_import = dump.add_parser(
+        "import",
+        parents=[common],
+        help="upload a Meilisearch .dump file and follow its import with a progress bar",
+    )
+    dump_import.add_argument("file", type=_dump_file, metavar="FILE")
+    dump_import.add_argument(
+        "--no-wait", action="store_true", help="start the import and exit without following it"
+    )
+    dump_import.set_defaults(run=_dump_import)
 
     ops = commands.add_parser(
         "ops",
@@ -426,3 +447,11 @@ async def _index_reshard(api: AdminClient, args: argparse.Namespace, out: TextIO
     answer = await api.post(f"/_miroir/indexes/{quote(args.index_uid, safe='')}/reshard", body)
     what = f"resharding {answer['index']} from {answer['previousShards']} to {answer['shards']}"
     return await _started(api, args, out, answer, what)
+
+
+async def _dump_import(api: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
+    size_mb = args.file.stat().st_size / 1e6
+    print(f"uploading {args.file} ({size_mb:.1f} MB)", file=sys.stderr, flush=True)
+    answer = await api.upload("/_miroir/dumps/import", args.file, "application/gzip")
+    args.wait = not args.no_wait
+    return await _started(api, args, out, answer, f"importing {args.file.name}")

@@ -9,13 +9,17 @@ deadline). Every call has a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
 
 CALL_TIMEOUT_S = 10.0
+UPLOAD_PIECE = 1 << 20
 
 
 class ApiError(Exception):
@@ -72,12 +76,29 @@ class AdminClient:
     async def delete(self, path: str) -> Any:
         return await self.call("DELETE", path)
 
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
+    async def upload(self, path: str, file: Path, content_type: str) -> Any:
+        """POST `file` as the body, streamed in pieces; the deadline applies to each read
+        and write rather than to the whole upload, which may take long."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout_s, sock_read=self.timeout_s
+        )
+
+        async def pieces() -> AsyncIterator[bytes]:
+            with file.open("rb") as stream:
+                while piece := await asyncio.to_thread(stream.read, UPLOAD_PIECE):
+                    yield piece
+
+        headers = {"Content-Type": content_type}
+        return await self.call("POST", path, data=pieces(), headers=headers, timeout=timeout)
+
+    async def call(self, method: str, path: str, body: Any = None, **options: Any) -> Any:
         """The decoded JSON of a 2xx answer; raises `ApiError` or `Unreachable`."""
         assert self._session is not None, "use `async with AdminClient(...)`"
         url = self.base_url + path
+        if body is not None:
+            options["json"] = body
         try:
-            async with self._session.request(method, url, json=body) as response:
+            async with self._session.request(method, url, **options) as response:
                 status = response.status
                 text = await response.text(errors="replace")
         except TimeoutError as e:

@@ -23,7 +23,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -144,6 +144,15 @@ class ShardIO:
             sent = [group.create_task(self._post(node, path, body, params)) for node in nodes]
         return [(node, task.result()) for node, task in zip(nodes, sent, strict=True)]
 
+    async def send_each(
+        self, path: str, params: dict[str, str], bodies: Mapping[str, bytes]
+    ) -> list[tuple[str, int]]:
+        """Enqueue one JSON array of documents per node (`bodies`: node -> body)."""
+        nodes = list(bodies)
+        async with asyncio.TaskGroup() as group:
+            sent = [group.create_task(self._post(n, path, bodies[n], params)) for n in nodes]
+        return [(node, task.result()) for node, task in zip(nodes, sent, strict=True)]
+
     async def wait_all(self, tasks: Sequence[tuple[str, int]]) -> None:
         async with asyncio.TaskGroup() as group:
             for node, uid in tasks:
@@ -199,6 +208,18 @@ class ShardIO:
             timeout_ms=self.settings.write_timeout_ms,
         )
         return int(_answer(node, response.status, response.body)["taskUid"])
+
+    async def task_status(self, node: NodeRef, uid: int) -> bool:
+        """Whether node task `uid` succeeded (False while it runs); `CopyFailed` if it
+        failed or was canceled."""
+        response = await self._request(
+            node, "GET", f"/tasks/{uid}", timeout_ms=self.settings.read_timeout_ms
+        )
+        task = _answer(node, response.status, response.body)
+        status = task.get("status")
+        if status in TERMINAL and status != "succeeded":
+            raise CopyFailed(f"node {node} task {uid} {status}: {task.get('error')}")
+        return status == "succeeded"
 
     async def wait_task(self, node: NodeRef, uid: int) -> None:
         """Return once node task `uid` succeeded; `CopyFailed` if it did not."""
