@@ -127,6 +127,15 @@ class OperationsConfig(_Strict):
     )
 
 
+class DumpsConfig(_Strict):
+    dir: str | None = Field(
+        None,
+        description="where `POST /dumps` writes dump files on the pod that runs the dump; "
+        "None: a `dumps` directory next to `state_path`",
+    )
+    page_size: int = Field(1_000, ge=1, le=100_000, description="documents read per node call")
+
+
 class MiroirConfig(_Strict):
     shards: int = Field(16, ge=1, le=MAX_SHARDS, description="shard count for new indexes")
     replication_factor: int = Field(1, ge=1, description="copies of each shard inside a group")
@@ -154,6 +163,7 @@ class MiroirConfig(_Strict):
     features: FeaturesConfig = FeaturesConfig()
     operations: OperationsConfig = OperationsConfig()
     ttl: TtlConfig = TtlConfig()
+    dumps: DumpsConfig = DumpsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> MiroirConfig:

@@ -23,6 +23,7 @@ from miroir_proxy.dispatch.writes import DocumentWriter
 from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
+from miroir_proxy.operations.dumpexport import DumpExportOperation
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
@@ -67,6 +68,7 @@ from .routes import (
     aliases,
     documents,
     documents_read,
+    dumpexport,
     experimental,
     indexes,
     instance,
@@ -142,6 +144,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(AddNodeOperation())
         engine.register(DrainNodeOperation())
         engine.register(RemoveNodeOperation())
+        engine.register(DumpExportOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
         writer = DocumentWriter(cluster, app[CATALOG], registry)
@@ -172,6 +175,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
         *(instance, admin, search, documents_read, documents, tasks),
         *(indexes, settings, keys, maintenance, webhooks, jobs, operations, aliases),
         experimental,
+        dumpexport,
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)
