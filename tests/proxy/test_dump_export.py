@@ -310,3 +310,36 @@ async def test_two_dumps_at_once_get_two_uids(start: StartProxy, devnodes: Local
         for uid in uids:
             parsed = read_v6_dump(await download(proxy, uid))
             assert parsed.indexes["solo"].documents == [{"id": 1}]
+
+
+async def test_a_canceled_dump_task_stops_the_dump_and_leaves_no_file(
+    start: StartProxy, devnodes: LocalNodes, tmp_path: Path
+) -> None:
+    await wipe(devnodes)
+    # Probes wait longer than the nodes stay paused, so no node is marked down meanwhile.
+    health = {"interval_ms": 50, "timeout_ms": 5_000, "unhealthy_after": 1}
+    async with start(health=health) as proxy:
+        await ok(proxy, "POST", "/indexes/solo/documents", [{"id": 1}, {"id": 2}])
+        try:
+            # Paused nodes hold every call: the dump cannot pass its first node call
+            # before the cancel is recorded.
+            for url in devnodes.urls:
+                await set_faults(url, paused=True)
+            enqueued = await (await proxy.post("/dumps")).json()
+            canceled = await proxy.post(f"/tasks/cancel?uids={enqueued['taskUid']}")
+            assert canceled.status == 200, await canceled.text()
+        finally:
+            for url in devnodes.urls:
+                await set_faults(url, paused=False)
+        task = await wait_task(proxy, enqueued)
+        assert task["status"] == "canceled", task
+        assert task["details"] == {"dumpUid": None}
+
+        async def operation_finished() -> bool:
+            listed = await (await proxy.get("/_miroir/operations")).json()
+            return all(o["finishedAt"] is not None for o in listed["results"])
+
+        await eventually(operation_finished, "the dump operation finished")
+        listed = await (await proxy.get("/_miroir/operations")).json()
+        assert [o["state"] for o in listed["results"]] == ["canceled"], listed
+        assert list((tmp_path / "dumps").iterdir()) == []

@@ -61,8 +61,7 @@ def jsonl(items: Iterable[Any]) -> bytes:
 
 
 class ArchiveWriter:
-    """One `.dump` file being written; `with ArchiveWriter(path) as archive:` closes it
-    (and on an error leaves a truncated file the caller deletes)."""
+    """One `.dump` file being written; `with ArchiveWriter(path) as archive:` closes it."""
 
     def __init__(self, path: Path) -> None:
         self._mtime = int(time.time())
@@ -111,7 +110,12 @@ class ArchiveWriter:
     ) -> None:
         if exc_type is None:
             self.close()
-        else:
+            return
+        # Closed in order even on an error, or the tar stream would try again when
+        # collected, on a closed file. The truncated archive is the caller's to delete.
+        try:
+            self.close()
+        except (OSError, ValueError):
             self._file.close()
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
 
 from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.dispatch import taskstatus
 from miroir_proxy.operations import dumpexport
 from miroir_proxy.operations.dumpwriting import SUFFIX
 
@@ -33,7 +35,14 @@ async def create_dump(request: web.Request) -> web.Response:
     uid = await dumpexport.reserve_uid(store)
     record = await tasks.enqueue_held(None, dumpexport.TASK_TYPE, details={"dumpUid": None})
     params = {"dumpUid": uid, "taskUid": record.uid}
-    await request.app[OPERATIONS].start(dumpexport.KIND, params, scope=dumpexport.scope(uid))
+    try:
+        await request.app[OPERATIONS].start(dumpexport.KIND, params, scope=dumpexport.scope(uid))
+    except Exception as e:
+        # No operation will ever finish the task: fail it now, so no client waits forever.
+        error = MiroirError("dump_process_failed", f"The dump `{uid}` could not start: {e}")
+        if taskstatus.finish_held(record, datetime.now(UTC), error=error.to_dict()):
+            await store.save_task(record)
+        raise
     return json_response(tasks.summary(record), status=202)
 
 
