@@ -1,5 +1,5 @@
 """`POST /dumps` through Miroir over five real devnodes (two groups, RF=2, 8 shards): one
-logical V6 dump of the cluster, checked against MEILI_DUMP.md's rules (`dumpkit`) and
+logical V6 dump of the cluster, checked against MEILI_DUMP.md's rules (`dumpcheck`) and
 against what the cluster holds, downloaded from `GET /_miroir/dumps/{uid}`."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .devfleet import (
     start,
     wait_task,
 )
-from .dumpkit import (
+from .dumpcheck import (
     DUMP_FILE_NAME,
     assert_same_contents,
     by_primary_key,

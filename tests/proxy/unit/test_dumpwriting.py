@@ -22,7 +22,7 @@ from miroir_proxy.operations.dumpwriting import (
 )
 from miroir_proxy.state.store import TaskRecord
 
-from ..dumpkit import read_v6_dump
+from ..dumpcheck import read_v6_dump
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 METADATA = {"dumpVersion": "V6", "dbVersion": "1.13.0", "dumpDate": "2026-01-02T03:04:05.678Z"}

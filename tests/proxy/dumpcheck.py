@@ -32,7 +32,7 @@ _BLOCK = 512
 
 
 @dataclass
-class DumpIndex:
+class DumpedIndex:
     metadata: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] | None = None
     documents: list[dict[str, Any]] | None = None
@@ -43,7 +43,7 @@ class V6Dump:
     metadata: dict[str, Any]
     keys: list[dict[str, Any]]
     tasks: list[dict[str, Any]]
-    indexes: dict[str, DumpIndex]  # by the uid in each index's metadata.json
+    indexes: dict[str, DumpedIndex]  # by the uid in each index's metadata.json
     entries: list[str]  # in archive order
 
 
@@ -97,7 +97,7 @@ def _check_key(key: dict[str, Any]) -> None:
     _rfc3339(key["updated_at"], "updated_at")
 
 
-def _check_index(directory: str, index: DumpIndex) -> None:
+def _check_index(directory: str, index: DumpedIndex) -> None:
     meta = index.metadata
     assert set(meta) >= {"uid", "primaryKey", "createdAt", "updatedAt"}, meta
     assert isinstance(meta["uid"], str) and INDEX_UID.match(meta["uid"]), meta
@@ -149,20 +149,20 @@ def read_v6_dump(data: bytes) -> V6Dump:
     assert "indexes" in directories or any(n.startswith("indexes/") for n in files), (
         "no indexes/ directory"
     )
-    by_directory: dict[str, DumpIndex] = {}
+    by_directory: dict[str, DumpedIndex] = {}
     for name, raw in files.items():
         parts = name.split("/")
         if parts[0] != "indexes":
             continue
         assert len(parts) == 3, f"unexpected entry {name}"
-        index = by_directory.setdefault(parts[1], DumpIndex())
+        index = by_directory.setdefault(parts[1], DumpedIndex())
         if parts[2] == "metadata.json":
             index.metadata = _json_object(raw, name)
         elif parts[2] == "settings.json":
             index.settings = _json_object(raw, name)
         elif parts[2] == "documents.jsonl":
             index.documents = _jsonl(raw, name)
-    indexes: dict[str, DumpIndex] = {}
+    indexes: dict[str, DumpedIndex] = {}
     for directory, index in by_directory.items():
         _check_index(directory, index)
         uid = index.metadata["uid"]
@@ -192,13 +192,13 @@ async def _get(client: Client, path: str) -> Any:
 
 @dataclass
 class ClusterContents:
-    indexes: dict[str, DumpIndex]
+    indexes: dict[str, DumpedIndex]
     keys: list[dict[str, Any]]
 
 
 async def cluster_contents(client: Client, page: int = 1_000) -> ClusterContents:
     """Indexes (metadata, settings, every document) and keys, as a client sees them."""
-    indexes: dict[str, DumpIndex] = {}
+    indexes: dict[str, DumpedIndex] = {}
     listed = await _get(client, "/indexes?limit=1000")
     for index in listed["results"]:
         uid = index["uid"]
@@ -215,7 +215,7 @@ async def cluster_contents(client: Client, page: int = 1_000) -> ClusterContents
             offset += len(got["results"])
             if offset >= got["total"] or not got["results"]:
                 break
-        indexes[uid] = DumpIndex(index, settings, documents)
+        indexes[uid] = DumpedIndex(index, settings, documents)
     keys = (await _get(client, "/keys?limit=1000"))["results"]
     return ClusterContents(indexes, keys)
 
