@@ -343,3 +343,27 @@ async def test_a_canceled_dump_task_stops_the_dump_and_leaves_no_file(
         listed = await (await proxy.get("/_miroir/operations")).json()
         assert [o["state"] for o in listed["results"]] == ["canceled"], listed
         assert list((tmp_path / "dumps").iterdir()) == []
+
+
+async def test_an_index_the_nodes_no_longer_have_is_left_out(
+    start: StartProxy, devnodes: LocalNodes
+) -> None:
+    await wipe(devnodes)
+    async with start() as proxy:
+        await ok(proxy, "POST", "/indexes/kept/documents", [{"id": 1}])
+        await ok(proxy, "POST", "/indexes/gone/documents", [{"id": 2}])
+        # Deleted behind Miroir's back: the catalog still names it, clients do not see it.
+        for url in devnodes.urls:
+            status, _ = await node_call(url, "DELETE", "/indexes/gone")
+            assert status == 202
+
+        async def gone() -> bool:
+            listed = await (await proxy.get("/indexes")).json()
+            return [index["uid"] for index in listed["results"]] == ["kept"]
+
+        await eventually(gone, "no node has `gone`")
+        _, task = await dump(proxy)
+        assert task["status"] == "succeeded", task
+        parsed = read_v6_dump(await download(proxy, task["details"]["dumpUid"]))
+        assert set(parsed.indexes) == {"kept"}
+        assert parsed.indexes["kept"].documents == [{"id": 1}]

@@ -115,6 +115,11 @@ def _clean(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if not k.startswith(RESERVED_PREFIX)}
 
 
+def client_name(meta: IndexMeta) -> str:
+    """The name clients know the catalog's index `meta` by (what the dump calls it)."""
+    return meta.uid
+
+
 def shard_sources(cluster: Cluster, shards: int, shard: int) -> list[str]:
     """The replicas of `shard` to read it from: the covering set's choice first, then
     every other replica of every active group, healthy ones first."""
@@ -164,11 +169,17 @@ class Exporter:
         listed = await self._call("GET", "/keys", params={"limit": KEYS_PAGE})
         return [dump_key(key) for key in listed.get("results") or []]
 
-    async def index_metadata(self, meta: IndexMeta) -> dict[str, Any]:
+    async def index_metadata(self, name: str, meta: IndexMeta) -> dict[str, Any] | None:
+        """`metadata.json` of the index clients call `name`; None when the nodes do not
+        have it (its creation failed, or it was just deleted): clients do not see it."""
         response = await read_any(self.cluster, "GET", f"/indexes/{meta.uid}")
-        node = response.json() if response.ok else {}
+        if response.status == 404:
+            return None
+        if not response.ok:
+            raise MiroirError("internal", f"`GET /indexes/{meta.uid}` answered {response.status}.")
+        node = response.json()
         return {
-            "uid": meta.uid,
+            "uid": name,
             "primaryKey": meta.primary_key or node.get("primaryKey"),
             "createdAt": node.get("createdAt") or meta.created_at,
             "updatedAt": node.get("updatedAt") or meta.created_at,
@@ -227,15 +238,19 @@ class Exporter:
     async def index(
         self,
         archive: ArchiveWriter,
+        name: str,
         meta: IndexMeta,
         staging: Path,
         report: Callable[[int], Awaitable[None]],
     ) -> None:
-        base = f"indexes/{meta.uid}"
-        metadata = await self.index_metadata(meta)
+        """Index `meta.uid` on the nodes, written as the index clients call `name`."""
+        metadata = await self.index_metadata(name, meta)
+        if metadata is None:
+            return
+        base = f"indexes/{name}"
         settings = await self.settings(meta)
         vectors = bool(settings.get("embedders"))
-        staged = await asyncio.to_thread(StagedDocuments, staging / f"{meta.uid}.jsonl")
+        staged = await asyncio.to_thread(StagedDocuments, staging / f"{name}.jsonl")
         try:
             for shard in range(meta.shards):
                 await self.check()
@@ -280,7 +295,7 @@ class Exporter:
                 async def progress(count: int, position: int = position) -> None:
                     await report(position, self.documents + count)
 
-                await self.index(archive, meta, staging, progress)
+                await self.index(archive, client_name(meta), meta, staging, progress)
 
 
 # --- the operation ----------------------------------------------------------------------
