@@ -236,7 +236,7 @@ async def test_a_dump_no_node_can_serve_fails_and_leaves_no_file(
         assert operation["state"] == "failed" and operation["error"], operation
 
 
-async def test_downloads_refuse_unknown_uids_and_clients_without_the_admin_key(
+async def test_unknown_uids_and_keys_without_the_right_are_refused(
     start: StartProxy, devnodes: LocalNodes
 ) -> None:
     async with start() as proxy:
@@ -254,6 +254,16 @@ async def test_downloads_refuse_unknown_uids_and_clients_without_the_admin_key(
             "/_miroir/dumps/20260101-000000000", headers={"Authorization": "Bearer wrong"}
         )
         assert (await unauthenticated.json())["code"] == "invalid_api_key"
+        # A key without `dumps.create` may not start one (and no task is registered).
+        created = await proxy.post(
+            "/keys", json={"actions": ["search"], "indexes": ["*"], "expiresAt": None}
+        )
+        assert created.status == 201, await created.text()
+        searcher = {"Authorization": f"Bearer {(await created.json())['key']}"}
+        refused = await proxy.post("/dumps", headers=searcher)
+        assert refused.status == 403 and (await refused.json())["code"] == "invalid_api_key"
+        listed = await (await proxy.get("/tasks?types=dumpCreation")).json()
+        assert listed["results"] == []
 
 
 @asynccontextmanager
