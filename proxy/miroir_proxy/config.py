@@ -131,7 +131,8 @@ class DumpsConfig(_Strict):
     dir: str | None = Field(
         None,
         description="where `POST /dumps` writes dump files on the pod that runs the dump; "
-        "None: a `dumps` directory next to `state_path`",
+        "None: a `dumps` directory next to `state_path` (SQLite store), or `miroir-dumps` in "
+        "the temporary directory (Redis store)",
     )
     page_size: int = Field(1_000, ge=1, le=100_000, description="documents read per node call")
 

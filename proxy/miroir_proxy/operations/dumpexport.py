@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,9 +64,14 @@ DEFAULT_DB_VERSION = "1.13.0"
 
 
 def dumps_dir(config: MiroirConfig) -> Path:
+    """`dumps.dir`; by default the pod's data directory (next to its SQLite state file), or
+    with a Redis store (no data directory) the temporary directory: the only writable one
+    of a proxy pod with a read-only root filesystem."""
     if config.dumps.dir is not None:
         return Path(config.dumps.dir)
-    return Path(config.state_path).parent / "dumps"
+    if config.store is None:
+        return Path(config.state_path).parent / "dumps"
+    return Path(tempfile.gettempdir()) / "miroir-dumps"
 
 
 def scope(uid: str) -> str:

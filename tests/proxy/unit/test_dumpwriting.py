@@ -6,13 +6,16 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from miroir_proxy.config import from_mapping
 from miroir_proxy.dispatch import taskstatus
+from miroir_proxy.operations.dumpexport import dumps_dir
 from miroir_proxy.operations.dumpwriting import (
     ArchiveWriter,
     StagedDocuments,
@@ -187,3 +190,15 @@ def test_a_held_task_fails_with_its_error() -> None:
     assert taskstatus.finish_held(record, NOW, error=error)
     assert (record.status, record.error, record.details) == ("failed", error, {"dumpUid": None})
     assert record.started_at == record.finished_at == record.enqueued_at
+
+
+def test_dumps_live_in_the_data_directory_or_with_redis_in_the_temporary_one() -> None:
+    base: dict[str, Any] = {
+        "replica_groups": [{"id": "g", "nodes": [{"id": "n", "url": "http://n:7700"}]}]
+    }
+    sqlite = from_mapping({**base, "state_path": "/var/lib/miroir/state.sqlite3"}, env={})
+    assert dumps_dir(sqlite) == Path("/var/lib/miroir/dumps")
+    redis = from_mapping({**base, "store": "redis://r:6379/0"}, env={})
+    assert dumps_dir(redis) == Path(tempfile.gettempdir()) / "miroir-dumps"
+    chosen = from_mapping({**base, "store": "redis://r:6379/0", "dumps": {"dir": "/data"}}, env={})
+    assert dumps_dir(chosen) == Path("/data")
