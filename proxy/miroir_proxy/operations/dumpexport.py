@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 KIND = "dump-export"
 TASK_TYPE = "dumpCreation"
 FOREVER_S = 100 * 365 * 86_400
+# The store entry of a uid taken by a dump still being written (`find` does not know it yet).
+_RESERVED = b"{}"
 KEYS_PAGE = 100_000
 # What `metadata.json` says when no node tells its version (Meilisearch does not check it).
 DEFAULT_DB_VERSION = "1.13.0"
@@ -101,7 +103,7 @@ async def reserve_uid(store: Store, now: datetime | None = None) -> str:
     moment = now or datetime.now(UTC)
     for _ in range(1_000):
         uid = dump_uid(moment)
-        if await store.kv_set(kvkeys.dump(uid), b"{}", FOREVER_S, only_new=True):
+        if await store.kv_set(kvkeys.dump(uid), _RESERVED, FOREVER_S, only_new=True):
             return uid
         moment += timedelta(milliseconds=1)
     raise MiroirError("internal", "No free dump uid was found.")
@@ -109,7 +111,7 @@ async def reserve_uid(store: Store, now: datetime | None = None) -> str:
 
 async def find(store: Store, uid: str) -> DumpRecord | None:
     raw = await store.kv_get(kvkeys.dump(uid))
-    if raw is None or raw == b"{}":
+    if raw is None or raw == _RESERVED:
         return None
     return DumpRecord.from_bytes(raw)
 
@@ -153,7 +155,6 @@ class Exporter:
     """Reads the cluster and writes one archive (see the module docstring)."""
 
     cluster: Cluster
-    store: Store
     page_size: int
     check: SafePoint  # raises `Canceled` when the dump must stop
     documents: int = 0
@@ -346,7 +347,7 @@ class DumpExportOperation:
             await ctx.report(done=done, total=len(indexes), unit="indexes", documents=documents)
 
         exporter = Exporter(
-            ctx.cluster, ctx.store, ctx.config.dumps.page_size, lambda: _task_check(ctx, task_uid)
+            ctx.cluster, ctx.config.dumps.page_size, lambda: _task_check(ctx, task_uid)
         )
         try:
             await exporter.write(partial, indexes, report)
