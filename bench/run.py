@@ -48,6 +48,14 @@ TARGETS: dict[str, tuple[str, str, float, bool]] = {
     "rebalance_over_ingest": ("node join: move rate / the node's own ingest", "x", 0.8, True),
     "rebalance_docs_per_s": ("node join, documents moved per second", "/s", float("nan"), True),
     "rebalance_moved_over_ideal": ("node join: replicas moved / minimum", "x", 1.0, False),
+    "dump_export_docs_per_s": (
+        "POST /dumps, documents written per second",
+        "/s",
+        float("nan"),
+        True,
+    ),
+    "dump_export_over_fetch": ("dump rate / reading the nodes directly", "x", 0.8, True),
+    "dump_export_rss_growth_mb": ("proxy peak RSS growth while dumping", "MB", 64, False),
     "rss_idle_mb": ("proxy RSS idle", "MB", 150, False),
     "rss_500_concurrent_mb": ("proxy RSS, 500 concurrent searches", "MB", 400, False),
     # The best any table can do on the simulator's shapes is 1.25 (N=10, S=16, RF=1: some
@@ -116,6 +124,10 @@ def measure_all(
     raw["group_sync"] = _repeat(sizes.runs, lambda run: workloads.group_sync_run(base, sizes, run))
     log("rebalance: a third node joins a group of two, RF=1, S=8")
     raw["rebalance"] = _repeat(sizes.runs, lambda run: workloads.rebalance_run(base, sizes, run))
+    log("dump export: POST /dumps over two groups of two nodes, RF=1, S=8")
+    raw["dump_export"] = _repeat(
+        sizes.runs, lambda run: workloads.dump_export_run(base, sizes, run)
+    )
     log("micro-benchmarks: merge and routing")
     number = 2 if sizes is SMOKE else 20
     raw["micro"] = [

@@ -28,6 +28,10 @@ import orjson
 
 DUMP_VERSION = "V6"
 SUFFIX = ".dump"
+# zlib's fastest level: on ~1 KB text documents level 6 (Meilisearch's) compressed at
+# ~12 MB per CPU-second, level 1 at ~100, for a file ~15% larger; the proxy's CPU serves
+# searches meanwhile.
+COMPRESS_LEVEL = 1
 
 
 def dump_uid(moment: datetime) -> str:
@@ -66,7 +70,7 @@ class ArchiveWriter:
     def __init__(self, path: Path) -> None:
         self._mtime = int(time.time())
         self._file = path.open("wb")
-        self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", compresslevel=6)
+        self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", compresslevel=COMPRESS_LEVEL)
         # Closed by `close()`, with the gzip stream and the file under it.
         self._tar = tarfile.open(  # noqa: SIM115
             fileobj=self._gzip, mode="w|", format=tarfile.GNU_FORMAT
