@@ -34,8 +34,9 @@ COUNT_FIELDS = ("indexedDocuments", "deletedDocuments", "editedDocuments")
 COMPACTION_FIELDS = ("preCompactionSize", "postCompactionSize")
 # Internal bookkeeping kept in `TaskRecord.extra`; never rendered.
 POLICY_KEY = "_miroir_policy"
-# A task no node runs: Miroir itself (an operation) moves it along (`start_held`/`finish_held`).
-HELD_KEY = "_miroir_held"
+# A task no node runs: the operation doing the work moves it along
+# (`start_operation_task`, `finish_operation_task`).
+OPERATION_TASK_KEY = "_miroir_operation_task"
 INTERNAL_PREFIX = "_miroir_"
 UNCONFIRMED_KEY = "miroirUnconfirmedNodes"
 
@@ -268,12 +269,12 @@ def finish_canceled(record: TaskRecord, canceled_by: int | None, now: datetime) 
         }
 
 
-def is_held(record: TaskRecord) -> bool:
-    return bool(record.extra.get(HELD_KEY))
+def is_operation_task(record: TaskRecord) -> bool:
+    return bool(record.extra.get(OPERATION_TASK_KEY))
 
 
-def start_held(record: TaskRecord, now: datetime) -> bool:
-    """A held task starts processing; False if it already started or finished."""
+def start_operation_task(record: TaskRecord, now: datetime) -> bool:
+    """An operation task starts processing; False if it already started or finished."""
     if record.status != "enqueued":
         return False
     record.status = "processing"
@@ -282,18 +283,18 @@ def start_held(record: TaskRecord, now: datetime) -> bool:
     return True
 
 
-def finish_held(
+def finish_operation_task(
     record: TaskRecord,
     now: datetime,
     *,
     details: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
 ) -> bool:
-    """A held task succeeds (with `details`) or fails (with `error`); False if it had
+    """An operation task succeeds (with `details`) or fails (with `error`); False if it had
     already finished (a client canceled it)."""
     if record.finished:
         return False
-    start_held(record, now)
+    start_operation_task(record, now)
     started = parse_timestamp(record.started_at or record.enqueued_at)
     record.status = "failed" if error is not None else "succeeded"
     record.finished_at = timestamp(max(now, started))

@@ -1,7 +1,7 @@
 """Dumps out: `POST /dumps` writes one Meilisearch V6 dump of the whole cluster.
 
 The dump is an operation (`dump-export`, scope `dump:<uid>`) behind a Miroir task of type
-`dumpCreation` that no node runs (`TaskRegistry.enqueue_held`): the operation's holder
+`dumpCreation` that no node runs (`TaskRegistry.enqueue_for_operation`): the operation's holder
 moves the task to `processing`, then `succeeded` with `details.dumpUid`, or `failed`.
 
 What the dump holds is what a client of Miroir sees: the indexes of the catalog (aliases
@@ -322,7 +322,9 @@ async def _move_task(ctx: OperationContext, task_uid: int, **finish: Any) -> Non
         return
     now = datetime.now(UTC)
     changed = (
-        taskstatus.finish_held(task, now, **finish) if finish else taskstatus.start_held(task, now)
+        taskstatus.finish_operation_task(task, now, **finish)
+        if finish
+        else taskstatus.start_operation_task(task, now)
     )
     if changed:
         await ctx.store.save_task(task)
@@ -383,7 +385,7 @@ class DumpExportOperation:
         if ctx.record.cancel_requested:
             taskstatus.finish_canceled(task, None, now)
         else:
-            taskstatus.finish_held(task, now, error=error.to_dict())
+            taskstatus.finish_operation_task(task, now, error=error.to_dict())
         await ctx.store.save_task(task)
 
 

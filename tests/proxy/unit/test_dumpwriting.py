@@ -1,5 +1,5 @@
 """The V6 archive writer (`operations.dumpwriting`) against the test reader that checks
-MEILI_DUMP.md's rules, the reader's own refusals, and the held-task transitions."""
+MEILI_DUMP.md's rules, the reader's own refusals, and the operation-task transitions."""
 
 from __future__ import annotations
 
@@ -157,37 +157,39 @@ def test_the_reader_refuses_a_second_gzip_member() -> None:
         read_v6_dump(data + gzip.compress(b"x"))
 
 
-def _held() -> TaskRecord:
+def _operation_task() -> TaskRecord:
     return TaskRecord(
         uid=7,
         index_uid=None,
         type="dumpCreation",
         enqueued_at=taskstatus.timestamp(NOW),
         details={"dumpUid": None},
-        extra={taskstatus.HELD_KEY: True},
+        extra={taskstatus.OPERATION_TASK_KEY: True},
     )
 
 
-def test_a_held_task_moves_only_forward() -> None:
-    record = _held()
-    assert taskstatus.is_held(record)
+def test_an_operation_task_moves_only_forward() -> None:
+    record = _operation_task()
+    assert taskstatus.is_operation_task(record)
     # A pod clock behind the store's never makes a task start before it was enqueued.
-    assert taskstatus.start_held(record, NOW - timedelta(seconds=1))
+    assert taskstatus.start_operation_task(record, NOW - timedelta(seconds=1))
     assert (record.status, record.started_at) == ("processing", record.enqueued_at)
-    assert not taskstatus.start_held(record, NOW)
+    assert not taskstatus.start_operation_task(record, NOW)
     later = NOW + timedelta(seconds=2)
-    assert taskstatus.finish_held(record, later, details={"dumpUid": "20260102-030405678"})
+    assert taskstatus.finish_operation_task(
+        record, later, details={"dumpUid": "20260102-030405678"}
+    )
     assert record.status == "succeeded" and record.error is None
     assert taskstatus.render(record)["duration"] == "PT2S"
-    assert "_miroir_held" not in taskstatus.render(record)
-    assert not taskstatus.finish_held(record, later, error={"code": "x"})
+    assert "_miroir_operation_task" not in taskstatus.render(record)
+    assert not taskstatus.finish_operation_task(record, later, error={"code": "x"})
     assert record.status == "succeeded"
 
 
-def test_a_held_task_fails_with_its_error() -> None:
-    record = _held()
+def test_an_operation_task_fails_with_its_error() -> None:
+    record = _operation_task()
     error = {"message": "m", "code": "dump_process_failed", "type": "internal", "link": "l"}
-    assert taskstatus.finish_held(record, NOW, error=error)
+    assert taskstatus.finish_operation_task(record, NOW, error=error)
     assert (record.status, record.error, record.details) == ("failed", error, {"dumpUid": None})
     assert record.started_at == record.finished_at == record.enqueued_at
 

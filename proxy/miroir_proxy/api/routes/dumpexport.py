@@ -33,14 +33,16 @@ _UID = re.compile(r"^[0-9]{8}-[0-9]{9}$")
 async def create_dump(request: web.Request) -> web.Response:
     store, tasks = request.app[STORE], request.app[TASKS]
     uid = await dumpexport.reserve_uid(store)
-    record = await tasks.enqueue_held(None, dumpexport.TASK_TYPE, details={"dumpUid": None})
+    record = await tasks.enqueue_for_operation(
+        None, dumpexport.TASK_TYPE, details={"dumpUid": None}
+    )
     params = {"dumpUid": uid, "taskUid": record.uid}
     try:
         await request.app[OPERATIONS].start(dumpexport.KIND, params, scope=dumpexport.scope(uid))
     except Exception as e:
         # No operation will ever finish the task: fail it now, so no client waits forever.
         error = MiroirError("dump_process_failed", f"The dump `{uid}` could not start: {e}")
-        if taskstatus.finish_held(record, datetime.now(UTC), error=error.to_dict()):
+        if taskstatus.finish_operation_task(record, datetime.now(UTC), error=error.to_dict()):
             await store.save_task(record)
         raise
     return json_response(tasks.summary(record), status=202)
