@@ -58,6 +58,14 @@ TARGETS: dict[str, tuple[str, str, float, bool]] = {
     ),
     "dump_import_over_write": ("dump import rate / client write rate, same docs", "x", 0.8, True),
     "dump_import_rss_growth_mb": ("proxy RSS growth importing a 200 MB dump", "MB", 64, False),
+    "dump_export_docs_per_s": (
+        "POST /dumps, documents written per second",
+        "/s",
+        float("nan"),
+        True,
+    ),
+    "dump_export_over_fetch": ("dump rate / reading the nodes directly", "x", 0.8, True),
+    "dump_export_rss_growth_mb": ("proxy peak RSS growth while dumping", "MB", 64, False),
     "rss_idle_mb": ("proxy RSS idle", "MB", 150, False),
     "rss_500_concurrent_mb": ("proxy RSS, 500 concurrent searches", "MB", 400, False),
     # The best any table can do on the simulator's shapes is 1.25 (N=10, S=16, RF=1: some
@@ -141,6 +149,10 @@ def measure_all(
     raw["reshard"] = _repeat(sizes.runs, lambda run: resharding.reshard_run(base, sizes, run))
     log("dump import memory: a 200 MB dump into RG=1, RF=1 over 2 nodes")
     raw["dump_rss"] = [dumpimport.rss_run(base, sizes)]
+    log("dump export: POST /dumps over two groups of two nodes, RF=1, S=8")
+    raw["dump_export"] = _repeat(
+        sizes.runs, lambda run: workloads.dump_export_run(base, sizes, run)
+    )
     log("micro-benchmarks: merge and routing")
     number = 2 if sizes is SMOKE else 20
     raw["micro"] = [

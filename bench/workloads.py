@@ -29,7 +29,7 @@ from .harness import (
     start_proxy,
     wait_task,
 )
-from .measure import percentile, rss_mb
+from .measure import cpu_seconds, percentile, rss_mb
 
 _WORDS = [f"w{i:03d}" for i in range(300)]
 QUERY_WORDS = _WORDS[:40]
@@ -367,6 +367,48 @@ def rebalance_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
         "rebalance_docs_per_s": len(held) / move_s,
         "rebalance_over_ingest": ingest_s / move_s,
         "rebalance_moved_over_ideal": moved / ideal,
+    }
+
+
+def dump_export_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
+    """`POST /dumps` of `sizes.sync_documents` ~1 KB documents on two groups of two nodes
+    (RF=1, S=8), timed from the request to the task's `succeeded`, with the proxy's CPU and
+    peak RSS growth meanwhile; then the same documents read straight from one group's
+    nodes page by page (the reads the dump cannot avoid) for `dump_export_over_fetch`."""
+    with LocalNodes(4, base / f"dump-nodes-{run}", MASTER_KEY) as nodes:
+        config = proxy_config([nodes.urls[:2], nodes.urls[2:]], shards=8, rf=1)
+        proxy = start_proxy(base / f"proxy-dump-{run}", config)
+        try:
+            pid = proxy.pid
+            assert pid is not None
+            seed(proxy.url, "dump", documents(sizes.sync_documents, seed_value=run))
+            rss_before, cpu_before = rss_mb(pid), cpu_seconds(pid)
+            peak = [rss_before]
+            started = time.monotonic()
+            uid = call(f"{proxy.url}/dumps", "POST")["taskUid"]
+
+            def finished() -> bool:
+                peak.append(rss_mb(pid))
+                task = call(f"{proxy.url}/tasks/{uid}")
+                if task["status"] in ("failed", "canceled"):
+                    raise RuntimeError(f"dump task {uid} {task['status']}: {task['error']}")
+                return bool(task["status"] == "succeeded")
+
+            poll_until(finished, 600, what=f"dump task {uid}")
+            dump_s = time.monotonic() - started
+            cpu_s = cpu_seconds(pid) - cpu_before
+        finally:
+            proxy.stop()
+        started = time.monotonic()
+        fetched = sum(len(_all_documents(url, "dump")) for url in nodes.urls[:2])
+        fetch_s = time.monotonic() - started
+    if fetched != sizes.sync_documents:
+        raise RuntimeError(f"the nodes hold {fetched} documents, not {sizes.sync_documents}")
+    return {
+        "dump_export_docs_per_s": fetched / dump_s,
+        "dump_export_docs_per_cpu_s": fetched / cpu_s if cpu_s else float("nan"),
+        "dump_export_over_fetch": fetch_s / dump_s,
+        "dump_export_rss_growth_mb": max(peak) - rss_before,
     }
 
 

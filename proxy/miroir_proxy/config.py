@@ -208,6 +208,16 @@ class HedgingConfig(_Strict):
         return value
 
 
+class DumpsConfig(_Strict):
+    dir: str | None = Field(
+        None,
+        description="where `POST /dumps` writes dump files on the pod that runs the dump; "
+        "None: a `dumps` directory next to `state_path` (SQLite store), or `miroir-dumps` in "
+        "the temporary directory (Redis store)",
+    )
+    page_size: int = Field(1_000, ge=1, le=100_000, description="documents read per node call")
+
+
 class MiroirConfig(_Strict):
     shards: int = Field(16, ge=1, le=MAX_SHARDS, description="shard count for new indexes")
     replication_factor: int = Field(1, ge=1, description="copies of each shard inside a group")
@@ -238,6 +248,7 @@ class MiroirConfig(_Strict):
     anti_entropy: AntiEntropyConfig = AntiEntropyConfig()
     handoff: HandoffConfig = HandoffConfig()
     hedging: HedgingConfig = HedgingConfig()
+    dumps: DumpsConfig = DumpsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> MiroirConfig:

@@ -27,6 +27,7 @@ from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
 from miroir_proxy.operations.antientropy import AntiEntropy, AntiEntropyOperation
+from miroir_proxy.operations.dumpexport import DumpExportOperation
 from miroir_proxy.operations.dumpimport import (
     ImportDumpOperation,
     Spool,
@@ -84,6 +85,7 @@ from .routes import (
     aliases,
     documents,
     documents_read,
+    dumpexport,
     dumpimport,
     experimental,
     hints,
@@ -164,6 +166,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(DrainNodeOperation())
         engine.register(RemoveNodeOperation())
         engine.register(ReshardOperation())
+        engine.register(DumpExportOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
         spool = app[DUMP_SPOOL] = Spool(spool_directory(config))
@@ -218,6 +221,7 @@ def make_app(config: MiroirConfig, plugins: Sequence[str] = ()) -> web.Applicati
         experimental,
         hints,
         dumpimport,
+        dumpexport,
     ):
         app.add_routes(module.routes)
     install_plugins(app, plugins)

@@ -32,11 +32,12 @@ _CODES_BY_KIND: dict[tuple[int, str], str] = {
     ),
     (413, "invalid_request"): "payload_too_large",
     (415, "invalid_request"): "missing_content_type invalid_content_type",
-    (500, "internal"): "internal",
+    (500, "internal"): "internal dump_process_failed",
+    (421, "invalid_request"): "miroir_dump_on_other_pod",
     (404, "invalid_request"): (
         "index_not_found document_not_found task_not_found webhook_not_found api_key_not_found "
         "batch_not_found miroir_route_not_found miroir_job_not_found miroir_group_not_found "
-        "miroir_node_not_found miroir_operation_not_found miroir_alias_not_found"
+        "miroir_node_not_found miroir_operation_not_found miroir_alias_not_found dump_not_found"
     ),
     (401, "auth"): "missing_authorization_header missing_master_key",
     (403, "auth"): "invalid_api_key",

@@ -61,6 +61,16 @@ def with_shard_displayed(displayed: Any) -> Any:
     return displayed
 
 
+def visible(settings: dict[str, Any]) -> dict[str, Any]:
+    """A node's settings as the client may see them (without `_miroir_shard` and
+    `_miroir_expires_at`)."""
+    for key in ("filterableAttributes", "displayedAttributes"):
+        names = settings.get(key)
+        if isinstance(names, list) and any(name in names for name in NODE_FILTERABLE):
+            settings = {**settings, key: [f for f in names if f not in NODE_FILTERABLE]}
+    return settings
+
+
 def utc_now() -> str:
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"

@@ -27,7 +27,7 @@ from miroir_proxy.state.taskquery import STATUSES, TaskQuery
 
 from . import taskstatus
 from .cluster import Cluster
-from .taskstatus import LOST, PENDING, POLICY_KEY, Policy
+from .taskstatus import LOST, OPERATION_TASK_KEY, PENDING, POLICY_KEY, Policy
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ class TaskRegistry:
 
     async def __aenter__(self) -> Self:
         for record in await self._store.unfinished_tasks():
-            self._pending[record.uid] = record
+            if not taskstatus.is_operation_task(record):
+                self._pending[record.uid] = record
         self._background.start("task aggregator", self._run)
         self._wake.set()
         return self
@@ -100,6 +101,16 @@ class TaskRegistry:
         if not record.finished:
             self._pending[record.uid] = record
             self._wake.set()
+        return record
+
+    async def enqueue_for_operation(
+        self, index_uid: str | None, type: str, *, details: dict[str, Any] | None
+    ) -> TaskRecord:
+        """Register a task no node runs: the operation doing the work (on any pod) moves it
+        along with `taskstatus.start_operation_task`/`finish_operation_task` and
+        `Store.save_task`; the aggregator never settles it."""
+        record = await self._new(index_uid, type, details, {OPERATION_TASK_KEY: True})
+        await self._store.create_task(record)
         return record
 
     async def enqueue_failed(

@@ -37,6 +37,9 @@ COUNT_FIELDS = ("indexedDocuments", "deletedDocuments", "editedDocuments")
 COMPACTION_FIELDS = ("preCompactionSize", "postCompactionSize")
 # Internal bookkeeping kept in `TaskRecord.extra`; never rendered.
 POLICY_KEY = "_miroir_policy"
+# A task no node runs: the operation doing the work moves it along
+# (`start_operation_task`, `finish_operation_task`).
+OPERATION_TASK_KEY = "_miroir_operation_task"
 INTERNAL_PREFIX = "_miroir_"
 UNCONFIRMED_KEY = "miroirUnconfirmedNodes"
 
@@ -265,7 +268,7 @@ def _fill_from_nodes(details: dict[str, Any], refs: list[NodeTaskRef]) -> None:
             details[field] = unit_size(sum(size for size in sizes if size is not None))
 
 
-def finish_canceled(record: TaskRecord, canceled_by: int, now: datetime) -> None:
+def finish_canceled(record: TaskRecord, canceled_by: int | None, now: datetime) -> None:
     record.status = "canceled"
     record.canceled_by = canceled_by
     record.finished_at = timestamp(now)
@@ -275,6 +278,41 @@ def finish_canceled(record: TaskRecord, canceled_by: int, now: datetime) -> None
         record.details = {
             k: (0 if k in COUNT_FIELDS and v is None else v) for k, v in record.details.items()
         }
+
+
+def is_operation_task(record: TaskRecord) -> bool:
+    return bool(record.extra.get(OPERATION_TASK_KEY))
+
+
+def start_operation_task(record: TaskRecord, now: datetime) -> bool:
+    """An operation task starts processing; False if it already started or finished."""
+    if record.status != "enqueued":
+        return False
+    record.status = "processing"
+    record.started_at = timestamp(max(now, parse_timestamp(record.enqueued_at)))
+    record.batch_uid = record.uid
+    return True
+
+
+def finish_operation_task(
+    record: TaskRecord,
+    now: datetime,
+    *,
+    details: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+) -> bool:
+    """An operation task succeeds (with `details`) or fails (with `error`); False if it had
+    already finished (a client canceled it)."""
+    if record.finished:
+        return False
+    start_operation_task(record, now)
+    started = parse_timestamp(record.started_at or record.enqueued_at)
+    record.status = "failed" if error is not None else "succeeded"
+    record.finished_at = timestamp(max(now, started))
+    record.error = error
+    if details is not None:
+        record.details = details
+    return True
 
 
 def summary(record: TaskRecord) -> dict[str, Any]:

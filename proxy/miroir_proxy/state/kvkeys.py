@@ -12,6 +12,7 @@ import hashlib
 IDEMPOTENCY = "idem:"
 SESSION = "session:"
 TOPOLOGY_EPOCH = "topology-epoch:"
+DUMP = "dump:"
 
 
 def _scoped(client_id: str, credentials: str) -> str:
@@ -33,3 +34,8 @@ def session(session_id: str, credentials: str) -> str:
 def topology_epoch(pod_id: str) -> str:
     """The topology epoch pod `pod_id` routes with (its acknowledgement of that epoch)."""
     return TOPOLOGY_EPOCH + pod_id
+
+
+def dump(uid: str) -> str:
+    """Where the dump `uid` is (the pod and path `POST /dumps` wrote it to)."""
+    return DUMP + uid

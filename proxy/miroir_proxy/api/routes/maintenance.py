@@ -1,9 +1,9 @@
-"""Instance-wide maintenance routes: dumps, snapshots and experimental features.
+"""Instance-wide maintenance routes: snapshots and experimental features.
 
-Dumps and snapshots are taken on every node (each holds different shards, so one node's
-dump is not the cluster's) and tracked as one Miroir task; the node dumps are per node
-files, and importing them back is an operation of its own. Experimental features are a
-node setting: changes go to every node, reads come from one.
+Snapshots are taken on every node (each holds different shards, so one node's snapshot is
+not the cluster's) and tracked as one Miroir task. Dumps are one logical dump of the
+cluster (`dumpexport`). Experimental features are a node setting: changes go to every
+node, reads come from one.
 """
 
 from __future__ import annotations
@@ -25,16 +25,6 @@ from ..responses import json_response, raw_json_response, read_json
 from .admin import require_admin
 
 routes = web.RouteTableDef()
-
-
-@routes.post("/dumps")
-async def create_dump(request: web.Request) -> web.Response:
-    refs = task_refs(await broadcast(request.app[CLUSTER], "POST", "/dumps"))
-    tasks = request.app[TASKS]
-    record = await tasks.enqueue(
-        None, "dumpCreation", refs, details={"dumpUid": None}, policy="all"
-    )
-    return json_response(tasks.summary(record), status=202)
 
 
 @routes.post("/snapshots")

@@ -29,6 +29,7 @@ from miroir_proxy.dispatch.broadcast import (
 )
 from miroir_proxy.dispatch.catalog import (
     NODE_FILTERABLE,
+    visible,
     with_shard_displayed,
     with_shard_field,
 )
@@ -81,16 +82,6 @@ def task_details(update: dict[str, Any]) -> dict[str, Any]:
         elif key == "synonyms" and isinstance(value, dict):
             details[key] = dict(sorted(value.items()))
     return details
-
-
-def visible(settings: dict[str, Any]) -> dict[str, Any]:
-    """A node's settings as the client may see them (without `_miroir_shard` and
-    `_miroir_expires_at`)."""
-    for key in (FILTERABLE, DISPLAYED):
-        names = settings.get(key)
-        if isinstance(names, list) and any(name in names for name in NODE_FILTERABLE):
-            settings = {**settings, key: [f for f in names if f not in NODE_FILTERABLE]}
-    return settings
 
 
 def node_update(update: dict[str, Any]) -> dict[str, Any]:
