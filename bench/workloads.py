@@ -301,14 +301,7 @@ def group_sync_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
             }
             started = time.monotonic()
             operation = call(f"{proxy.url}/_miroir/groups", "POST", body)["operation"]
-
-            def finished() -> bool:
-                state = call(f"{proxy.url}/_miroir/operations/{operation}")["state"]
-                if state not in ("running", "succeeded"):
-                    raise RuntimeError(f"group sync {operation} {state}")
-                return bool(state == "succeeded")
-
-            poll_until(finished, 600, what="the group sync")
+            _wait_operation(proxy.url, operation)
             sync_s = time.monotonic() - started
         finally:
             proxy.stop()
@@ -347,14 +340,7 @@ def rebalance_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
             body = {"id": "new", "url": nodes.urls[2], "group": "g0"}
             started = time.monotonic()
             operation = call(f"{proxy.url}/_miroir/nodes", "POST", body)["operation"]
-
-            def finished() -> bool:
-                state = call(f"{proxy.url}/_miroir/operations/{operation}")["state"]
-                if state not in ("running", "succeeded"):
-                    raise RuntimeError(f"node add {operation} {state}")
-                return bool(state == "succeeded")
-
-            poll_until(finished, 600, what="the node addition")
+            _wait_operation(proxy.url, operation)
             move_s = time.monotonic() - started
             after = call(f"{proxy.url}/_miroir/shards")["groups"]["g0"]
         finally:
@@ -382,6 +368,18 @@ def rebalance_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
 
 
 SYNC_PAGE = 1_000
+
+
+def _wait_operation(proxy_url: str, operation: str) -> None:
+    """Until the admin operation succeeded; RuntimeError once it failed or was canceled."""
+
+    def finished() -> bool:
+        state = call(f"{proxy_url}/_miroir/operations/{operation}")["state"]
+        if state not in ("running", "succeeded"):
+            raise RuntimeError(f"operation {operation} {state}")
+        return bool(state == "succeeded")
+
+    poll_until(finished, 600, what=f"operation {operation}")
 
 
 def _all_documents(node_url: str, index: str) -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from miroir_proxy.cli.processes import poll_until
 
 from .redis_server import READY_DEADLINE_S, RedisServer, free_port
 
@@ -91,11 +92,11 @@ class RedisCluster:
         self._wait_ok()
 
     def _wait_ok(self) -> None:
-        deadline = time.monotonic() + READY_DEADLINE_S
-        while not all(_cluster_ok(node.port) for node in self.nodes):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
-            time.sleep(0.05)
+        poll_until(
+            lambda: all(_cluster_ok(node.port) for node in self.nodes),
+            READY_DEADLINE_S,
+            what="the Redis Cluster's cluster_state:ok",
+        )
 
     def stop(self) -> None:
         for node in self.nodes:

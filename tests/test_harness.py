@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +23,6 @@ from miroir_proxy.cli.processes import (
     ProxyProcess,
     free_port,
     free_ports,
-    probe_health,
     resolve_node_binary,
 )
 
@@ -186,7 +187,19 @@ def test_async_tests_that_leave_tasks_running_fail(tmp_path: Path) -> None:
 
 def test_a_proxy_whose_chosen_port_was_taken_moves_to_another(tmp_path: Path) -> None:
     # Another process binds the port between our check and the proxy's own bind (parallel
-    # test workers draw from the same range): the first start moves to free ports.
+    # test workers draw from the same range), and answers /health and /_miroir/ready as
+    # well as ours would: the first start still moves to free ports, and is only called
+    # ready once our own process listens.
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"status": "available"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
     with LocalNodes(1, tmp_path / "nodes", "harness-master-key-0123") as nodes:
         config = {
             "shards": 2,
@@ -196,12 +209,18 @@ def test_a_proxy_whose_chosen_port_was_taken_moves_to_another(tmp_path: Path) ->
         }
         proxy = ProxyProcess(tmp_path / "proxy", config)
         taken = proxy.port
-        with socket.socket() as squatter:
-            squatter.bind(("127.0.0.1", taken))
-            squatter.listen()
+        impostor = http.server.HTTPServer(("127.0.0.1", taken), Impostor)
+        serving = threading.Thread(target=impostor.serve_forever, daemon=True)
+        serving.start()
+        try:
             proxy.start()
             try:
                 proxy.wait_ready()
-                assert proxy.port != taken and probe_health(proxy.url)
+                assert proxy.port != taken
+                answer = requests.get(f"{proxy.url}/_miroir/ready", timeout=5)
+                assert answer.json() == {"status": "ready"}
             finally:
                 proxy.stop()
+        finally:
+            impostor.shutdown()
+            impostor.server_close()

@@ -117,19 +117,25 @@ def _ordinal(node_id: str, group: str) -> int | None:
     return int(tail) if node_id.startswith(prefix) and tail.isdigit() else None
 
 
-async def _node_counts(
+async def _registered_nodes(
     clients: Clients, cluster: Cluster, config: OperatorConfig
+) -> tuple[adminapi.NodeState, ...] | None:
+    """The nodes the proxies route to, or None while the admin API cannot answer."""
+    try:
+        client = await admin_client(clients, cluster, config)
+        return await client.nodes()
+    except (adminapi.AdminError, KubeError):
+        return None
+
+
+async def _node_counts(
+    clients: Clients, cluster: Cluster, registered: tuple[adminapi.NodeState, ...] | None
 ) -> dict[str, int]:
     """Pods each group's StatefulSet keeps: nodesPerGroup, or more while the proxies still
     have higher ordinals registered (they are drained and removed first). Without an answer
-    from the admin API a StatefulSet never shrinks."""
+    from the admin API (`registered` None) a StatefulSet never shrinks."""
     wanted = cluster.spec.replica_groups.nodes_per_group
     counts: dict[str, int] = {}
-    try:
-        client = await admin_client(clients, cluster, config)
-        registered = await client.nodes()
-    except (adminapi.AdminError, KubeError):
-        registered = None
     for index in range(cluster.spec.replica_groups.count):
         group = naming.group_id(index)
         if registered is None:
@@ -154,16 +160,17 @@ async def follow_nodes(
     clients: Clients,
     cluster: Cluster,
     config: OperatorConfig,
+    registered: tuple[adminapi.NodeState, ...] | None,
 ) -> status.Observed:
-    """Bring each active group's registered nodes to nodesPerGroup, one operation at a
-    time: a node whose pod is ready and that the proxies lack is added; the highest
-    ordinal beyond nodesPerGroup is drained, then removed (its pod goes after that, see
-    `_node_counts`). What is left to do is reported in `nodes_pending`."""
-    if observed.proxies_ready < 1 or observed.operation is not None:
+    """Bring each active group's `registered` nodes (this pass's answer of the admin API)
+    to nodesPerGroup, one operation at a time: a node whose pod is ready and that the
+    proxies lack is added; the highest ordinal beyond nodesPerGroup is drained, then
+    removed (its pod goes after that, see `_node_counts`). What is left to do is reported
+    in `nodes_pending`."""
+    if registered is None or observed.proxies_ready < 1 or observed.operation is not None:
         return observed
     try:
         client = await admin_client(clients, cluster, config)
-        registered = await client.nodes()
         pending: list[str] = []
         started = False
         for group in observed.groups:
@@ -358,7 +365,8 @@ async def reconcile(
         kopf.warn(body, reason="InvalidSpec", message=message)
         raise kopf.PermanentError(message) from exc
     try:
-        keep = await _node_counts(clients, cluster, config)
+        registered = await _registered_nodes(clients, cluster, config)
+        keep = await _node_counts(clients, cluster, registered)
         for obj in builders.desired_objects(cluster, config.proxy_image, keep):
             if await clients.kube.apply(obj):
                 kopf.info(
@@ -373,7 +381,7 @@ async def reconcile(
     observed = await follow_groups(
         observed, body, clients, cluster, config, [g for g in previous if isinstance(g, str)]
     )
-    observed = await follow_nodes(observed, body, clients, cluster, config)
+    observed = await follow_nodes(observed, body, clients, cluster, config, registered)
     new_status = status.reconciled(observed, cluster.generation, old_status, _now(), established)
     patch.status.update(new_status)
     if new_status["phase"] != old_status.get("phase"):

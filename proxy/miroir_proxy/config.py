@@ -91,6 +91,14 @@ class CoordinationConfig(_Strict):
     task_prune_interval_ms: int = Field(60_000, gt=0, description="period of the pruning sweep")
 
 
+class TtlConfig(_Strict):
+    enabled: bool = Field(True, description="run the periodic sweep of expired documents")
+    interval_ms: int = Field(60_000, gt=0, description="period of the TTL sweep")
+    max_deletes_per_sweep: int = Field(
+        1_000, gt=0, description="expired documents one pass deletes per index, at most"
+    )
+
+
 class FeaturesConfig(_Strict):
     idempotency_ttl_s: int = Field(86_400, gt=0, description="how long an Idempotency-Key is kept")
     idempotency_max_body_bytes: int = Field(
@@ -145,6 +153,7 @@ class MiroirConfig(_Strict):
     coordination: CoordinationConfig = CoordinationConfig()
     features: FeaturesConfig = FeaturesConfig()
     operations: OperationsConfig = OperationsConfig()
+    ttl: TtlConfig = TtlConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> MiroirConfig:

@@ -331,13 +331,7 @@ async def test_group_states_come_from_the_proxies_admin_api(
     """The operator reads the admin key from the Secret the spec names and mirrors the
     proxies' topology into status.groups."""
     _prepare(kmock)
-    spec = {"secrets": {"adminKey": {"name": "keys", "key": "admin"}}}
-    kmock.objects["v1/secrets", NS, "keys"] = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "keys", "namespace": NS},
-        "data": {"admin": base64.b64encode(ADMIN_KEY.encode()).decode()},
-    }
+    spec = await _admin_secret(kmock)
     kmock.objects[CLUSTERS, NS, "one"] = _cluster_body("one", spec)
     async with (
         proxy_for(tmp_path, devnode.url, master_key) as admin_url,
@@ -395,6 +389,33 @@ async def _admin_secret(server: kmock.KubernetesEmulator) -> dict[str, Any]:
     return {"secrets": {"adminKey": {"name": "keys", "key": "admin"}}}
 
 
+@contextlib.asynccontextmanager
+async def _ready_with_a_spare_pod(
+    server: kmock.KubernetesEmulator,
+    name: str,
+    spare: tuple[str, int],
+    paths: tuple[Path, NodeProcess, NodeBinary, str],
+) -> AsyncIterator[tuple[str, NodeProcess]]:
+    """A Ready one-node cluster `name` run by the operator, with a real proxy behind its
+    admin API and an empty node that answers for pod `spare` (group, ordinal) once the
+    spec asks for it: (the admin URL, that node)."""
+    tmp_path, devnode, node_binary, master_key = paths
+    _prepare(server)
+    server.objects[CLUSTERS, NS, name] = _cluster_body(name, await _admin_secret(server))
+    with empty_node(tmp_path / f"{spare[0]}-{spare[1]}", node_binary, master_key) as new_node:
+        pods = {("g0", 0): devnode.url, spare: new_node.url}
+        async with (
+            proxy_for(tmp_path, devnode.url, master_key) as admin_url,
+            running_operator(
+                server, admin_url, node_url=lambda _c, group, ordinal: pods[group, ordinal]
+            ),
+        ):
+            await _provisioned(server, name)
+            await _mark_ready(server, name, 1)
+            await until(lambda: _status(server, name).get("phase") == "Ready", "phase Ready")
+            yield admin_url, new_node
+
+
 @pytest.mark.timeout(300)
 async def test_replica_groups_count_up_registers_a_group_and_down_removes_it(
     kmock: kmock.KubernetesEmulator,
@@ -406,79 +427,56 @@ async def test_replica_groups_count_up_registers_a_group_and_down_removes_it(
     """replicaGroups.count 1 -> 2: the operator creates g1's StatefulSet, waits for its pods,
     registers g1-0 at the URL its pod answers at, and status follows the sync to active.
     2 -> 1: the proxies forget g1 first, then its StatefulSet goes."""
-    _prepare(kmock)
-    spec = {"secrets": {"adminKey": {"name": "keys", "key": "admin"}}}
-    kmock.objects["v1/secrets", NS, "keys"] = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "keys", "namespace": NS},
-        "data": {"admin": base64.b64encode(ADMIN_KEY.encode()).decode()},
-    }
-    kmock.objects[CLUSTERS, NS, "two"] = _cluster_body("two", spec)
-    with empty_node(tmp_path / "g1-0", node_binary, master_key) as new_node:
-        pods = {("g0", 0): devnode.url, ("g1", 0): new_node.url}
-        async with (
-            proxy_for(tmp_path, devnode.url, master_key) as admin_url,
-            running_operator(
-                kmock, admin_url, node_url=lambda _c, group, ordinal: pods[group, ordinal]
-            ),
-        ):
-            await _provisioned(kmock, "two")
-            await _mark_ready(kmock, "two", 1)
-            await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
+    paths = (tmp_path, devnode, node_binary, master_key)
+    async with _ready_with_a_spare_pod(kmock, "two", ("g1", 0), paths) as (admin_url, new_node):
+        await _patch_spec(kmock, "two", 2, {"replicaGroups": {"count": 2}})
+        sts = await until(lambda: _get(kmock, "apps/v1/statefulsets", "two-g1"), "g1's StatefulSet")
+        assert sts["spec"]["replicas"] == 1
+        assert sts["metadata"]["ownerReferences"][0]["uid"] == "uid-two"
+        await until(
+            lambda: any(g["id"] == "g1" for g in _status(kmock, "two").get("groups", [])),
+            "status to list g1",
+        )
+        g1 = next(g for g in _status(kmock, "two")["groups"] if g["id"] == "g1")
+        assert g1["state"] == "unregistered" and g1["nodesReady"] == 0
+        # Pods not ready: nothing is registered at the proxies yet.
+        assert [g["id"] for g in await _admin_groups(admin_url)] == ["g0"]
 
-            await _patch_spec(kmock, "two", 2, {"replicaGroups": {"count": 2}})
-            sts = await until(
-                lambda: _get(kmock, "apps/v1/statefulsets", "two-g1"), "g1's StatefulSet"
-            )
-            assert sts["spec"]["replicas"] == 1
-            assert sts["metadata"]["ownerReferences"][0]["uid"] == "uid-two"
-            await until(
-                lambda: any(g["id"] == "g1" for g in _status(kmock, "two").get("groups", [])),
-                "status to list g1",
-            )
-            g1 = next(g for g in _status(kmock, "two")["groups"] if g["id"] == "g1")
-            assert g1["state"] == "unregistered" and g1["nodesReady"] == 0
-            # Pods not ready: nothing is registered at the proxies yet.
-            assert [g["id"] for g in await _admin_groups(admin_url)] == ["g0"]
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/two-g1", 1)
+        await until(
+            lambda: _status(kmock, "two").get("groups", [{}])[-1].get("state") == "active",
+            "g1 active in status",
+            timeout_s=120,
+        )
+        await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
+        final = _status(kmock, "two")
+        assert [(g["id"], g["state"]) for g in final["groups"]] == [
+            ("g0", "active"),
+            ("g1", "active"),
+        ]
+        assert final["nodes"] == "2/2"
+        assert not final.get("operation"), "the finished operation left the status"
+        registered = {g["id"]: g for g in await _admin_groups(admin_url)}
+        assert registered["g1"]["state"] == "active"
+        assert [(n["id"], n["url"]) for n in registered["g1"]["nodes"]] == [("g1-0", new_node.url)]
+        assert registered["g1"]["operation"]["state"] == "succeeded"
 
-            await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/two-g1", 1)
-            await until(
-                lambda: _status(kmock, "two").get("groups", [{}])[-1].get("state") == "active",
-                "g1 active in status",
-                timeout_s=120,
-            )
-            await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
-            final = _status(kmock, "two")
-            assert [(g["id"], g["state"]) for g in final["groups"]] == [
-                ("g0", "active"),
-                ("g1", "active"),
-            ]
-            assert final["nodes"] == "2/2"
-            assert not final.get("operation"), "the finished operation left the status"
-            registered = {g["id"]: g for g in await _admin_groups(admin_url)}
-            assert registered["g1"]["state"] == "active"
-            assert [(n["id"], n["url"]) for n in registered["g1"]["nodes"]] == [
-                ("g1-0", new_node.url)
-            ]
-            assert registered["g1"]["operation"]["state"] == "succeeded"
-
-            await _patch_spec(kmock, "two", 3, {"replicaGroups": {"count": 1}})
-            await until(
-                lambda: _get(kmock, "apps/v1/statefulsets", "two-g1") is None,
-                "g1's StatefulSet to be deleted",
-                timeout_s=120,
-            )
-            # Deleted only after the proxies stopped routing to g1 and forgot it.
-            assert [g["id"] for g in await _admin_groups(admin_url)] == ["g0"]
-            assert _get(kmock, "policy/v1/poddisruptionbudgets", "two-g1") is None
-            assert _get(kmock, "apps/v1/statefulsets", "two-g0") is not None
-            await until(
-                lambda: [g["id"] for g in _status(kmock, "two").get("groups", [])] == ["g0"],
-                "status to drop g1",
-            )
-            await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
-            assert _status(kmock, "two")["nodes"] == "1/1"
+        await _patch_spec(kmock, "two", 3, {"replicaGroups": {"count": 1}})
+        await until(
+            lambda: _get(kmock, "apps/v1/statefulsets", "two-g1") is None,
+            "g1's StatefulSet to be deleted",
+            timeout_s=120,
+        )
+        # Deleted only after the proxies stopped routing to g1 and forgot it.
+        assert [g["id"] for g in await _admin_groups(admin_url)] == ["g0"]
+        assert _get(kmock, "policy/v1/poddisruptionbudgets", "two-g1") is None
+        assert _get(kmock, "apps/v1/statefulsets", "two-g0") is not None
+        await until(
+            lambda: [g["id"] for g in _status(kmock, "two").get("groups", [])] == ["g0"],
+            "status to drop g1",
+        )
+        await until(lambda: _status(kmock, "two").get("phase") == "Ready", "phase Ready")
+        assert _status(kmock, "two")["nodes"] == "1/1"
 
 
 async def _add_documents(proxy_url: str, index: str, count: int) -> None:
@@ -593,67 +591,47 @@ async def test_nodes_per_group_up_adds_a_node_and_down_drains_it_before_its_pod_
     operator adds g0-1 through the admin API, which moves its share onto it. 2 -> 1: the
     proxies drain g0-1 and forget it while its pod stays; only then does the StatefulSet
     shrink."""
-    _prepare(kmock)
-    spec = await _admin_secret(kmock)
-    kmock.objects[CLUSTERS, NS, "grow"] = _cluster_body("grow", spec)
-    with empty_node(tmp_path / "g0-1", node_binary, master_key) as new_node:
-        pods = {("g0", 0): devnode.url, ("g0", 1): new_node.url}
-        async with (
-            proxy_for(tmp_path, devnode.url, master_key) as admin_url,
-            running_operator(
-                kmock, admin_url, node_url=lambda _c, group, ordinal: pods[group, ordinal]
-            ),
-        ):
-            await _provisioned(kmock, "grow")
-            await _mark_ready(kmock, "grow", 1)
-            await until(lambda: _status(kmock, "grow").get("phase") == "Ready", "phase Ready")
-            await _add_documents(admin_url, "books", 300)
+    paths = (tmp_path, devnode, node_binary, master_key)
+    async with _ready_with_a_spare_pod(kmock, "grow", ("g0", 1), paths) as (admin_url, _):
+        await _add_documents(admin_url, "books", 300)
 
-            await _patch_spec(kmock, "grow", 2, {"replicaGroups": {"nodesPerGroup": 2}})
-            await until(
-                lambda: (
-                    (_get(kmock, "apps/v1/statefulsets", "grow-g0") or {})["spec"]["replicas"] == 2
-                ),
-                "the StatefulSet to grow",
-            )
-            # The new pod is not ready: nothing is registered yet.
-            assert list(await _admin_nodes(admin_url)) == ["g0-0"]
-            await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/grow-g0", 2)
+        await _patch_spec(kmock, "grow", 2, {"replicaGroups": {"nodesPerGroup": 2}})
+        await until(
+            lambda: (_get(kmock, "apps/v1/statefulsets", "grow-g0") or {})["spec"]["replicas"] == 2,
+            "the StatefulSet to grow",
+        )
+        # The new pod is not ready: nothing is registered yet.
+        assert list(await _admin_nodes(admin_url)) == ["g0-0"]
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/grow-g0", 2)
 
-            async def joined() -> bool:
-                nodes = await _admin_nodes(admin_url)
-                return "g0-1" in nodes and nodes["g0-1"]["shards"] > 0
-
-            await until_async(joined, "g0-1 to serve its share", timeout_s=120)
-            await until(
-                lambda: _status(kmock, "grow").get("phase") == "Ready", "Ready", timeout_s=120
-            )
+        async def joined() -> bool:
             nodes = await _admin_nodes(admin_url)
-            assert nodes["g0-1"]["shards"] + nodes["g0-0"]["shards"] == 4
-            assert abs(nodes["g0-1"]["shards"] - nodes["g0-0"]["shards"]) <= 1
+            return "g0-1" in nodes and nodes["g0-1"]["shards"] > 0
 
-            await _patch_spec(kmock, "grow", 3, {"replicaGroups": {"nodesPerGroup": 1}})
+        await until_async(joined, "g0-1 to serve its share", timeout_s=120)
+        await until(lambda: _status(kmock, "grow").get("phase") == "Ready", "Ready", timeout_s=120)
+        nodes = await _admin_nodes(admin_url)
+        assert nodes["g0-1"]["shards"] + nodes["g0-0"]["shards"] == 4
+        assert abs(nodes["g0-1"]["shards"] - nodes["g0-0"]["shards"]) <= 1
 
-            async def forgotten() -> bool:
-                # The StatefulSet first, then the proxies: a pod gone while its node was
-                # still registered shows as one replica here and g0-1 there.
-                replicas = (_get(kmock, "apps/v1/statefulsets", "grow-g0") or {})["spec"][
-                    "replicas"
-                ]
-                nodes = await _admin_nodes(admin_url)
-                assert replicas == 2 or "g0-1" not in nodes, "g0-1's pod went before it was removed"
-                return list(nodes) == ["g0-0"]
+        await _patch_spec(kmock, "grow", 3, {"replicaGroups": {"nodesPerGroup": 1}})
 
-            await until_async(forgotten, "g0-1 drained and removed", timeout_s=120)
-            await until(
-                lambda: (
-                    (_get(kmock, "apps/v1/statefulsets", "grow-g0") or {})["spec"]["replicas"] == 1
-                ),
-                "the StatefulSet to shrink once g0-1 is gone",
-            )
-            # The drain moved every document back before the node was forgotten.
-            held = await _admin(admin_url, "/indexes/books/stats")
-            assert held["numberOfDocuments"] == 300
-            await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/grow-g0", 1)
-            await until(lambda: _status(kmock, "grow").get("phase") == "Ready", "Ready again")
-            assert _status(kmock, "grow")["nodes"] == "1/1"
+        async def forgotten() -> bool:
+            # The StatefulSet first, then the proxies: a pod gone while its node was
+            # still registered shows as one replica here and g0-1 there.
+            replicas = (_get(kmock, "apps/v1/statefulsets", "grow-g0") or {})["spec"]["replicas"]
+            nodes = await _admin_nodes(admin_url)
+            assert replicas == 2 or "g0-1" not in nodes, "g0-1's pod went before it was removed"
+            return list(nodes) == ["g0-0"]
+
+        await until_async(forgotten, "g0-1 drained and removed", timeout_s=120)
+        await until(
+            lambda: (_get(kmock, "apps/v1/statefulsets", "grow-g0") or {})["spec"]["replicas"] == 1,
+            "the StatefulSet to shrink once g0-1 is gone",
+        )
+        # The drain moved every document back before the node was forgotten.
+        held = await _admin(admin_url, "/indexes/books/stats")
+        assert held["numberOfDocuments"] == 300
+        await _set_ready(kmock, f"/apis/apps/v1/namespaces/{NS}/statefulsets/grow-g0", 1)
+        await until(lambda: _status(kmock, "grow").get("phase") == "Ready", "Ready again")
+        assert _status(kmock, "grow")["nodes"] == "1/1"

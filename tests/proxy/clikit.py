@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from miroir_proxy.cli.devcluster import ClusterSpec, DevCluster
-from miroir_proxy.cli.processes import LocalNodes
+from miroir_proxy.cli.processes import LocalNodes, poll_until
 
 MIROIR = str(Path(sys.executable).parent / "miroir")
 MASTER_KEY = "cli-test-master-key-0123"
@@ -143,10 +143,13 @@ def load(cluster: Cluster, count: int, index: str = INDEX) -> None:
         MASTER_KEY,
         json=[{"id": i, "title": f"book {i}"} for i in range(count)],
     )
-    deadline = time.monotonic() + 120
-    while cluster.api("GET", f"/tasks/{task['taskUid']}", MASTER_KEY)["status"] != "succeeded":
-        assert time.monotonic() < deadline, "the load did not finish"
-        time.sleep(0.1)
+    poll_until(
+        lambda: (
+            cluster.api("GET", f"/tasks/{task['taskUid']}", MASTER_KEY)["status"] == "succeeded"
+        ),
+        120,
+        what="the load",
+    )
 
 
 def start_cluster(root: Path, spare_nodes: int = 4) -> Iterator[Cluster]:

@@ -17,7 +17,8 @@ import pytest
 
 from miroir_proxy.state.redis import RedisStore
 from miroir_proxy.state.sqlite import SqliteStore
-from miroir_proxy.state.store import Store
+from miroir_proxy.state.store import Store, StoreUnavailable
+from miroir_proxy.state.taskquery import parse
 
 from ..redis_cluster import RedisCluster
 from ..redis_server import RedisServer
@@ -72,3 +73,27 @@ class Timeline:
         while not await check():
             assert time.monotonic() < deadline, f"not true within {DEADLINE_S} s"
             await asyncio.sleep(0.01)
+
+
+# An outage must be reported within this, whatever the store's own deadline.
+PROMPT_S = 2.0
+
+
+def outage_calls(store: RedisStore) -> list[Callable[[], Awaitable[object]]]:
+    """A store call of each kind (scripts, plain commands, reads) an outage must fail."""
+    return [
+        store.ping,
+        store.next_task_stamp,
+        lambda: store.list_tasks(parse({}, action="list")),
+        lambda: store.lease_acquire("s", "pod-a", 1000),
+        lambda: store.claim_chunk("pod-a", 1000),
+        store.queue_depth,
+        store.list_indexes,
+    ]
+
+
+async def unavailable_promptly(call: Callable[[], Awaitable[object]]) -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await call()
+    assert time.monotonic() - started < PROMPT_S

@@ -54,7 +54,10 @@ async def test_ensure_creates_once_even_when_called_concurrently(
 
     await eventually(everywhere, "the index exists with its key on every node")
     for url in devnodes.urls:
-        assert (await node_settings(url, uid))["filterableAttributes"] == ["_miroir_shard"]
+        assert (await node_settings(url, uid))["filterableAttributes"] == [
+            "_miroir_expires_at",
+            "_miroir_shard",
+        ]
     assert (await catalog.ensure(uid))[1] == []
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from miroir_proxy.cli.processes import poll_until
 
 from .clikit import (
     ADMIN_KEY,
@@ -126,10 +127,11 @@ def test_a_canceled_operation_exits_1(cluster: Cluster) -> None:
     # No --id: the first free id.
     assert answer["group"] == f"g{len(before)}" and answer["state"] == "initializing"
     # Canceled while it copies (a cancel after the last safe point would not stop it).
-    deadline = time.monotonic() + 120
-    while cluster.api("GET", f"/_miroir/operations/{answer['operation']}")["phase"] != "sync":
-        assert time.monotonic() < deadline, "the operation never reached its sync phase"
-        time.sleep(0.05)
+    poll_until(
+        lambda: cluster.api("GET", f"/_miroir/operations/{answer['operation']}")["phase"] == "sync",
+        120,
+        what="the operation's sync phase",
+    )
     canceled = miroir("ops", "cancel", answer["operation"], "--wait", env=cluster.env())
     assert canceled.code == 1, canceled
     assert f"operation {answer['operation']}: group-add, canceled" in canceled.stdout

@@ -24,6 +24,7 @@ from .devfleet import (
 __all__ = ["devnodes", "start"]
 
 SHARD = "_miroir_shard"
+EXPIRES = "_miroir_expires_at"
 
 
 async def create(proxy: ProxyClient, uid: str, **body: Any) -> dict[str, Any]:
@@ -39,7 +40,7 @@ async def test_create_reaches_every_node_with_the_shard_field_hidden(
         assert task["status"] == "succeeded", task
         assert task["type"] == "indexCreation" and task["details"] == {"primaryKey": "id"}
         for url in devnodes.urls:
-            assert (await node_settings(url, uid))["filterableAttributes"] == [SHARD]
+            assert (await node_settings(url, uid))["filterableAttributes"] == [EXPIRES, SHARD]
         index = await (await proxy.get(f"/indexes/{uid}")).json()
         assert index["uid"] == uid and index["primaryKey"] == "id"
         listed = await (await proxy.get("/indexes", params={"limit": "1000"})).json()
@@ -110,7 +111,7 @@ async def test_settings_round_trip_keeps_the_shard_field_on_nodes_only(
         assert task["status"] == "succeeded" and task["details"] == update
         for url in devnodes.urls:
             settings = await node_settings(url, uid)
-            assert settings["filterableAttributes"] == ["genre", SHARD]
+            assert settings["filterableAttributes"] == ["genre", EXPIRES, SHARD]
             assert settings["stopWords"] == ["the"]
         visible = await (await proxy.get(f"/indexes/{uid}/settings")).json()
         assert visible["filterableAttributes"] == ["genre"] and visible["stopWords"] == ["the"]
@@ -133,7 +134,8 @@ async def test_settings_round_trip_keeps_the_shard_field_on_nodes_only(
         assert task["status"] == "succeeded"
         for url in devnodes.urls:
             settings = await node_settings(url, uid)
-            assert settings["filterableAttributes"] == [SHARD] and settings["stopWords"] == []
+            assert settings["filterableAttributes"] == [EXPIRES, SHARD]
+            assert settings["stopWords"] == []
         assert (await proxy.put(f"/indexes/{uid}/settings/faceting", json={})).status == 405
 
 

@@ -1,9 +1,8 @@
 """What only the Redis backend has: outages, deadlines, reconnection and key namespaces."""
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,11 @@ from miroir_proxy.state.factory import open_store, split_namespace
 from miroir_proxy.state.keys import Keys
 from miroir_proxy.state.redis import RedisStore
 from miroir_proxy.state.sqlite import SqliteStore
-from miroir_proxy.state.store import IndexMeta, StoreUnavailable, TaskRecord
+from miroir_proxy.state.store import IndexMeta, TaskRecord
 from miroir_proxy.state.taskquery import parse
 
 from ..redis_server import RedisServer
-
-PROMPT_S = 2.0
+from .storekit import PROMPT_S, outage_calls, unavailable_promptly
 
 
 @pytest.fixture
@@ -42,31 +40,13 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[Any]:
     await client.aclose()
 
 
-def _calls(store: RedisStore) -> list[Callable[[], Awaitable[object]]]:
-    return [
-        store.ping,
-        store.next_task_stamp,
-        lambda: store.list_tasks(parse({}, action="list")),
-        lambda: store.lease_acquire("s", "pod-a", 1000),
-        lambda: store.claim_chunk("pod-a", 1000),
-        store.queue_depth,
-    ]
-
-
-async def _unavailable_promptly(call: Callable[[], Awaitable[object]]) -> None:
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailable):
-        await call()
-    assert time.monotonic() - started < PROMPT_S
-
-
 async def test_a_stopped_redis_is_unavailable_at_once_and_heals(own_redis: RedisServer) -> None:
     store = RedisStore(own_redis.url, namespace="outage:", timeout_s=1.0)
     try:
         assert (await store.next_task_stamp())[0] == 0
         own_redis.stop()
-        for call in _calls(store):
-            await _unavailable_promptly(call)
+        for call in outage_calls(store):
+            await unavailable_promptly(call)
         own_redis.start()  # same port, empty (no persistence)
         await store.ping()
         assert (await store.next_task_stamp())[0] == 0
@@ -83,8 +63,8 @@ async def test_a_frozen_redis_hits_the_deadline(own_redis: RedisServer) -> None:
         await store.ping()
         own_redis.pause()
         try:
-            for call in _calls(store)[:3]:
-                await _unavailable_promptly(call)
+            for call in outage_calls(store)[:3]:
+                await unavailable_promptly(call)
         finally:
             own_redis.resume()
         await store.ping()

@@ -19,11 +19,13 @@ from miroir_proxy.dispatch.keyring import KeyCache
 from miroir_proxy.dispatch.sessions import Sessions
 from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.topowatch import TopologyWatcher
+from miroir_proxy.dispatch.writes import DocumentWriter
 from miroir_proxy.nodes.fastclient import FastNodeClient
 from miroir_proxy.nodes.metrics import PrometheusNodeMetrics
 from miroir_proxy.nodes.probing import HealthProber, HealthState
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
+from miroir_proxy.operations.expiry import TtlSweeper
 from miroir_proxy.operations.groups import (
     SYNC_JOB,
     AddGroupOperation,
@@ -55,6 +57,7 @@ from .appkeys import (
     STORE,
     TASKS,
     TOPOLOGY,
+    TTL_SWEEPER,
 )
 from .metrics import Metrics
 from .middlewares import observe
@@ -141,11 +144,14 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         engine.register(RemoveNodeOperation())
         pod.register(SYNC_JOB, sync_handler(store, cluster, config))
         pod.register(MOVE_JOB, move_handler(store, cluster, config))
+        writer = DocumentWriter(cluster, app[CATALOG], registry)
+        sweeper = TtlSweeper(cluster, app[CATALOG], writer, config.ttl, pod.owns)
+        app[TTL_SWEEPER] = sweeper
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry, watcher, pod, engine:
+            async with prober, registry, watcher, pod, engine, sweeper:
                 yield
         finally:
             await store.close()

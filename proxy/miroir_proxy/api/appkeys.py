@@ -16,6 +16,7 @@ from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.topowatch import TopologyWatcher
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
+from miroir_proxy.operations.expiry import TtlSweeper
 from miroir_proxy.state.store import Store
 
 from .metrics import Metrics
@@ -34,3 +35,4 @@ OPERATIONS = web.AppKey("operations", Operations)
 SESSIONS = web.AppKey("sessions", Sessions)
 COALESCER = web.AppKey("coalescer", Coalescer[ReadResult])
 COORDINATION = web.AppKey("coordination", Coordination)
+TTL_SWEEPER = web.AppKey("ttl_sweeper", TtlSweeper)

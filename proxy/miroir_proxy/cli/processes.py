@@ -33,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self
 
+import psutil
 import yaml
 
 MEILI_BIN_ENV = "MIROIR_MEILI_BIN"
@@ -253,12 +254,27 @@ class NodeProcess:
             if not self.is_running:
                 self._reap()
                 raise NodeStartError(self._failure(f"node exited with code {self._returncode()}"))
-            return probe_health(self.url)
+            # Our process must hold the port: another one that took it (a parallel test's
+            # node or proxy) would answer /health too.
+            return self._listening() and probe_health(self.url)
 
         try:
             poll_until(healthy, timeout_s, what=f"/health on {self.url}")
         except TimeoutError as e:
             raise NodeStartError(self._failure(str(e))) from e
+
+    def _listening(self) -> bool:
+        """True when this very process listens on its port."""
+        if self._process is None:
+            return False
+        try:
+            sockets = psutil.Process(self._process.pid).net_connections(kind="tcp")
+        except psutil.Error:
+            return False
+        return any(
+            s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == self.port
+            for s in sockets
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if the node has not exited after `timeout_s`."""

@@ -15,6 +15,9 @@ from typing import Any
 from miroir_proxy.core.errors import MiroirError
 
 RESERVED_PREFIX = "_miroir_"
+# The one `_miroir_` field clients may set: when the document expires, in milliseconds
+# since the Unix epoch (searches hide it from then on; the TTL sweep deletes it).
+EXPIRES_FIELD = "_miroir_expires_at"
 MAX_ID_BYTES = 511
 _VALID_ID = re.compile(r"[A-Za-z0-9_-]+")
 _MANUAL_HINT = "Please specify the primary key manually using the `primaryKey` query parameter."
@@ -115,10 +118,18 @@ def validate_document_id(value: Any) -> str | int:
 
 def reserved_fields(document: Mapping[str, Any]) -> list[str]:
     """Top-level `_miroir_*` fields a client tried to set (they are Miroir's own)."""
-    return [name for name in document if name.startswith(RESERVED_PREFIX)]
+    return [name for name in document if name.startswith(RESERVED_PREFIX) and name != EXPIRES_FIELD]
 
 
 def check_reserved_fields(document: Mapping[str, Any]) -> None:
+    """Refuse Miroir's own fields; `_miroir_expires_at` must be a non-negative integer."""
+    expires = document.get(EXPIRES_FIELD, _MISSING)
+    if expires is not _MISSING and (type(expires) is not int or expires < 0):
+        raise DocumentError(
+            "miroir_invalid_expires_at",
+            f"The field `{EXPIRES_FIELD}` must be a non-negative integer (milliseconds since "
+            f"the Unix epoch), not `{_json(expires)}`.",
+        )
     fields = reserved_fields(document)
     if fields:
         raise DocumentError(

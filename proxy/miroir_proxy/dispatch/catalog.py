@@ -22,12 +22,15 @@ import time
 from typing import Any
 
 from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.core.pk import EXPIRES_FIELD
 from miroir_proxy.state.store import IndexMeta, NodeTaskRef, Store, StoreUnavailable
 
 from .broadcast import NodeRefused, broadcast, first_refusal, raise_refusal, read_any
 from .cluster import Cluster
 
 SHARD_FIELD = "_miroir_shard"
+# Filterable on every node besides the client's choice, never shown in the client's settings.
+NODE_FILTERABLE = (EXPIRES_FIELD, SHARD_FIELD)
 META_TTL_S = 2.0
 SETTINGS_TTL_S = 10.0
 
@@ -37,10 +40,10 @@ def index_not_found(uid: str) -> MiroirError:
 
 
 def with_shard_field(filterable: list[Any] | None) -> list[Any]:
-    """`filterableAttributes` as the nodes must hold them: the client's plus `_miroir_shard`."""
+    """`filterableAttributes` as the nodes must hold them: the client's plus `_miroir_shard`
+    and `_miroir_expires_at`."""
     items = list(filterable or [])
-    if SHARD_FIELD not in items:
-        items.append(SHARD_FIELD)
+    items.extend(name for name in NODE_FILTERABLE if name not in items)
     return items
 
 
@@ -255,6 +258,6 @@ async def create_on_nodes(
         cluster,
         "PATCH",
         f"/indexes/{uid}/settings",
-        json_body={"filterableAttributes": [SHARD_FIELD]},
+        json_body={"filterableAttributes": list(NODE_FILTERABLE)},
     )
     return [o.task_ref() for o in created], [o.task_ref() for o in patched]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from miroir_proxy.core.merging import (
     merge_search,
     node_window,
 )
-from miroir_proxy.core.pk import RESERVED_PREFIX
+from miroir_proxy.core.pk import EXPIRES_FIELD, RESERVED_PREFIX
 from miroir_proxy.core.planner import and_filters, pinned_shards, shard_restriction
 from miroir_proxy.nodes.client import NodeResponse
 
@@ -38,15 +39,13 @@ from .broadcast import NodeRefused
 from .cluster import Cluster
 from .scatter import call_all, gather
 
-_RESERVED_NAME = "_miroir_shard"
+_RESERVED_NAME = "_miroir_[a-z_]+"
 _ONLY_RESERVED = re.compile(
-    r"Available (filterable|facet-searchable) attributes? patterns are: `_miroir_shard`\."
+    r"Available (filterable|facet-searchable) attributes? patterns are: "
+    rf"`{_RESERVED_NAME}`(?:, `{_RESERVED_NAME}`)*\."
 )
-_RESERVED_IN_LISTS = (
-    "`_miroir_shard`, ",
-    ", `_miroir_shard`",
-    "_miroir_shard, ",
-    ", _miroir_shard",
+_RESERVED_IN_LISTS = re.compile(
+    rf"`{_RESERVED_NAME}`, |, `{_RESERVED_NAME}`|{_RESERVED_NAME}, |, {_RESERVED_NAME}"
 )
 PAGINATION = frozenset(("offset", "limit", "page", "hitsPerPage"))
 _FLAGS = ("showRankingScore", "showRankingScoreDetails")
@@ -65,6 +64,22 @@ class IndexView:
     primary_key: str | None
     settings: Mapping[str, Any]
     tenant_filter: Any = None
+    # False only for the TTL sweep, which looks for the expired documents.
+    hide_expired: bool = True
+
+    @property
+    def expires(self) -> bool:
+        """Whether searches must hide expired documents: the nodes have `_miroir_expires_at`
+        filterable (indexes created before TTL existed get it with their next
+        `filterableAttributes` update)."""
+        names = self.settings.get("filterableAttributes")
+        return self.hide_expired and isinstance(names, list) and EXPIRES_FIELD in names
+
+
+def unexpired(now_ms: int) -> str:
+    """The filter clause that hides documents expired at `now_ms` (the pod's clock, so a
+    node's answer stays a function of the index and the query)."""
+    return f"{EXPIRES_FIELD} NOT EXISTS OR {EXPIRES_FIELD} > {now_ms}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,18 +125,16 @@ def _optional(body: Mapping[str, Any], key: str, kinds: type | tuple[type, ...])
 
 
 def hide_reserved(message: str) -> str:
-    """A node's error message without the `_miroir_shard` every node has as filterable."""
-    if _RESERVED_NAME not in message:
+    """A node's error message without the `_miroir_*` fields every node has as filterable."""
+    if RESERVED_PREFIX not in message:
         return message
     message = _ONLY_RESERVED.sub(r"This index does not have configured \1 attributes.", message)
-    for listed in _RESERVED_IN_LISTS:
-        message = message.replace(listed, "")
-    return message
+    return _RESERVED_IN_LISTS.sub("", message)
 
 
 def refusal(response: NodeResponse) -> tuple[int, bytes]:
     """(status, body) to answer for a node's 4xx, with `_miroir_shard` kept out of sight."""
-    if _RESERVED_NAME.encode() not in response.body:
+    if RESERVED_PREFIX.encode() not in response.body:
         return response.status, response.body
     payload = response.json()
     if isinstance(payload, dict) and isinstance(payload.get("message"), str):
@@ -172,6 +185,8 @@ class NodeBodies:
             base.get("filter"), [tenant] if isinstance(tenant, str) else tenant
         )
         self.pinned = pinned_shards(self.filter, view.primary_key, view.shards)
+        if view.expires:
+            self.filter = and_filters(self.filter, [unexpired(int(time.time() * 1000))])
         if self.filter is not None:
             base["filter"] = self.filter
         self._base = base

@@ -173,7 +173,11 @@ def test_settings_changes_reach_every_node_and_hide_the_shard_field(
     assert proxy["filterableAttributes"] == ["color"]
     for node_id, member in e2e_cluster.node_ids().items():
         held = node_http(member, "GET", f"/indexes/{fresh_uid}/settings").json()
-        assert set(held["filterableAttributes"]) == {"color", "_miroir_shard"}, node_id
+        assert set(held["filterableAttributes"]) == {
+            "color",
+            "_miroir_expires_at",
+            "_miroir_shard",
+        }, node_id
         shown = {k: v for k, v in held.items() if k != "filterableAttributes"}
         assert shown == {k: v for k, v in proxy.items() if k != "filterableAttributes"}, node_id
     filterable = both(targets, lambda c: c.index(fresh_uid).get_filterable_attributes())

@@ -18,8 +18,9 @@ from miroir_proxy.dispatch.broadcast import (
     task_refs,
 )
 
-from ..appkeys import CLUSTER, TASKS
+from ..appkeys import CLUSTER, TASKS, TTL_SWEEPER
 from ..responses import json_response, raw_json_response, read_json
+from .admin import require_admin
 
 routes = web.RouteTableDef()
 
@@ -58,3 +59,11 @@ async def update_features(request: web.Request) -> web.Response:
     )
     answer = accepted_answer(outcomes)
     return raw_json_response(answer.body, answer.status)
+
+
+@routes.post("/_miroir/maintenance/ttl-sweep")
+async def ttl_sweep(request: web.Request) -> web.Response:
+    """One TTL pass over every index now, whichever pod owns it (admin key)."""
+    require_admin(request)
+    swept = await request.app[TTL_SWEEPER].sweep(owned_only=False)
+    return json_response({"indexes": [s.to_dict() for s in swept]})

@@ -27,7 +27,11 @@ from miroir_proxy.dispatch.broadcast import (
     call_one,
     read_any,
 )
-from miroir_proxy.dispatch.catalog import SHARD_FIELD, with_shard_displayed, with_shard_field
+from miroir_proxy.dispatch.catalog import (
+    NODE_FILTERABLE,
+    with_shard_displayed,
+    with_shard_field,
+)
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.state.store import NodeTaskRef
 
@@ -80,11 +84,12 @@ def task_details(update: dict[str, Any]) -> dict[str, Any]:
 
 
 def visible(settings: dict[str, Any]) -> dict[str, Any]:
-    """A node's settings as the client may see them (without `_miroir_shard`)."""
+    """A node's settings as the client may see them (without `_miroir_shard` and
+    `_miroir_expires_at`)."""
     for key in (FILTERABLE, DISPLAYED):
         names = settings.get(key)
-        if isinstance(names, list) and SHARD_FIELD in names:
-            settings = {**settings, key: [f for f in names if f != SHARD_FIELD]}
+        if isinstance(names, list) and any(name in names for name in NODE_FILTERABLE):
+            settings = {**settings, key: [f for f in names if f not in NODE_FILTERABLE]}
     return settings
 
 
@@ -199,7 +204,7 @@ def _subroute_handlers(name: str, key: str, verb: str) -> None:
     async def reset_one(request: web.Request) -> web.Response:
         path = f"{_settings_path(request)}/{name}"
         if key == FILTERABLE:
-            return await apply_settings(request, "PUT", path, [SHARD_FIELD], {key: None})
+            return await apply_settings(request, "PUT", path, list(NODE_FILTERABLE), {key: None})
         return await apply_settings(request, "DELETE", path, None, {key: None})
 
     template = f"/indexes/{{index_uid}}/settings/{name}"
