@@ -39,6 +39,7 @@ from miroir_proxy.operations.nodes import (
     RemoveNodeOperation,
     move_handler,
 )
+from miroir_proxy.operations.settingsync import SettingsSync
 from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
@@ -54,6 +55,7 @@ from .appkeys import (
     METRICS,
     OPERATIONS,
     SESSIONS,
+    SETTINGS_SYNC,
     STORE,
     TASKS,
     TOPOLOGY,
@@ -147,11 +149,15 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         writer = DocumentWriter(cluster, app[CATALOG], registry)
         sweeper = TtlSweeper(cluster, app[CATALOG], writer, config.ttl, pod.owns)
         app[TTL_SWEEPER] = sweeper
+        syncer = SettingsSync(
+            cluster, store, app[CATALOG], registry, config.settings_sync, pod.owns
+        )
+        app[SETTINGS_SYNC] = syncer
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry, watcher, pod, engine, sweeper:
+            async with prober, registry, watcher, pod, engine, sweeper, syncer:
                 yield
         finally:
             await store.close()

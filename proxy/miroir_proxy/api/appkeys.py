@@ -17,6 +17,7 @@ from miroir_proxy.dispatch.topowatch import TopologyWatcher
 from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
+from miroir_proxy.operations.settingsync import SettingsSync
 from miroir_proxy.state.store import Store
 
 from .metrics import Metrics
@@ -36,3 +37,4 @@ SESSIONS = web.AppKey("sessions", Sessions)
 COALESCER = web.AppKey("coalescer", Coalescer[ReadResult])
 COORDINATION = web.AppKey("coordination", Coordination)
 TTL_SWEEPER = web.AppKey("ttl_sweeper", TtlSweeper)
+SETTINGS_SYNC = web.AppKey("settings_sync", SettingsSync)

@@ -41,7 +41,8 @@ _CODES_BY_KIND: dict[tuple[int, str], str] = {
     (401, "auth"): "missing_authorization_header missing_master_key",
     (403, "auth"): "invalid_api_key",
     (503, "system"): (
-        "miroir_node_unavailable miroir_no_quorum miroir_shard_unavailable miroir_store_unavailable"
+        "miroir_node_unavailable miroir_no_quorum miroir_shard_unavailable "
+        "miroir_store_unavailable miroir_settings_frozen miroir_settings_rolled_back"
     ),
     (409, "invalid_request"): (
         "index_already_exists miroir_idempotency_key_reused miroir_idempotency_key_in_use "

@@ -34,6 +34,9 @@ COUNT_FIELDS = ("indexedDocuments", "deletedDocuments", "editedDocuments")
 COMPACTION_FIELDS = ("preCompactionSize", "postCompactionSize")
 # Internal bookkeeping kept in `TaskRecord.extra`; never rendered.
 POLICY_KEY = "_miroir_policy"
+# A held task (settings two-phase commit) stays `processing` once its node tasks finished,
+# until its owner releases it or this moment passes (an owner that died never blocks it).
+HOLD_KEY = "_miroir_hold_until"
 INTERNAL_PREFIX = "_miroir_"
 UNCONFIRMED_KEY = "miroirUnconfirmedNodes"
 
@@ -169,8 +172,29 @@ def settle(record: TaskRecord, active_groups: Collection[str], now: datetime) ->
             record.batch_uid = record.uid
             return True
         return False
+    hold = record.extra.get(HOLD_KEY)
+    if isinstance(hold, str) and now < parse_timestamp(hold):
+        if record.status == "enqueued":
+            record.status = "processing"
+            record.started_at = timestamp(_started(record, now))
+            record.batch_uid = record.uid
+            return True
+        return False
     _finish(record, active_groups, now)
     return True
+
+
+def release(
+    record: TaskRecord, active_groups: Collection[str], now: datetime, error: dict[str, Any] | None
+) -> None:
+    """Finish a held task as its owner decided: succeeded, or failed with `error`."""
+    record.extra.pop(HOLD_KEY, None)
+    _finish(record, active_groups, now)
+    if error is None:
+        record.status, record.error = "succeeded", None
+    else:
+        failing = [ref for ref in record.node_tasks if ref["status"] != "succeeded"]
+        record.status, record.error = "failed", {**error, "nodeErrors": breakdown(failing)}
 
 
 def _started(record: TaskRecord, now: datetime) -> datetime:

@@ -18,7 +18,7 @@ from miroir_proxy.dispatch.broadcast import (
     task_refs,
 )
 
-from ..appkeys import CLUSTER, TASKS, TTL_SWEEPER
+from ..appkeys import CLUSTER, SETTINGS_SYNC, TASKS, TTL_SWEEPER
 from ..responses import json_response, raw_json_response, read_json
 from .admin import require_admin
 
@@ -67,3 +67,13 @@ async def ttl_sweep(request: web.Request) -> web.Response:
     require_admin(request)
     swept = await request.app[TTL_SWEEPER].sweep(owned_only=False)
     return json_response({"indexes": [s.to_dict() for s in swept]})
+
+
+@routes.post("/_miroir/maintenance/settings-drift")
+async def settings_drift(request: web.Request) -> web.Response:
+    """One settings-drift pass over every index now, whichever pod owns it (admin key):
+    nodes whose settings differ from Miroir's are repaired; an index is unfrozen once every
+    node agrees again."""
+    require_admin(request)
+    checked = await request.app[SETTINGS_SYNC].drift_pass(owned_only=False)
+    return json_response({"indexes": [c.to_dict() for c in checked]})

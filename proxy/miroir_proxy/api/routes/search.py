@@ -38,7 +38,12 @@ async def index_view(request: web.Request, uid: str) -> IndexView:
     catalog = request.app[CATALOG]
     meta = await catalog.require(uid)
     settings = await catalog.settings(uid)
-    return IndexView(uid, meta.shards, meta.primary_key, settings, request[AUTH].tenant_filter(uid))
+    searchable = settings.get("searchableAttributes")
+    fields = None
+    if searchable is None or "*" in searchable:
+        fields = await catalog.search_fields(uid)
+    tenant = request[AUTH].tenant_filter(uid)
+    return IndexView(uid, meta.shards, meta.primary_key, settings, tenant, search_on=fields)
 
 
 async def judged_by_a_node(
