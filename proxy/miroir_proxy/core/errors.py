@@ -27,7 +27,7 @@ _CODES_BY_KIND: dict[tuple[int, str], str] = {
         "invalid_index_limit invalid_webhooks invalid_webhook_url invalid_webhook_headers "
         "immutable_webhook_uuid immutable_webhook_is_editable invalid_webhook_uuid "
         "invalid_api_key_uid invalid_skip_creation invalid_batch_uids miroir_reserved_field "
-        "miroir_invalid_expires_at "
+        "miroir_invalid_expires_at invalid_settings_searchable_attributes "
         "miroir_invalid_topology miroir_invalid_node feature_not_enabled"
     ),
     (413, "invalid_request"): "payload_too_large",

@@ -33,10 +33,17 @@ from typing import Any
 
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.core.pk import EXPIRES_FIELD, RESERVED_PREFIX
-from miroir_proxy.state.store import IndexMeta, NodeTaskRef, Store, StoreUnavailable
+from miroir_proxy.state.store import (
+    IndexFields,
+    IndexMeta,
+    NodeTaskRef,
+    Store,
+    StoreUnavailable,
+)
 
 from .broadcast import NodeRefused, broadcast, first_refusal, raise_refusal, read_any
 from .cluster import Cluster
+from .stats import get_each, stats_nodes
 
 SHARD_FIELD = "_miroir_shard"
 # Filterable on every node besides the client's choice, never shown in the client's settings.
@@ -83,6 +90,35 @@ def with_shard_displayed(displayed: Any) -> Any:
     ):
         return [*displayed, SHARD_FIELD]
     return displayed
+
+
+def check_searchable(searchable: Any) -> None:
+    """A client's `searchableAttributes` may not name a `_miroir_*` field."""
+    if isinstance(searchable, list):
+        for name in searchable:
+            if isinstance(name, str) and name.startswith(RESERVED_PREFIX):
+                raise MiroirError(
+                    "invalid_settings_searchable_attributes",
+                    f"Invalid value at `.searchableAttributes`: the field `{name}` is reserved: "
+                    f"fields starting with `{RESERVED_PREFIX}` belong to Miroir.",
+                )
+
+
+def node_settings(update: dict[str, Any]) -> dict[str, Any]:
+    """A client's settings (update) as the nodes get it: `_miroir_shard` and
+    `_miroir_expires_at` stay filterable, `_miroir_shard` displayed, and no `_miroir_*`
+    field is made searchable."""
+    check_searchable(update.get("searchableAttributes"))
+    if "filterableAttributes" in update:
+        value = update["filterableAttributes"]
+        if value is None or isinstance(value, list):
+            update = {**update, "filterableAttributes": with_shard_field(value)}
+    if "displayedAttributes" in update:
+        update = {
+            **update,
+            "displayedAttributes": with_shard_displayed(update["displayedAttributes"]),
+        }
+    return update
 
 
 def utc_now() -> str:
@@ -184,8 +220,22 @@ class Catalog:
         new = [n for n in names if n not in known and not n.startswith(RESERVED_PREFIX)]
         if not new:
             return
+        if cached is None and not (await self._store.add_fields(uid, ())).fields:
+            await self._seed_fields(uid)
         record = await self._store.add_fields(uid, sorted(new))
         self._fields[uid] = (time.monotonic() + META_TTL_S, record.fields)
+
+    async def _seed_fields(self, uid: str) -> IndexFields:
+        """Record the fields the nodes already hold (an index written before Miroir
+        recorded fields): the union of one group's `fieldDistribution`s."""
+        nodes, _ = stats_nodes(self._cluster)
+        answers = await get_each(self._cluster, nodes, f"/indexes/{uid}/stats")
+        names: dict[str, None] = {}
+        for answer in answers.values():
+            for name in answer.get("fieldDistribution") or {}:
+                if isinstance(name, str) and not name.startswith(RESERVED_PREFIX):
+                    names.setdefault(name)
+        return await self._store.add_fields(uid, sorted(names))
 
     async def search_fields(self, uid: str) -> tuple[str, ...] | None:
         """The fields a search may match while the client's searchable list is `["*"]`;
@@ -195,6 +245,8 @@ class Catalog:
         if cached is None or cached[0] <= time.monotonic():
             try:
                 record = await self._store.add_fields(uid, ())
+                if not record.fields:
+                    record = await self._seed_fields(uid)
             except StoreUnavailable:
                 if cached is None:
                     return None

@@ -54,7 +54,7 @@ from miroir_proxy.dispatch.broadcast import (
     raise_refusal,
     targets,
 )
-from miroir_proxy.dispatch.catalog import FOREVER_S, Catalog, intended_key
+from miroir_proxy.dispatch.catalog import FOREVER_S, Catalog, intended_key, node_settings
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.taskstatus import PENDING
@@ -116,7 +116,7 @@ class SettingsSync:
         self._owns = owns
         self._store = store
         self._background = BackgroundTasks(log)
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[int, asyncio.Task[None]] = {}
 
     # -- the update ----------------------------------------------------------------------
 
@@ -155,9 +155,26 @@ class SettingsSync:
             hold_ms=self._config.verify_timeout_ms,
         )
         task = asyncio.create_task(self._verify(uid, record.uid, previous))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running[record.uid] = task
+        task.add_done_callback(lambda _: self._running.pop(record.uid, None))
         return record
+
+    async def apply_settings(
+        self, uid: str, settings: Mapping[str, Any], *, client_side: bool = True
+    ) -> TaskRecord:
+        """`PATCH /indexes/{uid}/settings` with `settings` on every node of the concrete
+        index `uid` (it must exist on the nodes), propose, verify and commit or roll back;
+        returns the finished `settingsUpdate` task (its `status` says which). With
+        `client_side`, `settings` are what a client sends (Miroir's `_miroir_*` fields are
+        added); otherwise they are node-side settings (e.g. read from another index's
+        nodes). Raises like `apply` when a node refuses the proposal."""
+        body = node_settings(dict(settings)) if client_side else dict(settings)
+        path = f"/indexes/{uid}/settings"
+        record = await self.apply(uid, "PATCH", path, body, dict(settings))
+        running = self._running.get(record.uid)
+        if running is not None:
+            await asyncio.shield(running)
+        return await self._tasks.get(record.uid) or record
 
     async def _verify(self, uid: str, task_uid: int, previous: dict[str, Settings | None]) -> None:
         try:
@@ -181,7 +198,12 @@ class SettingsSync:
     ) -> dict[str, Any] | None:
         record = await self._finished_node_tasks(task_uid)
         succeeded = {ref["node"] for ref in record.node_tasks if ref["status"] == "succeeded"}
-        failed = [ref for ref in record.node_tasks if ref["status"] != "succeeded"]
+        # A node of a group still being added may miss it: its sync aligns settings.
+        failed = [
+            ref
+            for ref in record.node_tasks
+            if ref["status"] != "succeeded" and self._serving(ref["group"])
+        ]
         if not succeeded:
             # Every node failed the task the same way a single node would: nothing changed.
             first = failed[0]["error"] if failed else None
@@ -206,7 +228,7 @@ class SettingsSync:
             else "the nodes did not end with the same settings"
         )
         before = await self._before(uid, previous)
-        if before is None or not await self._rollback(uid, before):
+        if not await self._rollback(uid, before):
             reason = f"a settings update failed ({cause}) and could not be rolled back everywhere."
             await self._catalog.set_frozen(uid, reason)
             return MiroirError("miroir_settings_frozen", f"Index `{uid}`: {reason}").to_dict()
@@ -226,8 +248,21 @@ class SettingsSync:
                 return record
             await asyncio.sleep(_POLL_S)
 
-    async def _rollback(self, uid: str, before: Settings) -> bool:
-        await self._send(uid, before, targets(self._cluster))
+    async def _rollback(self, uid: str, before: Settings | None) -> bool:
+        """Put every node back to `before`; None (no node's settings were known before,
+        e.g. an index created by this very update): to the defaults."""
+        everyone = targets(self._cluster)
+        if before is None:
+            keys = next((s for s in (await self.read_all(uid)).values() if s), None)
+            if keys is None:
+                return False
+            await self._send(uid, node_settings(dict.fromkeys(keys)), everyone)
+            now = await self.read_all(uid)
+            before = next((s for t in everyone if (s := now.get(t.node))), None)
+            if before is None:
+                return False
+        else:
+            await self._send(uid, before, everyone)
         return await self.converge(uid, before)
 
     async def _commit(self, uid: str, intended: Settings) -> None:
@@ -320,11 +355,11 @@ class SettingsSync:
 
     def _skippable(self, target: Target, settings: Settings | None) -> bool:
         """An unreachable node of a group still being added (its sync checks settings)."""
-        if settings is not None:
-            return False
+        return settings is None and not self._serving(target.group)
+
+    def _serving(self, group: str) -> bool:
         topology = self._cluster.topology
-        group = target.group
-        return topology.has_group(group) and not topology.group(group).serves_searches
+        return not topology.has_group(group) or topology.group(group).serves_searches
 
     # -- the drift pass ------------------------------------------------------------------
 
@@ -387,6 +422,7 @@ class SettingsSync:
         tb: TracebackType | None,
     ) -> None:
         await self._background.stop()
-        for task in list(self._running):
+        running = list(self._running.values())
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)

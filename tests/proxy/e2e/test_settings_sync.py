@@ -111,6 +111,13 @@ def test_a_shard_number_matches_no_document(pair: DevCluster) -> None:
     body = {"q": "2", "attributesToSearchOn": ["*"]}
     answer = _ok(http("POST", f"{pair.url}/indexes/{uid}/search", json=body))
     assert answer["hits"] == []
+    # Nor can a client make one searchable.
+    for refused in (
+        http("PUT", f"{_settings_path(pair, uid)}/searchable-attributes", json=["_miroir_shard"]),
+        http("PATCH", _settings_path(pair, uid), json={"searchableAttributes": ["_miroir_x"]}),
+    ):
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["code"] == "invalid_settings_searchable_attributes"
 
 
 def test_an_update_is_on_every_node_when_its_task_succeeded(pair: DevCluster) -> None:

@@ -22,9 +22,11 @@ from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.dispatch.broadcast import NodeRefused, broadcast, read_any
 from miroir_proxy.dispatch.catalog import (
     NODE_FILTERABLE,
+    check_searchable,
     with_shard_displayed,
     with_shard_field,
 )
+from miroir_proxy.dispatch.catalog import node_settings as node_update
 
 from ..appkeys import CATALOG, CLUSTER, SETTINGS_SYNC, TASKS
 from ..responses import json_response, read_json
@@ -82,18 +84,6 @@ def visible(settings: dict[str, Any]) -> dict[str, Any]:
         if isinstance(names, list) and any(name in names for name in NODE_FILTERABLE):
             settings = {**settings, key: [f for f in names if f not in NODE_FILTERABLE]}
     return settings
-
-
-def node_update(update: dict[str, Any]) -> dict[str, Any]:
-    """The client's update as the nodes get it: `_miroir_shard` stays filterable and
-    displayed."""
-    if FILTERABLE in update:
-        value = update[FILTERABLE]
-        if value is None or isinstance(value, list):
-            update = {**update, FILTERABLE: with_shard_field(value)}
-    if DISPLAYED in update:
-        update = {**update, DISPLAYED: with_shard_displayed(update[DISPLAYED])}
-    return update
 
 
 async def apply_settings(
@@ -163,6 +153,8 @@ def _subroute_handlers(name: str, key: str, verb: str) -> None:
             # The JSON body `null` (what SDKs send to reset one setting) resets it.
             return await reset_one(request)
         path = f"{_settings_path(request)}/{name}"
+        if key == "searchableAttributes":
+            check_searchable(value)
         node_value = (
             with_shard_field(value) if key == FILTERABLE and isinstance(value, list) else value
         )
