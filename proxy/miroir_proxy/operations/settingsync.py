@@ -117,6 +117,7 @@ class SettingsSync:
         self._store = store
         self._background = BackgroundTasks(log)
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._busy: dict[str, int] = {}
 
     # -- the update ----------------------------------------------------------------------
 
@@ -134,26 +135,36 @@ class SettingsSync:
         `NodeRefused` (or `miroir_node_unavailable`) when the proposal is refused: then no
         node changed."""
         previous = await self.read_all(uid)
-        await self._store.kv_set(busy_key(uid), b"1", self._config.verify_timeout_ms / 1000)
-        outcomes = await broadcast(self._cluster, method, path, json_body=body)
+        await self._enter(uid)
+        try:
+            outcomes = await broadcast(self._cluster, method, path, json_body=body)
+        except BaseException:
+            await self._leave(uid)
+            raise
         refusal = next(
             (o for o in outcomes if not o.accepted and not not_serving(self._cluster, o)), None
         )
         if refusal is not None:
             accepted = [o.target for o in outcomes if o.accepted]
             before = await self._before(uid, previous)
-            if accepted and before is not None:
-                await self._send(uid, before, accepted)
-            await self._store.kv_set(busy_key(uid), b"", 0.001)
+            try:
+                if accepted and before is not None:
+                    await self._send(uid, before, accepted)
+            finally:
+                await self._leave(uid)
             raise_refusal(refusal)
-        record = await self._tasks.enqueue(
-            uid,
-            "settingsUpdate",
-            [o.task_ref() for o in outcomes],
-            details=details,
-            policy="all",
-            hold_ms=self._config.verify_timeout_ms,
-        )
+        try:
+            record = await self._tasks.enqueue(
+                uid,
+                "settingsUpdate",
+                [o.task_ref() for o in outcomes],
+                details=details,
+                policy="all",
+                hold_ms=self._config.verify_timeout_ms,
+            )
+        except BaseException:
+            await self._leave(uid)
+            raise
         task = asyncio.create_task(self._verify(uid, record.uid, previous))
         self._running[record.uid] = task
         task.add_done_callback(lambda _: self._running.pop(record.uid, None))
@@ -188,10 +199,23 @@ class SettingsSync:
             await self._tasks.release(task_uid, error)
         finally:
             self._catalog.invalidate(uid)
-            try:
-                await self._store.kv_set(busy_key(uid), b"", 0.001)
-            except StoreUnavailable:
-                pass
+            await self._leave(uid)
+
+    async def _enter(self, uid: str) -> None:
+        """Mark an update of `uid` in flight (the drift pass leaves the index alone)."""
+        self._busy[uid] = self._busy.get(uid, 0) + 1
+        await self._store.kv_set(busy_key(uid), b"1", self._config.verify_timeout_ms / 1000)
+
+    async def _leave(self, uid: str) -> None:
+        left = self._busy.get(uid, 1) - 1
+        if left > 0:
+            self._busy[uid] = left
+            return
+        self._busy.pop(uid, None)
+        try:
+            await self._store.kv_set(busy_key(uid), b"", 0.001)
+        except StoreUnavailable:
+            log.warning("could not clear the in-flight mark of index %r", uid)
 
     async def _verify_unshielded(
         self, uid: str, task_uid: int, previous: dict[str, Settings | None]

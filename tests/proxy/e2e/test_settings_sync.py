@@ -35,8 +35,7 @@ SHARDS = 4
 WORDS = ["amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "heron"]
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[DevCluster]:
+def _pair(data_dir: Path, **sync: Any) -> DevCluster:
     spec = ClusterSpec(
         nodes=2,
         replica_groups=1,
@@ -45,10 +44,25 @@ def pair(tmp_path: Path) -> Iterator[DevCluster]:
         port=0,
         master_key=MASTER_KEY,
         node_master_key=NODE_KEY,
-        data_dir=tmp_path,
-        proxy_settings={**FAST_FAILURE, "settings_sync": {"drift_enabled": False}},
+        data_dir=data_dir,
+        proxy_settings={**FAST_FAILURE, "settings_sync": sync},
     )
     (cluster,) = start_clusters([spec])
+    return cluster
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[DevCluster]:
+    """Two nodes without the periodic drift pass (the tests run it)."""
+    cluster = _pair(tmp_path, drift_enabled=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def watched_pair(tmp_path: Path) -> Iterator[DevCluster]:
+    """Two nodes whose proxy runs the drift pass every 200 ms."""
+    cluster = _pair(tmp_path, drift_interval_ms=200)
     yield cluster
     cluster.stop()
 
@@ -192,3 +206,24 @@ def test_a_manual_change_on_one_node_is_put_back_by_the_drift_pass(pair: DevClus
     assert mine["nodesRepaired"] == ["n1"] and not mine["frozen"]
     for node in pair.nodes:
         assert _stop_words(node, uid) == ["kept"]
+
+
+def test_the_periodic_pass_puts_back_a_node_restored_from_old_settings(
+    watched_pair: DevCluster,
+) -> None:
+    uid = "sync_periodic"
+    _write(watched_pair, uid, _documents(4))
+    answer = http("PATCH", _settings_path(watched_pair, uid), json={"stopWords": ["kept"]})
+    _succeeds(watched_pair, answer)
+    # What a node restored from an old volume holds: the settings before the update.
+    reset = node_http(watched_pair.nodes[0], "DELETE", f"/indexes/{uid}/settings/stop-words")
+    assert reset.status_code == 202, reset.text
+    node_task = f"/tasks/{reset.json()['taskUid']}"
+    eventually(
+        lambda: _ok(node_http(watched_pair.nodes[0], "GET", node_task))["status"] == "succeeded",
+        "node 0 applied the reset",
+    )
+    eventually(
+        lambda: _stop_words(watched_pair.nodes[0], uid) == ["kept"],
+        "the periodic drift pass repairs node 0",
+    )
