@@ -16,6 +16,7 @@ from typing import Any
 import meilisearch
 import pytest
 import requests
+from hypothesis import settings
 from meilisearch.index import Index
 from meilisearch.models.task import Task, TaskInfo
 
@@ -32,6 +33,12 @@ _REPO = Path(__file__).resolve().parent.parent
 _OUR_CODE = tuple(str(_REPO / part) for part in ("proxy", "devnode", "operator", "tests"))
 
 ApiCall = Callable[..., requests.Response]
+
+# Hypothesis' per-example deadline is a timed assertion: on a loaded 2-core box a correct
+# example can take longer than 200 ms. Correctness is what the properties check; speed is
+# `make bench`'s business.
+settings.register_profile("miroir", deadline=None)
+settings.load_profile("miroir")
 
 
 @pytest.fixture(scope="session")

@@ -102,7 +102,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     return spec
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(specs())
 def test_invariants(spec: dict[str, Any]) -> None:
     cluster = _cluster(spec)

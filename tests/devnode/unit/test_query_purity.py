@@ -132,7 +132,7 @@ def _answer(index: Index, body: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_answers_do_not_depend_on_earlier_queries(
     scenario: tuple[dict[str, Any], list[Write | dict[str, Any]]],

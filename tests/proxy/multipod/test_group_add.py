@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +125,17 @@ def document(i: int, version: int) -> dict[str, Any]:
 
 class Writer(threading.Thread):
     """Adds, updates and deletes documents through the pods until stopped; keeps what
-    every acknowledged (succeeded) write says the index must hold."""
+    every acknowledged (succeeded) write says the index must hold.
+
+    A write whose task failed may still have reached some replicas (Miroir does not undo
+    what a node applied), so its documents are `uncertain` until a later write succeeds on
+    them: the checks leave those out."""
 
     def __init__(self, cluster: Cluster, expected: dict[str, dict[str, Any]]) -> None:
         super().__init__(daemon=True)
         self.cluster = cluster
         self.expected = expected
+        self.uncertain: set[str] = set()
         self.stop = threading.Event()
         self.rounds = 0
         self.failure: BaseException | None = None
@@ -152,15 +157,27 @@ class Writer(threading.Thread):
         ]
         added = [document(self._next_id + i, 0) for i in range(20)]
         self._next_id += 20
-        if self._apply("POST", f"/indexes/{INDEX}/documents", [*updates, *added]):
-            self.expected.update((str(d["id"]), d) for d in [*updates, *added])
+        written = [*updates, *added]
+        if self._apply("POST", f"/indexes/{INDEX}/documents", written, [d["id"] for d in written]):
+            self.expected.update((str(d["id"]), d) for d in written)
         gone = self._rng.sample(list(self.expected), 5)
-        if self._apply("POST", f"/indexes/{INDEX}/documents/delete-batch", gone):
+        if self._apply("POST", f"/indexes/{INDEX}/documents/delete-batch", gone, gone):
             for key in gone:
                 del self.expected[key]
         self.rounds += 1
 
-    def _apply(self, method: str, path: str, body: Any) -> bool:
+    def _apply(self, method: str, path: str, body: Any, ids: list[Any]) -> bool:
+        """Send the write, wait for its task; True when it succeeded. Either way, what it
+        touched is settled (succeeded) or uncertain (failed)."""
+        succeeded = self._send(method, path, body)
+        keys = {str(i) for i in ids}
+        if succeeded:
+            self.uncertain -= keys
+        else:
+            self.uncertain |= keys
+        return succeeded
+
+    def _send(self, method: str, path: str, body: Any) -> bool:
         """Send until a pod accepts it (a write can be refused while a node is down), then
         wait for its task; True when it succeeded."""
         for _ in range(600):
@@ -216,9 +233,14 @@ def group_documents(nodes: list[NodeProcess]) -> dict[str, list[dict[str, Any]]]
 
 
 def assert_group_holds(
-    nodes: list[NodeProcess], expected: dict[str, dict[str, Any]], copies_each: int = 2
+    nodes: list[NodeProcess],
+    expected: dict[str, dict[str, Any]],
+    copies_each: int = 2,
+    uncertain: Iterable[str] = (),
 ) -> None:
-    held = group_documents(nodes)
+    skip = set(uncertain)
+    held = {k: v for k, v in group_documents(nodes).items() if k not in skip}
+    expected = {k: v for k, v in expected.items() if k not in skip}
     missing, extra = set(expected) - set(held), set(held) - set(expected)
     assert not missing and not extra, (
         f"missing {sorted(missing)[:5]}, extra {[held[k] for k in sorted(extra)[:3]]}"
@@ -328,8 +350,10 @@ def test_a_group_joins_under_writes_and_survives_a_dead_source_and_a_dead_pod(
     # included, and so does the source node that never died. The killed node may have
     # missed writes acknowledged while it was down (the new group could be active by
     # then): repairing a replica that missed writes is anti-entropy's job, not the sync's.
-    assert_group_holds(cluster.spare.nodes, expected)
-    assert_group_holds([cluster.fleet.nodes[1]], expected, copies_each=1)
+    assert_group_holds(cluster.spare.nodes, expected, uncertain=writer.uncertain)
+    assert_group_holds(
+        [cluster.fleet.nodes[1]], expected, copies_each=1, uncertain=writer.uncertain
+    )
     # Once active, round robin sends searches to the new group too.
     search_a_few(cluster)
     assert group_reads(cluster.fleet.proxies).get("g1", 0) > 0

@@ -12,7 +12,7 @@ writes say.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +131,15 @@ def tables(fleet: Fleet) -> list[list[str]]:
 
 
 def assert_placed(
-    fleet: Fleet, index: str, expected: dict[str, Any], table: list[list[str]]
+    fleet: Fleet,
+    index: str,
+    expected: dict[str, Any],
+    table: list[list[str]],
+    uncertain: Iterable[str] = (),
 ) -> None:
-    """Every document of `index` on exactly the nodes its shard's row names, as expected."""
+    """Every document of `index` on exactly the nodes its shard's row names, as expected
+    (`uncertain` documents, touched by failed writes, only on nodes that own them)."""
+    skip = set(uncertain)
     nodes = fleet.nodes()
     for node_id, node in nodes.items():
         if not node.is_running:
@@ -142,7 +148,8 @@ def assert_placed(
         owned = {s for s, row in enumerate(table) if node_id in row}
         wrong = [k for k in held if shard_of(k, SHARDS) not in owned]
         assert not wrong, f"{node_id} holds {len(wrong)} documents of shards it does not own"
-        want = {k for k in expected if shard_of(k, SHARDS) in owned}
+        held = {k: v for k, v in held.items() if k not in skip}
+        want = {k for k in expected if shard_of(k, SHARDS) in owned and k not in skip}
         assert set(held) == want, (
             f"{node_id}: missing {sorted(want - set(held))[:5]}, "
             f"extra {sorted(set(held) - want)[:5]}"
@@ -249,7 +256,7 @@ def test_a_node_joins_and_drains_out_under_writes_and_searches(fleet: Fleet) -> 
     assert all(len(row) == RF for row in drained)
     loads = [sum(n in row for row in drained) for n in ("n0", "n1", "n2")]
     assert max(loads) - min(loads) <= 1, loads
-    assert_placed(fleet, INDEX, expected, drained)
+    assert_placed(fleet, INDEX, expected, drained, writer.uncertain)
     assert_placed(
         fleet, STABLE, {str(i): {"id": i, "title": f"shelf item {i % 7}"} for i in shelf}, drained
     )

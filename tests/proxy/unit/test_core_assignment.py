@@ -101,7 +101,7 @@ def exact_min_moves(previous: Table, node_ids: list[str], rf: int, shards: int) 
 # --- rendezvous: today's placement, the first table of existing clusters -------------------
 
 
-@settings(deadline=None, max_examples=15)
+@settings(max_examples=15)
 @given(shapes(max_nodes=30, max_shards=300))
 def test_rendezvous_table_is_todays_placement(shape: tuple[list[str], int, int]) -> None:
     ids, rf, shards = shape
@@ -119,7 +119,7 @@ def rendezvous_score(shard: int, node_id: str) -> int:
 # --- a new group's first table -------------------------------------------------------------
 
 
-@settings(deadline=None, max_examples=25)
+@settings(max_examples=25)
 @given(shapes(), st.randoms(use_true_random=False))
 def test_first_table_is_valid_balanced_and_independent_of_node_order(
     shape: tuple[list[str], int, int], rng: random.Random
@@ -141,7 +141,7 @@ def test_first_table_is_valid_balanced_and_independent_of_node_order(
 # --- adding nodes ----------------------------------------------------------------------------
 
 
-@settings(deadline=None, max_examples=30)
+@settings(max_examples=30)
 @given(shapes(), st.lists(node_names, min_size=1, max_size=4, unique=True))
 def test_adding_nodes_moves_exactly_what_the_new_nodes_take(
     shape: tuple[list[str], int, int], newcomers: list[str]
@@ -162,7 +162,7 @@ def test_adding_nodes_moves_exactly_what_the_new_nodes_take(
 # --- removing nodes ----------------------------------------------------------------------------
 
 
-@settings(deadline=None, max_examples=20)
+@settings(max_examples=20)
 @given(shapes(), st.data())
 def test_removing_nodes_moves_only_their_replicas(
     shape: tuple[list[str], int, int], data: st.DataObject
@@ -201,7 +201,7 @@ def test_a_removal_that_must_move_one_more_replica() -> None:
 # --- unbalanced previous tables: the fewest moves there are --------------------------------
 
 
-@settings(deadline=None, max_examples=60)
+@settings(max_examples=60)
 @given(
     st.lists(node_names, min_size=1, max_size=5, unique=True),
     st.integers(1, 3),

@@ -158,7 +158,7 @@ def read_page(
     return merge_search(answers, request)
 
 
-@settings(max_examples=300, deadline=None)  # one example merges up to ~140 pages
+@settings(max_examples=300)  # one example merges up to ~140 pages
 @given(
     st.integers(0, 70),
     st.integers(1, 6),
