@@ -108,7 +108,10 @@ class SettingsSyncConfig(_Strict):
     )
     repair_backoff_ms: int = Field(200, gt=0, description="first wait between repairs, doubled")
     verify_timeout_ms: int = Field(
-        120_000, gt=0, description="longest a settings task waits for its verification"
+        120_000,
+        gt=0,
+        description="longest a settings task waits for its verification once its node tasks "
+        "finished",
     )
     drift_enabled: bool = Field(True, description="run the periodic settings-drift pass")
     drift_interval_ms: int = Field(60_000, gt=0, description="period of the settings-drift pass")

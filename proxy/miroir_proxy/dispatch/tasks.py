@@ -94,13 +94,12 @@ class TaskRegistry:
         """Register a task over `node_tasks` (node tasks that never started are given with
         `uid=None` and status `failed`); it is settled at once if nothing is pending. With
         `hold_ms`, it stays processing after its node tasks until `release` (or until
-        `hold_ms` has passed)."""
+        `hold_ms` has passed since they finished)."""
         record = await self._new(index_uid, type, details, extra)
         record.node_tasks = node_tasks
         record.extra[POLICY_KEY] = policy
         if hold_ms is not None:
-            until = self._not_before(record) + timedelta(milliseconds=hold_ms)
-            record.extra[taskstatus.HOLD_KEY] = taskstatus.timestamp(until)
+            record.extra[taskstatus.HOLD_KEY] = hold_ms
         taskstatus.settle(record, self._active_groups(), self._not_before(record))
         await self._store.create_task(record)
         if not record.finished:

@@ -20,7 +20,7 @@ document sent or deleted in a group lives on exactly that many of its nodes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from miroir_proxy.core.errors import MiroirError
@@ -35,8 +35,9 @@ COMPACTION_FIELDS = ("preCompactionSize", "postCompactionSize")
 # Internal bookkeeping kept in `TaskRecord.extra`; never rendered.
 POLICY_KEY = "_miroir_policy"
 # A held task (settings two-phase commit) stays `processing` once its node tasks finished,
-# until its owner releases it or this moment passes (an owner that died never blocks it).
-HOLD_KEY = "_miroir_hold_until"
+# until its owner releases it or the hold passes (an owner that died never blocks it): the
+# hold is a duration in ms until the node tasks finished, then the moment it ends.
+HOLD_KEY = "_miroir_hold"
 INTERNAL_PREFIX = "_miroir_"
 UNCONFIRMED_KEY = "miroirUnconfirmedNodes"
 
@@ -173,13 +174,17 @@ def settle(record: TaskRecord, active_groups: Collection[str], now: datetime) ->
             return True
         return False
     hold = record.extra.get(HOLD_KEY)
+    changed = False
+    if isinstance(hold, int) and not isinstance(hold, bool):
+        hold = record.extra[HOLD_KEY] = timestamp(now + timedelta(milliseconds=hold))
+        changed = True
     if isinstance(hold, str) and now < parse_timestamp(hold):
         if record.status == "enqueued":
             record.status = "processing"
             record.started_at = timestamp(_started(record, now))
             record.batch_uid = record.uid
-            return True
-        return False
+            changed = True
+        return changed
     _finish(record, active_groups, now)
     return True
 

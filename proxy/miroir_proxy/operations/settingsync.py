@@ -333,17 +333,24 @@ class SettingsSync:
         return [node for node in found if node is not None]
 
     async def _node_task_succeeded(self, node: str, task_uid: int) -> bool:
-        deadline = time.monotonic() + self._cluster.config.timeouts.task_node_deadline_ms / 1000
-        timeout = self._cluster.config.timeouts.node_read_ms
-        while time.monotonic() < deadline:
+        """Whether the node's task succeeded: waited for while the node answers (at most
+        `operations.node_task_timeout_ms`, a reindex takes time), given up once the node
+        has not answered for `timeouts.task_node_deadline_ms`."""
+        config = self._cluster.config
+        start = time.monotonic()
+        silent_since: float | None = None
+        while time.monotonic() - start < config.operations.node_task_timeout_ms / 1000:
             try:
                 response = await self._cluster.call(
-                    node, "GET", f"/tasks/{task_uid}", timeout_ms=timeout
+                    node, "GET", f"/tasks/{task_uid}", timeout_ms=config.timeouts.node_read_ms
                 )
             except NodeError:
-                return False
-            if response.ok:
-                status = response.json().get("status")
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since > config.timeouts.task_node_deadline_ms / 1000:
+                    return False
+            else:
+                silent_since = None
+                status = response.json().get("status") if response.ok else "failed"
                 if status not in PENDING:
                     return bool(status == "succeeded")
             await asyncio.sleep(_POLL_S)

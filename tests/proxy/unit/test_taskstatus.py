@@ -257,9 +257,10 @@ def test_sizes_in_other_forms() -> None:
 
 def test_a_held_task_waits_for_its_release_or_its_deadline() -> None:
     held = record([ref("a", "g0", [], "succeeded"), ref("b", "g0", [], "failed")], "all")
-    held.extra[HOLD_KEY] = "2026-01-02T03:04:06.000000Z"
+    held.extra[HOLD_KEY] = 1_000  # ms once the node tasks finished
     assert settle(held, {"g0"}, NOW)  # started, not finished
     assert held.status == "processing"
+    assert held.extra[HOLD_KEY] == "2026-01-02T03:04:06.678901Z"
     assert not settle(held, {"g0"}, NOW)
     later = datetime(2026, 1, 2, 3, 4, 7, tzinfo=UTC)
     assert settle(held, {"g0"}, later)  # the owner never released it: the node tasks decide
@@ -268,7 +269,7 @@ def test_a_held_task_waits_for_its_release_or_its_deadline() -> None:
 
 def test_a_release_decides_the_outcome() -> None:
     ok = record([ref("a", "g0", [], "succeeded"), ref("b", "g0", [], "failed")], "all")
-    ok.extra[HOLD_KEY] = "2026-01-02T03:04:06.000000Z"
+    ok.extra[HOLD_KEY] = 1_000
     release(ok, {"g0"}, NOW, None)
     assert (ok.status, ok.error, HOLD_KEY in ok.extra) == ("succeeded", None, False)
     rolled = record([ref("a", "g0", [], "succeeded"), ref("b", "g0", [], "failed")], "all")
