@@ -63,6 +63,12 @@ def intended_key(uid: str) -> str:
     return f"settings-intended:{uid}"
 
 
+def busy_key(uid: str) -> str:
+    """Set while a settings change of `uid` may still be reaching the nodes (the drift
+    pass leaves the index alone)."""
+    return f"settings-busy:{uid}"
+
+
 SETTINGS_TTL_S = 10.0
 
 
@@ -308,6 +314,7 @@ class Catalog:
             return
         await self._store.put_index(IndexMeta(new, meta.shards, meta.primary_key, meta.created_at))
         await self._store.put_fields(new, await self._store.add_fields(old, ()))
+        await self._move_settings_records({new: old})
         self._meta.pop(new, None)
         self._fields.pop(new, None)
         await self.forget(old)
@@ -324,10 +331,23 @@ class Catalog:
         )
         await self._store.put_fields(first, fields_b)
         await self._store.put_fields(second, fields_a)
+        await self._move_settings_records({first: second, second: first})
         for uid in (first, second):
             self._meta.pop(uid, None)
             self._fields.pop(uid, None)
             self._drop_settings(uid)
+
+    async def _move_settings_records(self, moves: dict[str, str]) -> None:
+        """Give each index `to` the settings records (intended, frozen) of `moves[to]` (the
+        drift pass leaves a node alone while it still has the swap task)."""
+        records = {
+            source: [await self._store.kv_get(key(source)) for key in (intended_key, frozen_key)]
+            for source in set(moves.values())
+        }
+        for target, source in moves.items():
+            for key, value in zip((intended_key, frozen_key), records[source], strict=True):
+                await self._store.kv_set(key(target), value or b"{}", FOREVER_S)
+            self._frozen.pop(target, None)
 
     async def set_primary_key(self, uid: str, primary_key: str) -> None:
         meta = await self.require(uid)

@@ -54,7 +54,13 @@ from miroir_proxy.dispatch.broadcast import (
     raise_refusal,
     targets,
 )
-from miroir_proxy.dispatch.catalog import FOREVER_S, Catalog, intended_key, node_settings
+from miroir_proxy.dispatch.catalog import (
+    FOREVER_S,
+    Catalog,
+    busy_key,
+    intended_key,
+    node_settings,
+)
 from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.tasks import TaskRegistry
 from miroir_proxy.dispatch.taskstatus import PENDING
@@ -71,10 +77,6 @@ def canonical_hash(settings: Mapping[str, Any]) -> str:
     """The same for two settings documents that mean the same (key order aside)."""
     text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def busy_key(uid: str) -> str:
-    return f"settings-busy:{uid}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -421,17 +423,62 @@ class SettingsSync:
                 )
             await self._commit(uid, next(s for s in now.values() if s is not None))
             return DriftResult(uid, len(now), [], False)
+        want = canonical_hash(intended)
+        now = await self.read_all(uid)
+        differing = [n for n, found in now.items() if found and canonical_hash(found) != want]
+        waiting = await self._catching_up(uid, differing)
+        if waiting:
+            # A node still applying tasks of the index (an update, a swap) is not drift yet.
+            return DriftResult(
+                uid, len(now), [], False, skipped=f"node(s) {', '.join(waiting)} have tasks"
+            )
         repaired, off = await self._converge(uid, intended)
-        checked = len(targets(self._cluster))
-        if off:
-            reason = f"the settings of node(s) {', '.join(off)} could not be repaired."
-            await self._catalog.set_frozen(uid, reason)
-            return DriftResult(uid, checked, repaired, True)
-        if await self._catalog.frozen_reason(uid) is not None:
-            await self._catalog.set_frozen(uid, None)
         if repaired:
             self._catalog.invalidate(uid)
+        checked = len(targets(self._cluster))
+        after = await self.read_all(uid) if off else now
+        stuck = [node for node in off if after.get(node) is not None]
+        silent = [node for node in off if after.get(node) is None]
+        frozen = await self._catalog.frozen_reason(uid) is not None
+        if stuck:
+            # A node that answers but keeps other settings: writes would index differently.
+            reason = f"the settings of node(s) {', '.join(stuck)} could not be repaired."
+            await self._catalog.set_frozen(uid, reason)
+            return DriftResult(uid, checked, repaired, True)
+        if silent:
+            # A node that does not answer is not drift (it is repaired when it is back), but
+            # an index frozen for it stays frozen until it answers with the right settings.
+            return DriftResult(
+                uid, checked, repaired, frozen, skipped="unreachable: " + ", ".join(silent)
+            )
+        if frozen:
+            await self._catalog.set_frozen(uid, None)
         return DriftResult(uid, checked, repaired, False)
+
+    async def _catching_up(self, uid: str, nodes: list[str]) -> list[str]:
+        """The `nodes` with tasks of `uid` (or an index swap) enqueued or processing; a node
+        that cannot say counts as catching up."""
+        timeout = self._cluster.config.timeouts.node_read_ms
+        pending = "enqueued,processing"
+
+        async def busy(node: str) -> bool:
+            for filters in ({"indexUids": uid}, {"types": "indexSwap"}):
+                try:
+                    response = await self._cluster.call(
+                        node,
+                        "GET",
+                        "/tasks",
+                        params={**filters, "statuses": pending, "limit": "1"},
+                        timeout_ms=timeout,
+                    )
+                except NodeError:
+                    return True
+                if not response.ok or response.json().get("total"):
+                    return True
+            return False
+
+        found = await asyncio.gather(*(busy(node) for node in nodes))
+        return [node for node, is_busy in zip(nodes, found, strict=True) if is_busy]
 
     async def run(self) -> NoReturn:
         while True:

@@ -153,6 +153,10 @@ def test_a_stopped_node_refuses_the_update_and_no_node_keeps_it(pair: DevCluster
     assert answer.status_code == 503, answer.text
     assert answer.json()["code"] == "miroir_node_unavailable"
     assert _stop_words(pair.nodes[0], uid) == ["old"]
+    # A node that is merely down is not drift: the pass does not freeze the index for it.
+    drift = _ok(http("POST", f"{pair.url}/_miroir/maintenance/settings-drift"))
+    (mine,) = [i for i in drift["indexes"] if i["indexUid"] == uid]
+    assert not mine["frozen"] and "n1" in mine["skipped"], mine
     pair.nodes[1].restart()
     assert _stop_words(pair.nodes[1], uid) == ["old"]
 
@@ -227,3 +231,19 @@ def test_the_periodic_pass_puts_back_a_node_restored_from_old_settings(
         lambda: _stop_words(watched_pair.nodes[0], uid) == ["kept"],
         "the periodic drift pass repairs node 0",
     )
+
+
+def test_a_swap_moves_the_intended_settings_with_the_indexes(pair: DevCluster) -> None:
+    first, second = "sync_swap_a", "sync_swap_b"
+    for uid, words in ((first, ["alpha"]), (second, ["beta"])):
+        _write(pair, uid, _documents(4))
+        _succeeds(pair, http("PATCH", _settings_path(pair, uid), json={"stopWords": words}))
+    body = [{"indexes": [first, second]}]
+    _succeeds(pair, http("POST", f"{pair.url}/swap-indexes", json=body))
+    drift = _ok(http("POST", f"{pair.url}/_miroir/maintenance/settings-drift"))
+    mine = {i["indexUid"]: i for i in drift["indexes"] if i["indexUid"] in (first, second)}
+    assert sorted(mine) == [first, second]
+    assert all(not i.get("nodesRepaired") and not i["frozen"] for i in mine.values()), mine
+    for node in pair.nodes:
+        assert _stop_words(node, first) == ["beta"]
+        assert _stop_words(node, second) == ["alpha"]
