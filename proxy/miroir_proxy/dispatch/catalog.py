@@ -144,6 +144,7 @@ class Catalog:
         # uid -> (expiry, the index's known top-level fields, never `_miroir_*`)
         self._fields: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._frozen: dict[str, tuple[float, str | None]] = {}
+        self._field_locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, uid: str) -> IndexMeta | None:
         cached = self._meta.get(uid)
@@ -248,7 +249,14 @@ class Catalog:
         None when none is known (an index written before Miroir recorded fields): then
         the nodes search every field."""
         cached = self._fields.get(uid)
-        if cached is None or cached[0] <= time.monotonic():
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1] or None
+        # One refresh at a time: a burst of searches must not each read the store.
+        lock = self._field_locks.setdefault(uid, asyncio.Lock())
+        async with lock:
+            cached = self._fields.get(uid)
+            if cached is not None and cached[0] > time.monotonic():
+                return cached[1] or None
             try:
                 record = await self._store.add_fields(uid, ())
                 if not record.fields:
