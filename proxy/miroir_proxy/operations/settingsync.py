@@ -120,6 +120,11 @@ class SettingsSync:
         self._background = BackgroundTasks(log)
         self._running: dict[int, asyncio.Task[None]] = {}
         self._busy: dict[str, int] = {}
+        # Per index: this pod's updates not verified yet (proposal order), one verification
+        # at a time, and updates a rollback of an earlier one took back (uid -> cause).
+        self._inflight: dict[str, list[int]] = {}
+        self._verify_locks: dict[str, asyncio.Lock] = {}
+        self._doomed: dict[int, str] = {}
 
     # -- the update ----------------------------------------------------------------------
 
@@ -167,6 +172,7 @@ class SettingsSync:
         except BaseException:
             await self._leave(uid)
             raise
+        self._inflight.setdefault(uid, []).append(record.uid)
         task = asyncio.create_task(self._verify(uid, record.uid, previous))
         self._running[record.uid] = task
         task.add_done_callback(lambda _: self._running.pop(record.uid, None))
@@ -190,8 +196,25 @@ class SettingsSync:
         return await self._tasks.get(record.uid) or record
 
     async def _verify(self, uid: str, task_uid: int, previous: dict[str, Settings | None]) -> None:
+        """Verifications of one index run one at a time, in proposal order; each compares
+        the nodes only once every update of the index this pod has in flight reached them
+        (a later update still queued on one node is not a divergence)."""
+        lock = self._verify_locks.setdefault(uid, asyncio.Lock())
         try:
-            error = await self._verify_unshielded(uid, task_uid, previous)
+            async with lock:
+                cause = self._doomed.pop(task_uid, None)
+                if cause is not None:
+                    error: dict[str, Any] | None = MiroirError(
+                        "miroir_settings_rolled_back",
+                        f"The settings update of index `{uid}` was rolled back on every node "
+                        f"with an earlier one: {cause}.",
+                    ).to_dict()
+                else:
+                    await self._all_reached(uid)
+                    error = await self._verify_unshielded(uid, task_uid, previous)
+                    if error is not None:
+                        later = [t for t in self._inflight.get(uid, []) if t != task_uid]
+                        self._doomed.update(dict.fromkeys(later, error["message"]))
             await self._tasks.release(task_uid, error)
         except Exception:
             log.exception("settings verification of index %r failed", uid)
@@ -200,8 +223,29 @@ class SettingsSync:
             ).to_dict()
             await self._tasks.release(task_uid, error)
         finally:
+            pending = self._inflight.get(uid, [])
+            if task_uid in pending:
+                pending.remove(task_uid)
+            if not pending:
+                self._inflight.pop(uid, None)
+                self._verify_locks.pop(uid, None)
             self._catalog.invalidate(uid)
             await self._leave(uid)
+
+    async def _all_reached(self, uid: str) -> None:
+        """Wait until no node task of this pod's in-flight updates of `uid` is pending (at
+        most `verify_timeout_ms`)."""
+        deadline = time.monotonic() + self._config.verify_timeout_ms / 1000
+        while time.monotonic() < deadline:
+            waiting = False
+            for other in list(self._inflight.get(uid, [])):
+                record = await self._tasks.get(other)
+                if record is not None and any(r["status"] in PENDING for r in record.node_tasks):
+                    waiting = True
+                    break
+            if not waiting:
+                return
+            await asyncio.sleep(_POLL_S)
 
     async def _enter(self, uid: str) -> None:
         """Mark an update of `uid` in flight (the drift pass leaves the index alone)."""
