@@ -23,11 +23,17 @@ nodes (client updates, and any operation that needs settings on a concrete index
    (`miroir_settings_frozen`) until the drift pass or a later update finds every node
    agreeing again.
 
+A pod verifies the updates of one index one at a time in proposal order, each once every
+update of the index it has in flight reached the nodes; a rollback also fails the later
+in-flight updates it took back.
+
 The drift pass (Mode A: each pod checks the indexes it owns, `settings-drift:<uid>`)
 compares every node with the recorded intended settings and repairs the ones that differ
 (a node restored from an old volume, a manual change). An index with no record yet (made
 before this existed) is adopted when every node agrees. An index with an update in flight
-(`settings-busy:<uid>` in the store) is skipped.
+(`settings-busy:<uid>` in the store) is skipped, and so is a node that still has tasks of
+the index queued. A node that does not answer never freezes an index; one that answers
+with settings that cannot be repaired does.
 """
 
 from __future__ import annotations
