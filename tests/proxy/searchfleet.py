@@ -56,9 +56,10 @@ class SearchNode(FakeNode):
         return app
 
     async def _delayed_write(self, request: web.Request) -> web.Response:
-        if self.write_gate is not None and not self.write_gate.is_set():
+        gate = self.write_gate if request.method != "GET" else None  # a read is no write
+        if gate is not None and not gate.is_set():
             self.held_writes += 1
-            await self.write_gate.wait()
+            await gate.wait()
         self.hold_tasks = self.task_delay_s > 0
         response = await self._write(request)
         if response.status != 202:

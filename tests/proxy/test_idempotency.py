@@ -134,7 +134,10 @@ async def test_a_duplicate_arriving_mid_flight_waits_and_gets_the_same_task(
     assert a1 == a2
     assert "Idempotent-Replayed" not in h1
     assert h2["Idempotent-Replayed"] == "true"
-    assert _document_writes(fleet) == held
+    # The duplicate sent nothing: no node got the batch twice (counting the writes seen
+    # when the first was held would race the first's own slower node calls).
+    per_node = [sum("/documents" in r.path for r in node.writes()) for node in fleet.nodes]
+    assert max(per_node) == 1 and sum(per_node) >= held, per_node
 
 
 async def test_a_failed_write_releases_its_key(tmp_path: Path) -> None:
