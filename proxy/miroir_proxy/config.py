@@ -120,6 +120,24 @@ class AntiEntropyConfig(_Strict):
     page_size: int = Field(1_000, ge=1, le=100_000, description="documents per page read")
 
 
+class SettingsSyncConfig(_Strict):
+    """Settings updates (propose, verify, commit) and the drift pass (README "Settings
+    updates")."""
+
+    repair_attempts: int = Field(
+        3, ge=0, description="repairs of a node whose settings differ before giving up"
+    )
+    repair_backoff_ms: int = Field(200, gt=0, description="first wait between repairs, doubled")
+    verify_timeout_ms: int = Field(
+        120_000,
+        gt=0,
+        description="longest a settings task waits for its verification once its node tasks "
+        "finished",
+    )
+    drift_enabled: bool = Field(True, description="run the periodic settings-drift pass")
+    drift_interval_ms: int = Field(60_000, gt=0, description="period of the settings-drift pass")
+
+
 class FeaturesConfig(_Strict):
     idempotency_ttl_s: int = Field(86_400, gt=0, description="how long an Idempotency-Key is kept")
     idempotency_max_body_bytes: int = Field(
@@ -249,6 +267,7 @@ class MiroirConfig(_Strict):
     handoff: HandoffConfig = HandoffConfig()
     hedging: HedgingConfig = HedgingConfig()
     dumps: DumpsConfig = DumpsConfig()
+    settings_sync: SettingsSyncConfig = SettingsSyncConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> MiroirConfig:

@@ -78,11 +78,22 @@ class FakeNode:
         app.router.add_get("/tasks", self._list_tasks)
         app.router.add_post("/tasks/cancel", self._cancel)
         app.router.add_get("/indexes/{uid}/documents/{id}", self._get_document)
+        app.router.add_get("/indexes/{uid}/stats", self._stats)
         app.router.add_route("*", "/{tail:.*}", self._write)
         return app
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "available"})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Read-only: the index's document count and top-level field counts."""
+        documents = self.documents.get(request.match_info["uid"], {}).values()
+        fields: dict[str, int] = {}
+        for document in documents:
+            for name in document:
+                fields[name] = fields.get(name, 0) + 1
+        body = {"numberOfDocuments": len(documents), "fieldDistribution": fields}
+        return web.json_response(body)
 
     async def _write(self, request: web.Request) -> web.Response:
         raw = await request.read()

@@ -51,6 +51,7 @@ class SearchNode(FakeNode):
         app.router.add_get("/indexes/{uid}/documents/{id}", self._get_document)
         app.router.add_post("/indexes/{uid}/search", self._search)
         app.router.add_get("/indexes/{uid}/settings", self._settings)
+        app.router.add_get("/indexes/{uid}/stats", self._stats)
         app.router.add_route("*", "/{tail:.*}", self._delayed_write)
         return app
 

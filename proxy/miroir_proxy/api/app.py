@@ -52,6 +52,7 @@ from miroir_proxy.operations.nodes import (
     move_handler,
 )
 from miroir_proxy.operations.reshard import RESHARD_JOB, ReshardOperation, reshard_handler
+from miroir_proxy.operations.settingsync import SettingsSync
 from miroir_proxy.state.factory import open_store
 from miroir_proxy.state.store import Store
 
@@ -72,6 +73,7 @@ from .appkeys import (
     METRICS,
     OPERATIONS,
     SESSIONS,
+    SETTINGS_SYNC,
     STORE,
     TASKS,
     TOPOLOGY,
@@ -194,11 +196,25 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         )
         engine.register(AntiEntropyOperation(anti_entropy))
         metrics.count_anti_entropy(lambda: dataclasses.asdict(anti_entropy.totals))
+        syncer = SettingsSync(
+            cluster, store, app[CATALOG], registry, config.settings_sync, pod.owns
+        )
+        app[SETTINGS_SYNC] = syncer
         metrics.queue_depth.set_function(lambda: pod.queue_depth)
         metrics.jobs_in_progress.set_function(lambda: pod.in_progress)
         # The registry stops polling before the store it writes to closes.
         try:
-            async with prober, registry, watcher, pod, engine, sweeper, anti_entropy, replayer:
+            async with (
+                prober,
+                registry,
+                watcher,
+                pod,
+                engine,
+                sweeper,
+                anti_entropy,
+                replayer,
+                syncer,
+            ):
                 yield
         finally:
             await store.close()

@@ -22,6 +22,7 @@ from miroir_proxy.operations.engine import Operations
 from miroir_proxy.operations.epochs import Epochs
 from miroir_proxy.operations.expiry import TtlSweeper
 from miroir_proxy.operations.handoff import HintReplayer
+from miroir_proxy.operations.settingsync import SettingsSync
 from miroir_proxy.state.store import Store
 
 from .metrics import Metrics
@@ -46,3 +47,4 @@ ANTI_ENTROPY = web.AppKey("anti_entropy", AntiEntropy)
 HANDOFF = web.AppKey("handoff", Handoff)
 HINT_REPLAYER = web.AppKey("hint_replayer", HintReplayer)
 DUMP_SPOOL = web.AppKey("dump_spool", Spool)
+SETTINGS_SYNC = web.AppKey("settings_sync", SettingsSync)

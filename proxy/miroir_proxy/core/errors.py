@@ -27,7 +27,7 @@ _CODES_BY_KIND: dict[tuple[int, str], str] = {
         "invalid_index_limit invalid_webhooks invalid_webhook_url invalid_webhook_headers "
         "immutable_webhook_uuid immutable_webhook_is_editable invalid_webhook_uuid "
         "invalid_api_key_uid invalid_skip_creation invalid_batch_uids miroir_reserved_field "
-        "miroir_invalid_expires_at miroir_invalid_dump "
+        "miroir_invalid_expires_at invalid_settings_searchable_attributes miroir_invalid_dump "
         "miroir_invalid_topology miroir_invalid_node feature_not_enabled"
     ),
     (413, "invalid_request"): "payload_too_large",
@@ -42,7 +42,8 @@ _CODES_BY_KIND: dict[tuple[int, str], str] = {
     (401, "auth"): "missing_authorization_header missing_master_key",
     (403, "auth"): "invalid_api_key",
     (503, "system"): (
-        "miroir_node_unavailable miroir_no_quorum miroir_shard_unavailable miroir_store_unavailable"
+        "miroir_node_unavailable miroir_no_quorum miroir_shard_unavailable "
+        "miroir_store_unavailable miroir_settings_frozen miroir_settings_rolled_back"
     ),
     (409, "invalid_request"): (
         "index_already_exists miroir_idempotency_key_reused miroir_idempotency_key_in_use "

@@ -1,10 +1,8 @@
 """Broadcasts: one request to every node of every group (index and settings changes, keys).
 
-Two shapes. `broadcast` sends to every node at once and reports each node's outcome; the
-caller decides what a refusal means (index creation rolls back, deletion does not).
-`apply_in_order` walks the nodes one by one and stops at the first refusal so the caller
-can restore the nodes already changed: settings must never stay half applied, and a
-sequential walk bounds the rollback to the nodes actually touched.
+`broadcast` sends to every node at once and reports each node's outcome; the caller
+decides what a refusal means (index creation rolls back, deletion does not, settings are
+verified and rolled back by `operations.settingsync`).
 
 A node's enqueue answer (`202 {"taskUid": n}`) becomes a `NodeTaskRef` for the task
 registry; a node that cannot be reached becomes a ref with `uid = None` and status
@@ -15,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -189,7 +187,7 @@ def raise_refusal(outcome: NodeOutcome) -> NoReturn:
     raise unreachable_error(outcome.target.node, outcome.failure)
 
 
-def _not_serving(cluster: Cluster, outcome: NodeOutcome) -> bool:
+def not_serving(cluster: Cluster, outcome: NodeOutcome) -> bool:
     """The node is unreachable or failing and its group does not serve searches yet."""
     response = outcome.response
     if response is not None and not response.is_node_failure:
@@ -197,34 +195,6 @@ def _not_serving(cluster: Cluster, outcome: NodeOutcome) -> bool:
     topology = cluster.topology
     group = outcome.target.group
     return topology.has_group(group) and not topology.group(group).serves_searches
-
-
-Step = Callable[[Target], Awaitable[NodeOutcome]]
-Undo = Callable[[Target], Coroutine[Any, Any, NodeOutcome]]
-
-
-async def apply_in_order(cluster: Cluster, step: Step, undo: Undo) -> list[NodeOutcome]:
-    """Run `step` on every node one after the other; on the first refusal run `undo` on the
-    nodes already changed (in parallel) and raise the refusal.
-
-    An undo that fails is not reported: the client gets the original refusal, and a node
-    left changed is repaired by anti-entropy.
-    """
-    done: list[NodeOutcome] = []
-    for target in targets(cluster):
-        outcome = await step(target)
-        if not outcome.accepted and _not_serving(cluster, outcome):
-            # A group still being added must never fail a client's change: its sync
-            # compares its settings with an active group's before it serves.
-            log.warning("change not applied on node %s: %s", target.node, outcome.failure)
-            continue
-        if not outcome.accepted:
-            async with asyncio.TaskGroup() as group:
-                for previous in done:
-                    group.create_task(undo(previous.target))
-            raise_refusal(outcome)
-        done.append(outcome)
-    return done
 
 
 async def read_any(

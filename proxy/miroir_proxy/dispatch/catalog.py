@@ -11,6 +11,14 @@ creation date); the nodes hold everything else. Decisions worth knowing:
   finished every call reads a node afresh, so a search never runs on settings older than
   the last write it could have waited for. Entries also expire, for writes made by
   another proxy pod.
+- What the nodes search is Miroir's choice: `_miroir_*` fields must never match a query
+  (a query `2` would match every document of shard 2). The nodes keep the client's
+  `searchableAttributes`; while that is `["*"]`, every search sent to a node names the
+  index's known fields in `attributesToSearchOn` (`search_fields`), which restricts what
+  matches without changing attribute ranking (the node's `["*"]` weights stay). The known
+  fields are the store's record of every top-level field a write brought
+  (`note_fields`, before the write's documents are sent); a pod reads it again at most
+  `META_TTL_S` after another pod added a field, as it does the index metadata.
 - When the store cannot be reached, reads go on with what the cache last knew (expired
   or not), so searches survive a store outage; writes fail on their own store calls.
 """
@@ -18,20 +26,49 @@ creation date); the nodes hold everything else. Decisions worth knowing:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Collection
 from typing import Any
 
 from miroir_proxy.core.errors import MiroirError
-from miroir_proxy.core.pk import EXPIRES_FIELD
-from miroir_proxy.state.store import IndexMeta, NodeTaskRef, Store, StoreUnavailable
+from miroir_proxy.core.pk import EXPIRES_FIELD, RESERVED_PREFIX
+from miroir_proxy.state.store import (
+    IndexFields,
+    IndexMeta,
+    NodeTaskRef,
+    Store,
+    StoreUnavailable,
+)
 
 from .broadcast import NodeRefused, broadcast, first_refusal, raise_refusal, read_any
 from .cluster import Cluster
+from .stats import get_each, stats_nodes
 
 SHARD_FIELD = "_miroir_shard"
 # Filterable on every node besides the client's choice, never shown in the client's settings.
 NODE_FILTERABLE = (EXPIRES_FIELD, SHARD_FIELD)
 META_TTL_S = 2.0
+# Store keys (kv) of the settings two-phase commit (`operations.settingsync`).
+FOREVER_S = 10 * 365 * 86_400.0
+
+
+def frozen_key(uid: str) -> str:
+    """JSON `{"reason": ...}` while writes to `uid` are frozen; `{}` otherwise."""
+    return f"settings-frozen:{uid}"
+
+
+def intended_key(uid: str) -> str:
+    """JSON of the node-side settings Miroir intends every node of `uid` to hold."""
+    return f"settings-intended:{uid}"
+
+
+def busy_key(uid: str) -> str:
+    """Set while a settings change of `uid` may still be reaching the nodes (the drift
+    pass leaves the index alone)."""
+    return f"settings-busy:{uid}"
+
+
 SETTINGS_TTL_S = 10.0
 
 
@@ -61,6 +98,35 @@ def with_shard_displayed(displayed: Any) -> Any:
     return displayed
 
 
+def check_searchable(searchable: Any) -> None:
+    """A client's `searchableAttributes` may not name a `_miroir_*` field."""
+    if isinstance(searchable, list):
+        for name in searchable:
+            if isinstance(name, str) and name.startswith(RESERVED_PREFIX):
+                raise MiroirError(
+                    "invalid_settings_searchable_attributes",
+                    f"Invalid value at `.searchableAttributes`: the field `{name}` is reserved: "
+                    f"fields starting with `{RESERVED_PREFIX}` belong to Miroir.",
+                )
+
+
+def node_settings(update: dict[str, Any]) -> dict[str, Any]:
+    """A client's settings (update) as the nodes get it: `_miroir_shard` and
+    `_miroir_expires_at` stay filterable, `_miroir_shard` displayed, and no `_miroir_*`
+    field is made searchable."""
+    check_searchable(update.get("searchableAttributes"))
+    if "filterableAttributes" in update:
+        value = update["filterableAttributes"]
+        if value is None or isinstance(value, list):
+            update = {**update, "filterableAttributes": with_shard_field(value)}
+    if "displayedAttributes" in update:
+        update = {
+            **update,
+            "displayedAttributes": with_shard_displayed(update["displayedAttributes"]),
+        }
+    return update
+
+
 def visible(settings: dict[str, Any]) -> dict[str, Any]:
     """A node's settings as the client may see them (without `_miroir_shard` and
     `_miroir_expires_at`)."""
@@ -85,6 +151,10 @@ class Catalog:
         self._pending: dict[str, int] = {}
         self._versions: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # uid -> (expiry, the index's known top-level fields, never `_miroir_*`)
+        self._fields: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._frozen: dict[str, tuple[float, str | None]] = {}
+        self._field_locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, uid: str) -> IndexMeta | None:
         cached = self._meta.get(uid)
@@ -122,8 +192,92 @@ class Catalog:
 
     async def forget(self, uid: str) -> None:
         await self._store.delete_index(uid)
+        await self._store.put_fields(uid, None)
+        for key in (frozen_key(uid), intended_key(uid)):
+            await self._store.kv_set(key, b"{}", FOREVER_S)
+        self._frozen.pop(uid, None)
         self._meta.pop(uid, None)
+        self._fields.pop(uid, None)
         self._drop_settings(uid)
+
+    async def frozen_reason(self, uid: str) -> str | None:
+        """Why writes to `uid` are frozen (settings the nodes do not agree on), or None."""
+        cached = self._frozen.get(uid)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        raw = await self._store.kv_get(frozen_key(uid))
+        reason = None
+        if raw:
+            value = json.loads(raw)
+            if isinstance(value, dict) and isinstance(value.get("reason"), str):
+                reason = value["reason"]
+        self._frozen[uid] = (time.monotonic() + META_TTL_S, reason)
+        return reason
+
+    async def set_frozen(self, uid: str, reason: str | None) -> None:
+        body = {} if reason is None else {"reason": reason}
+        await self._store.kv_set(frozen_key(uid), json.dumps(body).encode(), FOREVER_S)
+        self._frozen[uid] = (time.monotonic() + META_TTL_S, reason)
+
+    async def check_writable(self, uid: str) -> None:
+        """Raise `miroir_settings_frozen` while writes to `uid` are frozen."""
+        reason = await self.frozen_reason(uid)
+        if reason is not None:
+            raise MiroirError(
+                "miroir_settings_frozen",
+                f"Writes to index `{uid}` are frozen: {reason} Bring the node back and run "
+                "`POST /_miroir/maintenance/settings-drift`, or update the settings again.",
+            )
+
+    async def note_fields(self, uid: str, names: Collection[str]) -> None:
+        """Record the top-level `names` of a batch about to be sent. Cheap when this pod
+        already knows them all: one set difference, no store call."""
+        cached = self._fields.get(uid)
+        known = frozenset(cached[1]) if cached is not None else frozenset()
+        new = [n for n in names if n not in known and not n.startswith(RESERVED_PREFIX)]
+        if not new:
+            return
+        if cached is None and not (await self._store.add_fields(uid, ())).fields:
+            await self._seed_fields(uid)
+        record = await self._store.add_fields(uid, sorted(new))
+        self._fields[uid] = (time.monotonic() + META_TTL_S, record.fields)
+
+    async def _seed_fields(self, uid: str) -> IndexFields:
+        """Record the fields the nodes already hold (an index written before Miroir
+        recorded fields): the union of one group's `fieldDistribution`s."""
+        nodes, _ = stats_nodes(self._cluster)
+        answers = await get_each(self._cluster, nodes, f"/indexes/{uid}/stats")
+        names: dict[str, None] = {}
+        for answer in answers.values():
+            for name in answer.get("fieldDistribution") or {}:
+                if isinstance(name, str) and not name.startswith(RESERVED_PREFIX):
+                    names.setdefault(name)
+        return await self._store.add_fields(uid, sorted(names))
+
+    async def search_fields(self, uid: str) -> tuple[str, ...] | None:
+        """The fields a search may match while the client's searchable list is `["*"]`;
+        None when none is known (an index written before Miroir recorded fields): then
+        the nodes search every field."""
+        cached = self._fields.get(uid)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1] or None
+        # One refresh at a time: a burst of searches must not each read the store.
+        lock = self._field_locks.setdefault(uid, asyncio.Lock())
+        async with lock:
+            cached = self._fields.get(uid)
+            if cached is not None and cached[0] > time.monotonic():
+                return cached[1] or None
+            try:
+                record = await self._store.add_fields(uid, ())
+                if not record.fields:
+                    record = await self._seed_fields(uid)
+            except StoreUnavailable:
+                if cached is None:
+                    return None
+                return cached[1] or None
+            cached = (time.monotonic() + META_TTL_S, record.fields)
+            self._fields[uid] = cached
+        return cached[1] or None
 
     async def ensure(
         self, uid: str, primary_key: str | None = None
@@ -177,7 +331,10 @@ class Catalog:
         if meta is None:
             return
         await self._store.put_index(IndexMeta(new, meta.shards, meta.primary_key, meta.created_at))
+        await self._store.put_fields(new, await self._store.add_fields(old, ()))
+        await self._move_settings_records({new: old})
         self._meta.pop(new, None)
+        self._fields.pop(new, None)
         await self.forget(old)
 
     async def swap(self, first: str, second: str) -> None:
@@ -186,9 +343,29 @@ class Catalog:
             return
         await self._store.put_index(IndexMeta(first, b.shards, b.primary_key, b.created_at))
         await self._store.put_index(IndexMeta(second, a.shards, a.primary_key, a.created_at))
+        fields_a, fields_b = (
+            await self._store.add_fields(first, ()),
+            await self._store.add_fields(second, ()),
+        )
+        await self._store.put_fields(first, fields_b)
+        await self._store.put_fields(second, fields_a)
+        await self._move_settings_records({first: second, second: first})
         for uid in (first, second):
             self._meta.pop(uid, None)
+            self._fields.pop(uid, None)
             self._drop_settings(uid)
+
+    async def _move_settings_records(self, moves: dict[str, str]) -> None:
+        """Give each index `to` the settings records (intended, frozen) of `moves[to]` (the
+        drift pass leaves a node alone while it still has the swap task)."""
+        records = {
+            source: [await self._store.kv_get(key(source)) for key in (intended_key, frozen_key)]
+            for source in set(moves.values())
+        }
+        for target, source in moves.items():
+            for key, value in zip((intended_key, frozen_key), records[source], strict=True):
+                await self._store.kv_set(key(target), value or b"{}", FOREVER_S)
+            self._frozen.pop(target, None)
 
     async def set_primary_key(self, uid: str, primary_key: str) -> None:
         meta = await self.require(uid)

@@ -66,6 +66,9 @@ class IndexView:
     tenant_filter: Any = None
     # False only for the TTL sweep, which looks for the expired documents.
     hide_expired: bool = True
+    # The fields the nodes may match while their searchable list is `["*"]` (never
+    # `_miroir_*`, see `dispatch.catalog`); None: leave the nodes' choice alone.
+    search_on: tuple[str, ...] | None = None
 
     @property
     def expires(self) -> bool:
@@ -74,6 +77,25 @@ class IndexView:
         `filterableAttributes` update)."""
         names = self.settings.get("filterableAttributes")
         return self.hide_expired and isinstance(names, list) and EXPIRES_FIELD in names
+
+
+SEARCH_ON = "attributesToSearchOn"
+
+
+def search_on(asked: Any, known: Sequence[str]) -> Any:
+    """The `attributesToSearchOn` a node gets when it searches `["*"]`: the known fields
+    for none or `*`, the client's names otherwise, never a `_miroir_*` field. Anything but a
+    list of names is left for the node to judge."""
+    if asked is None:
+        return list(known)
+    if not isinstance(asked, list) or not all(isinstance(n, str) for n in asked):
+        return asked
+    names: dict[str, None] = {}
+    for name in asked:
+        for one in known if name == "*" else (name,):
+            if not one.startswith(RESERVED_PREFIX):
+                names.setdefault(one)
+    return list(names)
 
 
 def unexpired(now_ms: int) -> str:
@@ -189,6 +211,8 @@ class NodeBodies:
             self.filter = and_filters(self.filter, [unexpired(int(time.time() * 1000))])
         if self.filter is not None:
             base["filter"] = self.filter
+        if view.search_on is not None:
+            base[SEARCH_ON] = search_on(base.get(SEARCH_ON), view.search_on)
         self._base = base
         self._shared = orjson.dumps(base)
 

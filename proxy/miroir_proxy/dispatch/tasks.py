@@ -90,12 +90,17 @@ class TaskRegistry:
         details: dict[str, Any] | None,
         policy: Policy = "quorum",
         extra: Mapping[str, Any] | None = None,
+        hold_ms: int | None = None,
     ) -> TaskRecord:
         """Register a task over `node_tasks` (node tasks that never started are given with
-        `uid=None` and status `failed`); it is settled at once if nothing is pending."""
+        `uid=None` and status `failed`); it is settled at once if nothing is pending. With
+        `hold_ms`, it stays processing after its node tasks until `release` (or until
+        `hold_ms` has passed since they finished)."""
         record = await self._new(index_uid, type, details, extra)
         record.node_tasks = node_tasks
         record.extra[POLICY_KEY] = policy
+        if hold_ms is not None:
+            record.extra[taskstatus.HOLD_KEY] = hold_ms
         taskstatus.settle(record, self._active_groups(), self._not_before(record))
         await self._store.create_task(record)
         if not record.finished:
@@ -134,6 +139,16 @@ class TaskRegistry:
                 for k, v in details.items()
             }
         await self._store.create_task(record)
+        return record
+
+    async def release(self, uid: int, error: dict[str, Any] | None = None) -> TaskRecord | None:
+        """Finish a held task: succeeded, or failed with `error` (Meilisearch's shape)."""
+        record = await self.get(uid)
+        if record is None or record.finished:
+            return record
+        taskstatus.release(record, self._active_groups(), self._not_before(record), error)
+        await self._store.save_task(record)
+        self._pending.pop(uid, None)
         return record
 
     async def get(self, uid: int) -> TaskRecord | None:

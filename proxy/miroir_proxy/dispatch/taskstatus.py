@@ -22,7 +22,7 @@ document sent or deleted in a group lives on exactly that many of its nodes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from miroir_proxy.core.errors import MiroirError
@@ -40,6 +40,10 @@ POLICY_KEY = "_miroir_policy"
 # A task no node runs: the operation doing the work moves it along
 # (`start_operation_task`, `finish_operation_task`).
 OPERATION_TASK_KEY = "_miroir_operation_task"
+# A held task (settings two-phase commit) stays `processing` once its node tasks finished,
+# until its owner releases it or the hold passes (an owner that died never blocks it): the
+# hold is a duration in ms until the node tasks finished, then the moment it ends.
+HOLD_KEY = "_miroir_hold"
 INTERNAL_PREFIX = "_miroir_"
 UNCONFIRMED_KEY = "miroirUnconfirmedNodes"
 
@@ -183,8 +187,33 @@ def settle(record: TaskRecord, active_groups: Collection[str], now: datetime) ->
             record.batch_uid = record.uid
             return True
         return False
+    hold = record.extra.get(HOLD_KEY)
+    changed = False
+    if isinstance(hold, int) and not isinstance(hold, bool):
+        hold = record.extra[HOLD_KEY] = timestamp(now + timedelta(milliseconds=hold))
+        changed = True
+    if isinstance(hold, str) and now < parse_timestamp(hold):
+        if record.status == "enqueued":
+            record.status = "processing"
+            record.started_at = timestamp(_started(record, now))
+            record.batch_uid = record.uid
+            changed = True
+        return changed
     _finish(record, active_groups, now)
     return True
+
+
+def release(
+    record: TaskRecord, active_groups: Collection[str], now: datetime, error: dict[str, Any] | None
+) -> None:
+    """Finish a held task as its owner decided: succeeded, or failed with `error`."""
+    record.extra.pop(HOLD_KEY, None)
+    _finish(record, active_groups, now)
+    if error is None:
+        record.status, record.error = "succeeded", None
+    else:
+        failing = [ref for ref in record.node_tasks if ref["status"] != "succeeded"]
+        record.status, record.error = "failed", {**error, "nodeErrors": breakdown(failing)}
 
 
 def _started(record: TaskRecord, now: datetime) -> datetime:

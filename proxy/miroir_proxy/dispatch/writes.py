@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from itertools import chain
 from typing import Any, Protocol
 
@@ -80,6 +80,10 @@ class IndexCatalog(Protocol):
     ) -> tuple[IndexMeta, list[NodeTaskRef]]: ...
 
     async def set_primary_key(self, uid: str, primary_key: str) -> None: ...
+
+    async def note_fields(self, uid: str, names: Collection[str]) -> None: ...
+
+    async def check_writable(self, uid: str) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -157,7 +161,8 @@ class DocumentWriter:
     ) -> WriteResult:
         """POST (`merge=False`, add or replace) or PUT (`merge=True`, add or update)."""
         # One union of the top-level names (C speed) instead of a check per document.
-        if any(is_reserved(name) for name in set().union(*documents)):
+        names: set[str] = set().union(*documents)
+        if any(is_reserved(name) for name in names):
             for document in documents:
                 check_reserved_fields(document)
         details = {"receivedDocuments": len(documents), "indexedDocuments": None}
@@ -182,6 +187,7 @@ class DocumentWriter:
             return WriteResult(
                 await self._registry.enqueue(index_uid, ADDITION, [], details=details, extra=extra)
             )
+        await self._catalog.note_fields(index_uid, names)
         layout = self._cluster.layout
         moved = layout.topology.moved(index_uid)
         if moved is not None:  # resharded while this request was on its way
@@ -301,6 +307,7 @@ class DocumentWriter:
         shards: int,
         also: Sequence[_Leg] = (),
     ) -> WriteResult:
+        await self._catalog.check_writable(job.index_uid)
         # Once node batches are on their way the outcome must be registered even if the
         # client goes away, or the nodes would hold writes no task describes. The write
         # counts as in flight from here (no await since `layout` was taken) to its end.

@@ -123,8 +123,6 @@ def _clean(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if not k.startswith(RESERVED_PREFIX)}
 
 
-
-
 def shard_sources(cluster: Cluster, shards: int, shard: int) -> list[str]:
     """The replicas of `shard` to read it from: the covering set's choice first, then
     every other replica of every active group, healthy ones first."""

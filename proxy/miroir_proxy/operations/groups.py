@@ -202,7 +202,7 @@ class RemoveGroupOperation:
 async def _align_settings(ctx: OperationContext, nodes: Sequence[str]) -> None:
     """Give every new node the settings of an active node where they differ: a client's
     settings change that a new node missed while syncing (it never fails the client's
-    request, see `dispatch.broadcast.apply_in_order`) must not reach searches."""
+    request, see `operations.settingsync`) must not reach searches."""
     io = ShardIO(ctx.cluster, copy_settings(ctx.config))
     timeout = ctx.config.timeouts.node_read_ms
     for meta in await ctx.store.list_indexes():

@@ -101,6 +101,11 @@ class Keys:
         """Temporary sorted sets a task query creates and deletes before it returns."""
         return f"{self.namespace}{{tasks}}:scratch:{n}"
 
+    def fields(self, uid: str) -> str:
+        """Hash of one index's fields: `f:<name>` -> first-seen position (1, 2, ...), `n`
+        -> the last position, `s` -> the client's searchableAttributes (JSON; absent: `*`)."""
+        return f"{self.namespace}fields:{uid}"
+
     def kv(self, key: str) -> str:
         return f"{self.namespace}kv:{key}"
 

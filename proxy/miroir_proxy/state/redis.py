@@ -10,7 +10,7 @@ one boundary; the pool reconnects by itself once Redis answers again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from .store import (
     ClaimedChunk,
     Hint,
     HintBacklog,
+    IndexFields,
     IndexMeta,
     JobProgress,
     OperationRecord,
@@ -71,6 +72,17 @@ def _micros(moment: str) -> int:
 def _indexed_values(task: TaskRecord) -> tuple[str, ...]:
     values = (task.status, task.type, task.index_uid, task.batch_uid, task.canceled_by)
     return tuple("" if v is None else str(v) for v in values)
+
+
+def _decode_fields(reply: Any) -> IndexFields:
+    """An index's fields hash (a dict, or HGETALL's flat list from a script)."""
+    if isinstance(reply, list):
+        reply = dict(zip(reply[::2], reply[1::2], strict=True))
+    entries = {_text(k): v for k, v in reply.items()}
+    positions = {k[2:]: int(v) for k, v in entries.items() if k.startswith("f:")}
+    raw = entries.get("s")
+    searchable = None if raw is None else tuple(orjson.loads(raw))
+    return IndexFields(tuple(sorted(positions, key=positions.__getitem__)), searchable)
 
 
 def _text(value: bytes | str) -> str:
@@ -176,6 +188,7 @@ class RedisStore:
         self._peer_heartbeat = register(scripts.PEER_HEARTBEAT)
         self._live_peers = register(scripts.LIVE_PEERS)
         self._put_topology = register(scripts.PUT_TOPOLOGY)
+        self._add_fields = register(scripts.ADD_FIELDS)
         self._put_task = register(scripts.PUT_TASK)
         self._list_tasks = register(scripts.LIST_TASKS)
         self._matching_tasks = register(scripts.MATCHING_TASKS)
@@ -366,6 +379,34 @@ class RedisStore:
     async def delete_index(self, uid: str) -> bool:
         async with self._reachable():
             return bool(await self._redis.hdel(self._keys.indexes, uid))
+
+    async def add_fields(self, uid: str, names: Sequence[str]) -> IndexFields:
+        async with self._reachable():
+            reply = await self._add_fields(keys=[self._keys.fields(uid)], args=list(names))
+        return _decode_fields(reply)
+
+    async def set_searchable(self, uid: str, searchable: Sequence[str] | None) -> IndexFields:
+        key = self._keys.fields(uid)
+        async with self._reachable():
+            if searchable is None:
+                await self._redis.hdel(key, "s")
+            else:
+                await self._redis.hset(key, "s", orjson.dumps(list(searchable)))
+            reply = await self._redis.hgetall(key)
+        return _decode_fields(reply)
+
+    async def put_fields(self, uid: str, record: IndexFields | None) -> None:
+        key = self._keys.fields(uid)
+        async with self._reachable():
+            await self._redis.delete(key)
+            if record is None or (not record.fields and record.searchable is None):
+                return
+            items: list[Any] = ["n", len(record.fields)]
+            for position, name in enumerate(record.fields, 1):
+                items += [f"f:{name}", position]
+            if record.searchable is not None:
+                items += ["s", orjson.dumps(list(record.searchable))]
+            await self._redis.hset(key, items=items)
 
     async def get_topology(self) -> tuple[int, dict[str, Any]] | None:
         async with self._reachable():

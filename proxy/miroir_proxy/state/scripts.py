@@ -85,6 +85,17 @@ return 1
 # KEYS: peers, peer expiry. Returns the flat HGETALL of the live peers.
 LIVE_PEERS = _NOW + _PRUNE_PEERS + "return redis.call('HGETALL', KEYS[1])\n"
 
+# KEYS: one index's fields hash (`Keys.fields`). ARGV: names in first-seen order; each one
+# unknown gets the next position. Returns the whole hash.
+ADD_FIELDS = """
+for _, name in ipairs(ARGV) do
+  if redis.call('HEXISTS', KEYS[1], 'f:' .. name) == 0 then
+    redis.call('HSET', KEYS[1], 'f:' .. name, redis.call('HINCRBY', KEYS[1], 'n', 1))
+  end
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
 # KEYS: topology. ARGV: expected epoch, body. Returns the new epoch or nil.
 PUT_TOPOLOGY = """
 local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')

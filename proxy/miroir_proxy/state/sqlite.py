@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from .sqlite_coordination import COORDINATION_SCHEMA, SqliteCoordination, transa
 from .sqlite_hints import HINTS_SCHEMA, SqliteHints
 from .sqlite_operations import OPERATIONS_SCHEMA, SqliteOperations
 from .sqlite_tombstones import TOMBSTONES_SCHEMA, SqliteTombstones
-from .store import IndexMeta, TaskPage, TaskRecord
+from .store import IndexFields, IndexMeta, TaskPage, TaskRecord
 from .taskquery import TaskQuery
 
 T = TypeVar("T")
@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS topology (id INTEGER PRIMARY KEY CHECK (id = 1),
     epoch INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS indexes (uid TEXT PRIMARY KEY, shards INTEGER NOT NULL,
     primary_key TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS index_fields (uid TEXT PRIMARY KEY, fields BLOB NOT NULL,
+    searchable BLOB);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL NOT NULL);
 """
 
@@ -124,6 +126,24 @@ def _where(query: TaskQuery) -> tuple[str, list[Any]]:
 
 
 _BUSY_TIMEOUT_S = 5.0
+
+
+def _read_fields(conn: sqlite3.Connection, uid: str) -> IndexFields:
+    row = conn.execute(
+        "SELECT fields, searchable FROM index_fields WHERE uid = ?", (uid,)
+    ).fetchone()
+    if row is None:
+        return IndexFields()
+    searchable = None if row[1] is None else tuple(orjson.loads(row[1]))
+    return IndexFields(tuple(orjson.loads(row[0])), searchable)
+
+
+def _write_fields(conn: sqlite3.Connection, uid: str, record: IndexFields) -> None:
+    searchable = None if record.searchable is None else orjson.dumps(record.searchable)
+    conn.execute(
+        "INSERT OR REPLACE INTO index_fields(uid, fields, searchable) VALUES (?, ?, ?)",
+        (uid, orjson.dumps(record.fields), searchable),
+    )
 
 
 def _open(path: str) -> sqlite3.Connection:
@@ -277,6 +297,39 @@ class SqliteStore(SqliteCoordination, SqliteOperations, SqliteTombstones, Sqlite
     async def delete_index(self, uid: str) -> bool:
         cur = await self._run(lambda c: c.execute("DELETE FROM indexes WHERE uid = ?", (uid,)))
         return cur.rowcount == 1
+
+    async def add_fields(self, uid: str, names: Sequence[str]) -> IndexFields:
+        def append(conn: sqlite3.Connection) -> IndexFields:
+            with transaction(conn):
+                record = _read_fields(conn, uid)
+                known = set(record.fields)
+                new = [n for n in dict.fromkeys(names) if n not in known]
+                if new:
+                    record = IndexFields((*record.fields, *new), record.searchable)
+                    _write_fields(conn, uid, record)
+            return record
+
+        return await self._run(append)
+
+    async def set_searchable(self, uid: str, searchable: Sequence[str] | None) -> IndexFields:
+        choice = None if searchable is None else tuple(searchable)
+
+        def put(conn: sqlite3.Connection) -> IndexFields:
+            with transaction(conn):
+                record = IndexFields(_read_fields(conn, uid).fields, choice)
+                _write_fields(conn, uid, record)
+            return record
+
+        return await self._run(put)
+
+    async def put_fields(self, uid: str, record: IndexFields | None) -> None:
+        def put(conn: sqlite3.Connection) -> None:
+            if record is None:
+                conn.execute("DELETE FROM index_fields WHERE uid = ?", (uid,))
+            else:
+                _write_fields(conn, uid, record)
+
+        await self._run(put)
 
     async def get_topology(self) -> tuple[int, dict[str, Any]] | None:
         row = await self._run(

@@ -7,7 +7,7 @@ cannot be reached raises `StoreUnavailable`, which the API renders as
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NotRequired, Protocol, TypedDict
@@ -76,6 +76,16 @@ class IndexMeta:
     shards: int
     primary_key: str | None
     created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFields:
+    """The top-level fields an index's documents brought, in global first-seen order
+    (never `_miroir_*`), and the client's `searchableAttributes` (None: `["*"]`). The
+    nodes search `searchable`, or `fields` while it is None."""
+
+    fields: tuple[str, ...] = ()
+    searchable: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +252,19 @@ class Store(Protocol):
         ...
 
     async def delete_index(self, uid: str) -> bool: ...
+
+    async def add_fields(self, uid: str, names: Sequence[str]) -> IndexFields:
+        """Append the `names` not known yet to `uid`'s fields, in order, atomically (pods
+        adding at once all end up in the list); returns the record after the append."""
+        ...
+
+    async def set_searchable(self, uid: str, searchable: Sequence[str] | None) -> IndexFields:
+        """Record the client's `searchableAttributes` (None: `["*"]`), fields unchanged."""
+        ...
+
+    async def put_fields(self, uid: str, record: IndexFields | None) -> None:
+        """Overwrite `uid`'s record (None deletes it): index deletion, rename and swap."""
+        ...
 
     async def get_topology(self) -> tuple[int, dict[str, Any]] | None:
         """The current (epoch, topology document), or None before the first seed."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from miroir_proxy.state.store import IndexMeta, Store, TaskRecord
+from miroir_proxy.state.store import IndexFields, IndexMeta, Store, TaskRecord
 from miroir_proxy.state.taskquery import parse
 
 from ..storekit import SHORT_TTL_MS, FakeClock, Timeline, store_maker
@@ -217,6 +217,41 @@ async def test_index_metadata(make_store: Callable[[], Store]) -> None:
         assert await second.get_index("movies") is None
     finally:
         await second.close()
+
+
+async def test_index_fields_keep_first_seen_order_under_concurrent_appends(
+    make_store: Callable[[], Store],
+) -> None:
+    pods = [make_store() for _ in range(3)]
+    try:
+        assert await pods[0].add_fields("movies", []) == IndexFields()
+        assert await pods[0].add_fields("movies", ["id", "title", "id"]) == IndexFields(
+            ("id", "title")
+        )
+        batches = [[f"f{pod}-{n}", "shared", "title"] for pod in range(3) for n in range(10)]
+        answers = await asyncio.gather(
+            *(pods[i % 3].add_fields("movies", batch) for i, batch in enumerate(batches))
+        )
+        final = await pods[1].add_fields("movies", [])
+        assert final.fields[:2] == ("id", "title")
+        assert sorted(final.fields) == sorted({"id", "title", "shared"} | {b[0] for b in batches})
+        for answer in answers:  # every answer is a prefix of the final list
+            assert final.fields[: len(answer.fields)] == answer.fields
+
+        chosen = await pods[2].set_searchable("movies", ["title"])
+        assert chosen == IndexFields(final.fields, ("title",))
+        assert (await pods[0].add_fields("movies", ["year"])).searchable == ("title",)
+        assert (await pods[1].set_searchable("movies", None)).searchable is None
+        assert (await pods[1].add_fields("movies", [])).fields[-1] == "year"
+
+        moved = IndexFields(("a", "b"), ("b",))
+        await pods[0].put_fields("books", moved)
+        assert await pods[2].add_fields("books", []) == moved
+        await pods[0].put_fields("books", None)
+        assert await pods[2].add_fields("books", []) == IndexFields()
+    finally:
+        for pod in pods:
+            await pod.close()
 
 
 async def test_saving_moves_a_task_between_filters(store: Store) -> None:

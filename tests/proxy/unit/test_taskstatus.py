@@ -8,9 +8,11 @@ from hypothesis import strategies as st
 
 from miroir_proxy.core.sizes import human_size, parse_size, unit_size
 from miroir_proxy.dispatch.taskstatus import (
+    HOLD_KEY,
     POLICY_KEY,
     iso_duration,
     logical_count,
+    release,
     render,
     settle,
     summary,
@@ -270,3 +272,28 @@ def test_hinted_replicas_complete_a_group_with_one_live_success() -> None:
     task = record([ref("a", "g0", [0], "enqueued"), ref("b", "g0", [0], "hinted")])
     settle(task, {"g0"}, NOW)
     assert not task.finished
+
+
+def test_a_held_task_waits_for_its_release_or_its_deadline() -> None:
+    held = record([ref("a", "g0", [], "succeeded"), ref("b", "g0", [], "failed")], "all")
+    held.extra[HOLD_KEY] = 1_000  # ms once the node tasks finished
+    assert settle(held, {"g0"}, NOW)  # started, not finished
+    assert held.status == "processing"
+    assert held.extra[HOLD_KEY] == "2026-01-02T03:04:06.678901Z"
+    assert not settle(held, {"g0"}, NOW)
+    later = datetime(2026, 1, 2, 3, 4, 7, tzinfo=UTC)
+    assert settle(held, {"g0"}, later)  # the owner never released it: the node tasks decide
+    assert held.status == "failed"
+
+
+def test_a_release_decides_the_outcome() -> None:
+    ok = record([ref("a", "g0", [], "succeeded"), ref("b", "g0", [], "failed")], "all")
+    ok.extra[HOLD_KEY] = 1_000
+    release(ok, {"g0"}, NOW, None)
+    assert (ok.status, ok.error, HOLD_KEY in ok.extra) == ("succeeded", None, False)
+    rolled = record([ref("a", "g0", [], "succeeded"), ref("b", "g0", [], "failed")], "all")
+    error = {"message": "m", "code": "miroir_settings_rolled_back", "type": "system", "link": "l"}
+    release(rolled, {"g0"}, NOW, error)
+    assert rolled.status == "failed" and rolled.error is not None
+    assert rolled.error["code"] == "miroir_settings_rolled_back"
+    assert [e["node"] for e in rolled.error["nodeErrors"]] == ["b"]

@@ -20,7 +20,7 @@ from miroir_proxy.dispatch.broadcast import (
 from miroir_proxy.operations.antientropy import KIND as ANTI_ENTROPY_KIND
 from miroir_proxy.operations.antientropy import SCOPE as ANTI_ENTROPY_SCOPE
 
-from ..appkeys import ANTI_ENTROPY, CLUSTER, OPERATIONS, TASKS, TTL_SWEEPER
+from ..appkeys import ANTI_ENTROPY, CLUSTER, OPERATIONS, SETTINGS_SYNC, TASKS, TTL_SWEEPER
 from ..responses import json_response, raw_json_response, read_json
 from .admin import require_admin
 
@@ -88,3 +88,13 @@ async def anti_entropy_status(request: web.Request) -> web.Response:
             "shardsPerPass": engine.config.shards_per_pass,
         }
     )
+
+
+@routes.post("/_miroir/maintenance/settings-drift")
+async def settings_drift(request: web.Request) -> web.Response:
+    """One settings-drift pass over every index now, whichever pod owns it (admin key):
+    nodes whose settings differ from Miroir's are repaired; an index is unfrozen once every
+    node agrees again."""
+    require_admin(request)
+    checked = await request.app[SETTINGS_SYNC].drift_pass(owned_only=False)
+    return json_response({"indexes": [c.to_dict() for c in checked]})

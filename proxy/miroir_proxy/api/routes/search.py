@@ -41,10 +41,13 @@ async def index_view(request: web.Request, uid: str, sent: str | None = None) ->
     catalog = request.app[CATALOG]
     meta = await catalog.require(uid)
     settings = await catalog.settings(uid)
+    searchable = settings.get("searchableAttributes")
+    fields = None
+    if searchable is None or "*" in searchable:
+        fields = await catalog.search_fields(uid)
     rules_for = sent if sent is not None else request.get(SENT_INDEX, uid)
-    return IndexView(
-        uid, meta.shards, meta.primary_key, settings, request[AUTH].tenant_filter(rules_for)
-    )
+    tenant = request[AUTH].tenant_filter(rules_for)
+    return IndexView(uid, meta.shards, meta.primary_key, settings, tenant, search_on=fields)
 
 
 async def judged_by_a_node(

@@ -1,8 +1,8 @@
-"""Settings routes: `/indexes/{uid}/settings` and every subroute, broadcast to every node.
+"""Settings routes: `/indexes/{uid}/settings` and every subroute, on every node.
 
-Updates are applied node by node; when a node refuses, the nodes already updated get
-their previous settings back (read from each node just before) and the client gets the
-refusal, so no index is left with settings on only part of the fleet. `_miroir_shard`
+Updates are proposed to every node, verified and committed or rolled back by
+`operations.settingsync` (README "Settings updates"): no index is left with settings on
+only part of the fleet. `_miroir_shard`
 stays in every node's `filterableAttributes` (re-added to any client update or reset of
 them) and in any `displayedAttributes` list but `["*"]` (the search merge orders ties by
 it), and is stripped from every answer. An update on a missing index creates it first,
@@ -18,25 +18,18 @@ from typing import Any
 
 from aiohttp import web
 
-from miroir_proxy.dispatch.broadcast import (
-    NodeOutcome,
-    NodeRefused,
-    Target,
-    apply_in_order,
-    broadcast,
-    call_one,
-    read_any,
-)
+from miroir_proxy.core.errors import MiroirError
+from miroir_proxy.dispatch.broadcast import NodeRefused, broadcast, read_any
 from miroir_proxy.dispatch.catalog import (
     NODE_FILTERABLE,
+    check_searchable,
     visible,
     with_shard_displayed,
     with_shard_field,
 )
-from miroir_proxy.dispatch.cluster import Cluster
-from miroir_proxy.state.store import NodeTaskRef
+from miroir_proxy.dispatch.catalog import node_settings as node_update
 
-from ..appkeys import CATALOG, CLUSTER, TASKS
+from ..appkeys import CATALOG, CLUSTER, SETTINGS_SYNC, TASKS
 from ..responses import json_response, read_json
 
 routes = web.RouteTableDef()
@@ -84,26 +77,6 @@ def task_details(update: dict[str, Any]) -> dict[str, Any]:
     return details
 
 
-def node_update(update: dict[str, Any]) -> dict[str, Any]:
-    """The client's update as the nodes get it: `_miroir_shard` stays filterable and
-    displayed."""
-    if FILTERABLE in update:
-        value = update[FILTERABLE]
-        if value is None or isinstance(value, list):
-            update = {**update, FILTERABLE: with_shard_field(value)}
-    if DISPLAYED in update:
-        update = {**update, DISPLAYED: with_shard_displayed(update[DISPLAYED])}
-    return update
-
-
-async def _previous(cluster: Cluster, uid: str) -> dict[str, dict[str, Any] | None]:
-    """Each node's current settings, so a failed update can be undone."""
-    outcomes = await broadcast(cluster, "GET", f"/indexes/{uid}/settings")
-    return {
-        o.target.node: o.response.json() if o.accepted and o.response else None for o in outcomes
-    }
-
-
 async def apply_settings(
     request: web.Request,
     method: str,
@@ -111,40 +84,27 @@ async def apply_settings(
     body: Any,
     details: dict[str, Any],
 ) -> web.Response:
-    """Send one settings write to every node, in order, undoing it on a refusal."""
+    """Propose one settings write to every node (`operations.settingsync`); the task
+    finishes once it is verified on every node or rolled back."""
     uid = request.match_info["index_uid"]
-    cluster, catalog, tasks = request.app[CLUSTER], request.app[CATALOG], request.app[TASKS]
+    catalog = request.app[CATALOG]
     created = await catalog.get(uid) is None
     await catalog.ensure(uid)
-    previous = await _previous(cluster, uid)
-    settings_path = f"/indexes/{uid}/settings"
-
-    async def step(target: Target) -> NodeOutcome:
-        return await call_one(cluster, target, method, path, json_body=body)
-
-    async def undo(target: Target) -> NodeOutcome:
-        before = previous.get(target.node)
-        restore = before if before is not None else dict.fromkeys(ALL_KEYS)
-        return await call_one(
-            cluster, target, "PATCH", settings_path, json_body=node_update(restore)
-        )
-
     try:
-        outcomes = await apply_in_order(cluster, step, undo)
-    except NodeRefused:
+        record = await request.app[SETTINGS_SYNC].apply(uid, method, path, body, details)
+    except (NodeRefused, MiroirError):
         if created:
-            await broadcast(cluster, "DELETE", f"/indexes/{uid}")
+            await broadcast(request.app[CLUSTER], "DELETE", f"/indexes/{uid}")
             await catalog.forget(uid)
         raise
+    cluster = request.app[CLUSTER]
     for other, _ in cluster.topology.also_written(uid):
         # An index being resharded: its other copy follows (the reshard aligns the two
         # again just before its flip, in case this missed a node).
         other_path = path.replace(f"/indexes/{uid}/", f"/indexes/{other}/", 1)
         await broadcast(cluster, method, other_path, json_body=body)
-    refs: list[NodeTaskRef] = [o.task_ref() for o in outcomes]
-    record = await tasks.enqueue(uid, "settingsUpdate", refs, details=details, policy="all")
     catalog.invalidate(uid, pending_task=record.uid)
-    return json_response(tasks.summary(record), status=202)
+    return json_response(request.app[TASKS].summary(record), status=202)
 
 
 def _settings_path(request: web.Request) -> str:
@@ -190,6 +150,8 @@ def _subroute_handlers(name: str, key: str, verb: str) -> None:
             # The JSON body `null` (what SDKs send to reset one setting) resets it.
             return await reset_one(request)
         path = f"{_settings_path(request)}/{name}"
+        if key == "searchableAttributes":
+            check_searchable(value)
         node_value = (
             with_shard_field(value) if key == FILTERABLE and isinstance(value, list) else value
         )
