@@ -187,7 +187,8 @@ class DocumentWriter:
             return WriteResult(
                 await self._registry.enqueue(index_uid, ADDITION, [], details=details, extra=extra)
             )
-        await self._catalog.note_fields(index_uid, names)
+        for uid in self._also_named(index_uid):  # a resharded index's copy searches them too
+            await self._catalog.note_fields(uid, names)
         layout = self._cluster.layout
         moved = layout.topology.moved(index_uid)
         if moved is not None:  # resharded while this request was on its way

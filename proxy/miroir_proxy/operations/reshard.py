@@ -191,6 +191,10 @@ class ReshardOperation:
             if response.ok and orjson.loads(response.body) == wanted:
                 continue
             await io.change(node, "PATCH", path, wanted)
+        # The fields a search may match: dual writes noted theirs for both indexes, the
+        # fields seen before are the live index's.
+        fields = await ctx.store.add_fields(source, ())
+        await ctx.store.add_fields(target, fields.fields)
 
     async def _flip(self, ctx: OperationContext, data: dict[str, Any]) -> dict[str, Any]:
         name = str(data["index"])
