@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +36,11 @@ def call(url: str, method: str = "GET", body: Any = None, key: str = MASTER_KEY)
     request.add_header("Authorization", f"Bearer {key}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
-    with _NO_PROXY.open(request, timeout=60) as response:
-        return orjson.loads(response.read())
+    try:
+        with _NO_PROXY.open(request, timeout=60) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as e:  # say why: the status alone hides Miroir's error
+        raise RuntimeError(f"{method} {url}: HTTP {e.code} {e.read()[:500]!r}") from e
 
 
 def wait_task(base_url: str, task_uid: int) -> None:

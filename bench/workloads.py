@@ -375,9 +375,9 @@ def dump_export_run(base: Path, sizes: Sizes, run: int) -> dict[str, float]:
     (RF=1, S=8), timed from the request to the task's `succeeded`, with the proxy's CPU and
     peak RSS growth meanwhile; then the same documents read straight from one group's
     nodes page by page (the reads the dump cannot avoid) for `dump_export_over_fetch`."""
-    with LocalNodes(4, base / f"dump-nodes-{run}", MASTER_KEY) as nodes:
+    with LocalNodes(4, base / f"export-nodes-{run}", MASTER_KEY) as nodes:
         config = proxy_config([nodes.urls[:2], nodes.urls[2:]], shards=8, rf=1)
-        proxy = start_proxy(base / f"proxy-dump-{run}", config)
+        proxy = start_proxy(base / f"proxy-export-{run}", config)
         try:
             pid = proxy.pid
             assert pid is not None

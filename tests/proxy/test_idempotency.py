@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from miroir_proxy.api.appkeys import STORE
+from miroir_proxy.api.appkeys import CLUSTER, STORE
 
 from .conftest import Fleet, ProxyClient
 from .searchfleet import (
@@ -149,6 +149,9 @@ async def test_a_failed_write_releases_its_key(tmp_path: Path) -> None:
         assert (status, error["code"]) == (503, "miroir_no_quorum")
         for node in fleet.nodes:
             node.refuse_writes = False
+        # Failed writes mark their nodes down; writes wait for the prober to see them back.
+        cluster = client.app[CLUSTER]
+        await eventually(lambda: all(cluster.is_healthy(n.node_id) for n in fleet.nodes))
         status, answer, headers = await _post(client, BATCH, "after-outage")
     assert status == 202
     assert "Idempotent-Replayed" not in headers

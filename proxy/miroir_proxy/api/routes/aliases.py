@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from miroir_proxy.core.changes import RemoveAlias, SetAlias, alias_not_found, apply
+from miroir_proxy.core.changes import Change, RemoveAlias, SetAlias, alias_not_found, apply
 from miroir_proxy.core.errors import MiroirError
 from miroir_proxy.core.topology import AliasFlip, Topology
 from miroir_proxy.dispatch.catalog import index_not_found
@@ -92,14 +92,16 @@ def _flip(flip: AliasFlip) -> dict[str, Any]:
     return {"previous": flip.previous, "target": flip.target, "at": flip.at}
 
 
-async def _publish(request: web.Request, change: SetAlias | RemoveAlias) -> Topology:
+async def publish_everywhere(request: web.Request, change: Change) -> Topology:
+    """Publish a change of what names mean and wait until every live pod routes with it,
+    so the answer never precedes it on another pod."""
     epochs = request.app[EPOCHS]
     topology = await epochs.publish(change)
     timeout_s = request.app[CONFIG].operations.ack_timeout_ms / 1000
     try:
         await epochs.wait_acknowledged(topology.epoch, timeout_s)
     except NotAcknowledged as e:  # published: the laggards follow at their next poll
-        log.warning("alias %s: %s", change.alias, e)
+        log.warning("%s: %s", change, e)
     return topology
 
 
@@ -121,7 +123,7 @@ async def _set(request: web.Request, name: str, target: object, *, new: bool) ->
         raise index_not_found(target)
     change = SetAlias(name, target, utc_now())
     apply(topology, change)  # refuses an alias of an alias
-    return await _publish(request, change)
+    return await publish_everywhere(request, change)
 
 
 @routes.get("/_miroir/aliases")
@@ -170,5 +172,5 @@ async def delete_alias(request: web.Request) -> web.Response:
     topology = request.app[CLUSTER].topology
     if name not in topology.aliases:
         raise alias_not_found(name)
-    await _publish(request, RemoveAlias(name, utc_now()))
+    await publish_everywhere(request, RemoveAlias(name, utc_now()))
     return json_response({"name": name, "target": None})

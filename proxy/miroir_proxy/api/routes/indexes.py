@@ -29,10 +29,10 @@ from miroir_proxy.dispatch.payloads import check_parameters
 from miroir_proxy.dispatch.reads import enforce_policy
 from miroir_proxy.dispatch.stats import count_documents, human_sizes, index_stats, instance_stats
 
-from ..appkeys import CATALOG, CLUSTER, EPOCHS, TASKS
+from ..appkeys import CATALOG, CLUSTER, TASKS
 from ..auth import AUTH, invalid_key
 from ..responses import json_response, raw_json_response, read_json
-from .aliases import SENT_INDEX
+from .aliases import SENT_INDEX, publish_everywhere
 
 routes = web.RouteTableDef()
 
@@ -181,7 +181,9 @@ async def delete_index(request: web.Request) -> web.Response:
     refs = task_refs(await broadcast(request.app[CLUSTER], "DELETE", f"/indexes/{uid}"))
     name = topology.client_name(uid)
     if name is not None and name != uid:
-        await request.app[EPOCHS].publish(ForgetName(name))  # the name is free again
+        # The name is free again on every pod before the answer: a creation through any
+        # pod makes a new index, never reaches the deleted one.
+        await publish_everywhere(request, ForgetName(name))
     if meta is not None:
         # Each node counts the documents of its shards: divided by the copies, once each.
         mark_held_shards(request.app[CLUSTER], refs, meta.shards)
