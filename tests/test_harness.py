@@ -185,6 +185,21 @@ def test_async_tests_that_leave_tasks_running_fail(tmp_path: Path) -> None:
     assert "test left asyncio tasks running" in run.stdout
 
 
+def test_a_node_whose_chosen_port_was_taken_moves_to_another(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path / "node", master_key="harness-master-key-0123")
+    taken = node.port
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", taken))
+        holder.listen()
+        node.start()
+        try:
+            node.wait_healthy()
+            assert node.port != taken
+            assert requests.get(f"{node.url}/health", timeout=5).json() == {"status": "available"}
+        finally:
+            node.stop()
+
+
 def test_a_proxy_whose_chosen_port_was_taken_moves_to_another(tmp_path: Path) -> None:
     # Another process binds the port between our check and the proxy's own bind (parallel
     # test workers draw from the same range), and answers /health and /_miroir/ready as

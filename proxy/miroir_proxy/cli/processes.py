@@ -175,6 +175,9 @@ class NodeProcess:
         self.data_dir = Path(data_dir)
         self.master_key = master_key
         self.port = port or free_port()
+        # A port we chose may be taken by another process between our check and the node's
+        # bind: until the node first answered, such a start moves to another port.
+        self._may_move = port is None
         self.fault_injection = fault_injection
         self.extra_args = tuple(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
@@ -250,6 +253,23 @@ class NodeProcess:
         _LIVE_NODES.add(self)
 
     def wait_healthy(self, timeout_s: float = 20.0) -> None:
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            try:
+                self._wait_healthy(timeout_s)
+            except NodeStartError as e:
+                lost = "address already in use" in str(e).lower()
+                if not (self._may_move and lost and attempt < _BIND_ATTEMPTS):
+                    raise
+                self._move()
+                self.start()
+                continue
+            self._may_move = False
+            return
+
+    def _move(self) -> None:
+        self.port = free_port()
+
+    def _wait_healthy(self, timeout_s: float) -> None:
         def healthy() -> bool:
             if not self.is_running:
                 self._reap()
@@ -488,8 +508,6 @@ class ProxyProcess(NodeProcess):
             binary=NodeBinary(resolve_proxy_binary(), is_devnode=False),
         )
         self.metrics_port = metrics_port or spare[1]
-        # Ports we chose may be taken by another process between our check and the proxy's
-        # bind: until the proxy first answered, such a start moves to other ports.
         self._may_move = port is None and metrics_port is None
         self.config = config
         self.log_level = log_level
@@ -536,19 +554,8 @@ class ProxyProcess(NodeProcess):
         document["listen"] = listen
         self.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
 
-    def wait_healthy(self, timeout_s: float = 20.0) -> None:
-        for attempt in range(1, _BIND_ATTEMPTS + 1):
-            try:
-                super().wait_healthy(timeout_s)
-            except NodeStartError as e:
-                lost = "address already in use" in str(e).lower()
-                if not (self._may_move and lost and attempt < _BIND_ATTEMPTS):
-                    raise
-                self.port, self.metrics_port = free_ports(2)
-                self.start()
-                continue
-            self._may_move = False
-            return
+    def _move(self) -> None:
+        self.port, self.metrics_port = free_ports(2)
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Poll `/_miroir/ready` until 200: every shard has a live replica in an active group."""

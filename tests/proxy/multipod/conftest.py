@@ -110,6 +110,17 @@ def wait_task(url: str, uid: int, status: str = "succeeded") -> dict[str, Any]:
     return found
 
 
+def hints_replayed(url: str) -> None:
+    """Wait until no node has hints left to replay: a write acknowledged with a replica
+    hinted reaches that replica only then."""
+
+    def drained() -> bool:
+        nodes = ok(http("GET", f"{url}/_miroir/hints"))["nodes"]
+        return not any(entry["pending"] for entry in nodes)
+
+    eventually(drained, "every hint replayed")
+
+
 def create_index(url: str, uid: str) -> None:
     task = ok(http("POST", f"{url}/indexes", json={"uid": uid, "primaryKey": "id"}), 202)
     wait_task(url, task["taskUid"])

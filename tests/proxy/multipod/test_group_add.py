@@ -23,7 +23,7 @@ from miroir_proxy.cli.devcluster import ClusterSpec, DevCluster
 from miroir_proxy.cli.processes import LocalNodes, NodeProcess, ProxyProcess
 from miroir_proxy.core.hashing import shard_of
 
-from .conftest import COORDINATION, MASTER_KEY, NODE_KEY, eventually, http, ok
+from .conftest import COORDINATION, MASTER_KEY, NODE_KEY, eventually, hints_replayed, http, ok
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -350,6 +350,7 @@ def test_a_group_joins_under_writes_and_survives_a_dead_source_and_a_dead_pod(
     # included, and so does the source node that never died. The killed node may have
     # missed writes acknowledged while it was down (the new group could be active by
     # then): repairing a replica that missed writes is anti-entropy's job, not the sync's.
+    hints_replayed(cluster.url)
     assert_group_holds(cluster.spare.nodes, expected, uncertain=writer.uncertain)
     assert_group_holds(
         [cluster.fleet.nodes[1]], expected, copies_each=1, uncertain=writer.uncertain

@@ -24,7 +24,7 @@ from miroir_proxy.cli.devcluster import ClusterSpec, DevCluster
 from miroir_proxy.cli.processes import LocalNodes, NodeProcess, ProxyProcess
 from miroir_proxy.core.hashing import shard_of
 
-from .conftest import KEYS, MASTER_KEY, NODE_KEY, eventually, http, ok
+from .conftest import KEYS, MASTER_KEY, NODE_KEY, eventually, hints_replayed, http, ok
 from .test_group_add import INDEX, Writer, _settings, load, wait_operation
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -256,6 +256,7 @@ def test_a_node_joins_and_drains_out_under_writes_and_searches(fleet: Fleet) -> 
     assert all(len(row) == RF for row in drained)
     loads = [sum(n in row for row in drained) for n in ("n0", "n1", "n2")]
     assert max(loads) - min(loads) <= 1, loads
+    hints_replayed(fleet.url)
     assert_placed(fleet, INDEX, expected, drained, writer.uncertain)
     assert_placed(
         fleet, STABLE, {str(i): {"id": i, "title": f"shelf item {i % 7}"} for i in shelf}, drained
