@@ -26,6 +26,7 @@ from miroir_proxy.cli.processes import NodeProcess, poll_until
 from miroir_proxy.operations.dumpimport import IN_FLIGHT_BATCHES
 
 from .clikit import miroir
+from .dumpcheck import read_v6_dump
 from .dumpkit import DumpIndex, key, write_dump
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -410,3 +411,13 @@ def test_the_cli_imports_a_dump_and_follows_its_progress(fleet: DevCluster, tmp_
     missing = miroir("dump", "import", str(tmp_path / "nope.dump"), env=env)
     assert missing.code == 2
     assert "no such file" in missing.stderr
+
+    # And back out: the cluster as one V6 dump, downloaded where asked.
+    target = tmp_path / "out.dump"
+    exported = miroir("dump", "export", "-o", str(target), "--json", env=env)
+    assert exported.code == 0, exported
+    answer = exported.json()
+    assert answer["file"] == str(target) and answer["bytes"] == target.stat().st_size
+    dumped = read_v6_dump(target.read_bytes())
+    assert len(dumped.indexes["cli_movies"].documents or []) == 3_000
+    assert not list(tmp_path.glob("*.part"))

@@ -30,6 +30,7 @@ EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 DEFAULT_URL = "http://127.0.0.1:7700"
 AUTH_CODES = frozenset({"invalid_api_key", "missing_authorization_header"})
+TASK_POLL_S = 0.2
 
 Command = Callable[[AdminClient, argparse.Namespace, TextIO], Awaitable[int]]
 
@@ -189,9 +190,9 @@ def add_commands(commands: Any) -> None:
     )
     _wait_option(reshard)
     reshard.set_defaults(run=_index_reshard)
-    dump = commands.add_parser("dump", help="import a Meilisearch dump").add_subparsers(
-        dest="command", required=True
-    )
+    dump = commands.add_parser(
+        "dump", help="import a Meilisearch dump, or export the cluster as one"
+    ).add_subparsers(dest="command", required=True)
     dump_import = dump.add_parser(
         "import",
         parents=[common],
@@ -202,6 +203,17 @@ def add_commands(commands: Any) -> None:
         "--no-wait", action="store_true", help="start the import and exit without following it"
     )
     dump_import.set_defaults(run=_dump_import)
+    dump_export = dump.add_parser(
+        "export",
+        parents=[common],
+        help="make a Meilisearch V6 dump of the whole cluster (POST /dumps) and download it; "
+        "the key must open both /dumps and the admin API (the master key when the proxy has "
+        "no separate admin key)",
+    )
+    dump_export.add_argument(
+        "-o", "--output", type=Path, help="where to write it (default: ./<dumpUid>.dump)"
+    )
+    dump_export.set_defaults(run=_dump_export)
 
     ops = commands.add_parser(
         "ops",
@@ -447,6 +459,29 @@ async def _index_reshard(api: AdminClient, args: argparse.Namespace, out: TextIO
     answer = await api.post(f"/_miroir/indexes/{quote(args.index_uid, safe='')}/reshard", body)
     what = f"resharding {answer['index']} from {answer['previousShards']} to {answer['shards']}"
     return await _started(api, args, out, answer, what)
+
+
+async def _dump_export(api: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
+    task_uid = (await api.post("/dumps"))["taskUid"]
+    print(f"dumping the cluster: task {task_uid}", file=sys.stderr, flush=True)
+    while True:
+        task = await api.get(f"/tasks/{task_uid}")
+        if task["status"] not in ("enqueued", "processing"):
+            break
+        await asyncio.sleep(TASK_POLL_S)
+    if task["status"] != "succeeded":
+        error = task.get("error") or {}
+        print(f"miroir: dump task {task_uid} {task['status']}: {error.get('message')}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    dump_uid = str(task["details"]["dumpUid"])
+    target = args.output or Path(f"{dump_uid}.dump")
+    size = await api.download(f"/_miroir/dumps/{quote(dump_uid, safe='')}", target)
+    if args.json:
+        _print_json({"dumpUid": dump_uid, "file": str(target), "bytes": size}, out)
+    else:
+        print(f"dump {dump_uid}: {size / 1e6:.1f} MB written to {target}", file=out)
+    return EXIT_OK
 
 
 async def _dump_import(api: AdminClient, args: argparse.Namespace, out: TextIO) -> int:

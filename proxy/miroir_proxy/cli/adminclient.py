@@ -91,6 +91,35 @@ class AdminClient:
         headers = {"Content-Type": content_type}
         return await self.call("POST", path, data=pieces(), headers=headers, timeout=timeout)
 
+    async def download(self, path: str, file: Path) -> int:
+        """GET `path` into `file`, streamed; the deadline applies to each read. Returns the
+        bytes written; on an error nothing is left at `file`."""
+        assert self._session is not None, "use `async with AdminClient(...)`"
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout_s, sock_read=self.timeout_s
+        )
+        partial = file.with_name(file.name + ".part")
+        written = 0
+        try:
+            async with self._session.get(self.base_url + path, timeout=timeout) as response:
+                if response.status >= 400:
+                    await self.call("GET", path)  # raises the API's error
+                with partial.open("wb") as sink:
+                    async for piece in response.content.iter_chunked(UPLOAD_PIECE):
+                        await asyncio.to_thread(sink.write, piece)
+                        written += len(piece)
+        except TimeoutError as e:
+            partial.unlink(missing_ok=True)
+            raise Unreachable(self.base_url, f"no answer within {self.timeout_s:g} s") from e
+        except aiohttp.ClientError as e:
+            partial.unlink(missing_ok=True)
+            raise Unreachable(self.base_url, str(e) or type(e).__name__) from e
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(file)
+        return written
+
     async def call(self, method: str, path: str, body: Any = None, **options: Any) -> Any:
         """The decoded JSON of a 2xx answer; raises `ApiError` or `Unreachable`."""
         assert self._session is not None, "use `async with AdminClient(...)`"
