@@ -1,11 +1,13 @@
 """Document listing (`GET /documents`, `POST /documents/fetch`) as one paginated answer.
 
 Every shard is read from one replica, restricted to that shard, so each logical document
-is listed exactly once. The global order must not depend on which replicas serve a page
-(reads rotate over groups and replicas), and every replica lists one shard's documents
-alike (by insertion): so without `sort` the order is shard-major, shard 0's documents in
-a node's order, then shard 1's, and so on; with `sort` it is a k-way merge of the shards'
-sorted lists, comparing sort values as a node does, ties going by shard, then position.
+is listed exactly once. Replicas list one shard's documents alike (by insertion) only if
+they received them alike: a replica that got some late (a hint replay, a repair, a copy)
+orders them otherwise, so every page of a listing reads the same replicas while their
+health holds (a pinned covering, not the searches' rotation). Without `sort` the order is
+shard-major, shard 0's documents in a node's order, then shard 1's, and so on; with
+`sort` it is a k-way merge of the shards' sorted lists, comparing sort values as a node
+does, ties going by shard, then position.
 A first round asks, per shard, `limit: 0` for its total (which also lets the nodes
 validate the request); a second round fetches only what the page needs: the slices that
 intersect `[offset, offset + limit)`, or with `sort` each shard's first `offset + limit`.
@@ -211,6 +213,7 @@ async def list_documents(
             only=only,
             excluded=excluded,
             per_shard=True,
+            pinned=True,  # every page of a listing from the same replicas
         )
         fanout += counted.fanout
         by_shard = sorted(

@@ -276,12 +276,14 @@ async def gather(
     excluded: set[str] | None = None,
     first_group: str | None = None,
     per_shard: bool = False,
+    pinned: bool = False,
 ) -> Gathered:
     """Read every shard of an index with `shards` shards (or only the `only` ones) once.
 
     Nodes in `excluded` are avoided, and every node that fails is added to it. With
     `first_group`, that group serves every shard it can (a read-your-writes session).
-    With `per_shard`, each node gets one call per shard it serves. Raises `NodeRefused`
+    With `per_shard`, each node gets one call per shard it serves; `pinned` reads the same
+    replicas every time while health holds (`Cluster.covering`). Raises `NodeRefused`
     with the first 4xx answer.
     """
     timeout = cluster.config.timeouts.node_read_ms if timeout_ms is None else timeout_ms
@@ -291,7 +293,7 @@ async def gather(
     if failed_nodes or first_group is not None:
         pending, uncovered = _cover(cluster, shards, wanted, failed_nodes, first_group)
     else:
-        covering = cluster.covering(shards, wanted)
+        covering = cluster.covering(shards, wanted, pinned=pinned)
         pending, uncovered = covering.assignments, covering.uncovered
     degraded = list(uncovered)
     if per_shard:

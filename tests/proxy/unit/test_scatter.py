@@ -223,7 +223,9 @@ def steer(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, turn: int) -> None:
     groups = list(cluster.topology.search_groups())
     groups = groups[turn % 2 :] + groups[: turn % 2]
 
-    def covering(shards: int, only: Sequence[int] | None = None) -> Covering:
+    def covering(
+        shards: int, only: Sequence[int] | None = None, *, pinned: bool = False
+    ) -> Covering:
         placed = [(g.id, cluster.placement(g, shards)) for g in groups]
         return covering_set(placed, cluster.is_healthy, rotation=turn // 2, shards=only)
 
