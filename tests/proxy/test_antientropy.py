@@ -339,3 +339,27 @@ async def test_a_node_without_the_index_is_left_out_not_filled(
         assert all(r.startswith("n3 ") for r in progress["unreachableReplicas"])
         status, _ = await node_call(urls[G1[0]], "GET", f"/indexes/{uid}")
         assert status == 404
+
+
+async def test_a_repaired_copy_keeps_its_user_provided_embeddings(
+    start: StartProxy, devnodes: LocalNodes
+) -> None:
+    uid = fresh_uid("ae")
+    async with start(anti_entropy={"enabled": False}) as client:
+        embedders = {"embedders": {"manual": {"source": "userProvided", "dimensions": 3}}}
+        settings = await client.patch(f"/indexes/{uid}/settings", json=embedders)
+        assert (await wait_task(client, settings))["status"] == "succeeded"
+        vector = [0.25, 0.5, 0.75]
+        await load(client, uid, [{"id": i, "_vectors": {"manual": vector}} for i in range(10)])
+        url = devnodes.urls[G1[0]]
+        await node_write(url, "POST", f"/indexes/{uid}/documents/delete-batch", [7])
+
+        progress = await run_pass(client)
+        assert progress["repaired"] >= 1, progress
+        status, body = await node_call(
+            url, "POST", f"/indexes/{uid}/documents/fetch",
+            {"ids": ["7"], "retrieveVectors": True},
+        )  # fmt: skip
+        assert status == 200, body
+        (copy,) = body["results"]
+        assert copy["_vectors"]["manual"]["embeddings"] == [vector], copy

@@ -176,6 +176,7 @@ class AntiEntropy:
         """Compare (and repair) every shard of every index, or this pod's own; with
         `max_shards`, at most that many, starting after the last pass's."""
         result = PassResult(self.config.auto_repair, started_at=self._clock())
+        self._io.forget_embedders()  # an index may have gained embedders since the last pass
         work: list[tuple[IndexMeta, int]] = []
         for meta in await self._catalog.indexes():
             if meta.primary_key is None:
@@ -294,7 +295,9 @@ class AntiEntropy:
             node,
             "POST",
             f"/indexes/{ref.index}/documents/fetch",
-            json_body={"filter": ref.filter, "offset": offset, "limit": limit},
+            json_body=await self._io.fetch_body(
+                node, ref.index, {"filter": ref.filter, "offset": offset, "limit": limit}
+            ),
             timeout_ms=self._io.settings.read_timeout_ms,
         )
         if not response.ok:
@@ -419,12 +422,16 @@ class AntiEntropy:
             every = await self._io.documents(node, ref)
             return {pk: d for pk, d in every.items() if pk in wanted}
 
+        vectors = "retrieveVectors" in await self._io.fetch_body(node, ref.index, {})
+        params = {"retrieveVectors": "true"} if vectors else None
+
         async def one(pk: str) -> tuple[str, dict[str, Any] | None]:
             async with self._reads:
                 response = await self._cluster.call(
                     node,
                     "GET",
                     f"/indexes/{ref.index}/documents/{pk}",
+                    params=params,
                     timeout_ms=self._io.settings.read_timeout_ms,
                 )
             if response.status == 404:

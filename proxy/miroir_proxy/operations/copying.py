@@ -94,6 +94,25 @@ class ShardIO:
     def __init__(self, cluster: Cluster, settings: CopySettings) -> None:
         self._cluster = cluster
         self.settings = settings
+        self._embedders: dict[tuple[str, str], bool] = {}
+
+    async def fetch_body(self, node: str, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A `documents/fetch` body that also returns the documents' `_vectors` when the
+        index has embedders: a copy without them would lose user-provided embeddings (and
+        re-embed the others). Asked once per (node, index) until `forget_embedders`."""
+        key = (node, index)
+        if key not in self._embedders:
+            response = await self._request(
+                node,
+                "GET",
+                f"/indexes/{index}/settings/embedders",
+                timeout_ms=self.settings.read_timeout_ms,
+            )
+            self._embedders[key] = response.status == 200 and bool(orjson.loads(response.body))
+        return {**body, "retrieveVectors": True} if self._embedders[key] else body
+
+    def forget_embedders(self) -> None:
+        self._embedders.clear()
 
     async def _request(self, node: NodeRef, method: str, path: str, **kwargs: Any) -> NodeResponse:
         if isinstance(node, Node):
@@ -105,7 +124,9 @@ class ShardIO:
             node,
             "POST",
             f"/indexes/{ref.index}/documents/fetch",
-            json_body={"filter": ref.filter, "offset": offset, "limit": limit},
+            json_body=await self.fetch_body(
+                node, ref.index, {"filter": ref.filter, "offset": offset, "limit": limit}
+            ),
             timeout_ms=self.settings.read_timeout_ms,
         )
         if response.status == 404:
