@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from miroir_proxy.api.appkeys import CLUSTER
 from miroir_proxy.cli.processes import LocalNodes
 from miroir_proxy.config import HedgingConfig
 from miroir_proxy.dispatch.hedging import MIN_SAMPLES, Hedging
@@ -102,3 +103,24 @@ def test_the_p95_delay_follows_the_nodes_own_calls() -> None:
     fixed = Hedging(HedgingConfig(enabled=True, delay_ms=150))
     fixed.observe("n0", 3.0)
     assert fixed.delay_s("n0") == pytest.approx(0.150)
+
+
+async def test_a_listing_is_never_hedged(start: StartProxy, devnodes: LocalNodes) -> None:
+    # Every page of a listing reads the same replicas (they may order a shard differently):
+    # a hedge would answer from another one, so a slow node there is waited for.
+    uid = fresh_uid("hedgelist")
+    async with start(**SLOW_SETTINGS) as client:
+        task = await wait_task(client, await client.post(f"/indexes/{uid}/documents", json=DOCS))
+        assert task["status"] == "succeeded", task
+        pinned = client.app[CLUSTER].covering(8, pinned=True)  # devfleet's S=8
+        slow = pinned.assignments[0].node_id
+        before = await hedges(client)
+        await set_faults(devnodes.urls[int(slow.removeprefix("n"))], delayMs=1_000)
+        try:
+            response = await client.get(f"/indexes/{uid}/documents?limit=100")
+            assert response.status == 200, await response.text()
+            ids = sorted(d["id"] for d in (await response.json())["results"])
+        finally:
+            await set_faults(devnodes.urls[int(slow.removeprefix("n"))], delayMs=0)
+        assert ids == [d["id"] for d in DOCS]
+        assert await hedges(client) == before

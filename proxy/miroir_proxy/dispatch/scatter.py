@@ -283,8 +283,8 @@ async def gather(
     Nodes in `excluded` are avoided, and every node that fails is added to it. With
     `first_group`, that group serves every shard it can (a read-your-writes session).
     With `per_shard`, each node gets one call per shard it serves; `pinned` reads the same
-    replicas every time while health holds (`Cluster.covering`). Raises `NodeRefused`
-    with the first 4xx answer.
+    replicas every time while health holds (`Cluster.covering`), never hedged. Raises
+    `NodeRefused` with the first 4xx answer.
     """
     timeout = cluster.config.timeouts.node_read_ms if timeout_ms is None else timeout_ms
     wanted = sorted(only) if only is not None else None
@@ -304,7 +304,14 @@ async def gather(
     while pending:
         fanout += len(pending)
         outcome = await call_all(
-            cluster, pending, method, path, body_for, params, timeout, hedge_shards=shards
+            cluster,
+            pending,
+            method,
+            path,
+            body_for,
+            params,
+            timeout,
+            hedge_shards=None if pinned else shards,  # a hedge would answer from elsewhere
         )
         fanout += outcome.hedges
         if outcome.rejection is not None:
