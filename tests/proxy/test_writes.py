@@ -11,8 +11,12 @@ from typing import Any
 
 import orjson
 
+from miroir_proxy.api.appkeys import STORE
 from miroir_proxy.core.assignment import plan
 from miroir_proxy.core.hashing import shard_of
+from miroir_proxy.state.store import Hint
+
+from .searchfleet import eventually
 
 SHARDS = 8
 DEADLINE_S = 10.0
@@ -404,9 +408,6 @@ async def test_a_replay_skips_hints_the_node_should_no_longer_get(
     """Hints stored before a topology change: those for shards the node no longer holds,
     of an index that is gone, or of a node that left, are dropped; the others are replayed
     in order."""
-    from miroir_proxy.api.appkeys import STORE
-    from miroir_proxy.state.store import Hint
-
     nodes = await fleet(groups=1, nodes_per_group=3)
     config = nodes.config(tmp_path, handoff={"replay_interval_ms": 50})
     async with proxy(config) as client:
@@ -447,9 +448,6 @@ async def test_a_replay_skips_hints_the_node_should_no_longer_get(
         async def drained() -> bool:
             return not (await (await client.get("/_miroir/hints")).json())["nodes"]
 
-        deadline = asyncio.get_running_loop().time() + DEADLINE_S
-        while not await drained():
-            assert asyncio.get_running_loop().time() < deadline, "hints not drained"
-            await asyncio.sleep(0.02)
+        await eventually(drained, timeout_s=DEADLINE_S)
         replayed = [r.body[0]["id"] for r in document_writes(node)[before:]]
         assert replayed == [1, 4]
