@@ -295,6 +295,27 @@ async def copy_shard(
     """Copy the shard page by page from the first source that answers, from `cursor`
     (`{"offset", "copied"}`) on; returns the final cursor. `Abandoned` as soon as
     `wanted()` turns false."""
+
+    async def send(page: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        return await io.send(destinations, ref, page)
+
+    return await copy_pages(io, ref, lambda: sources, send, cursor, checkpoint, wanted)
+
+
+Send = Callable[[list[dict[str, Any]]], Awaitable[list[tuple[str, int]]]]
+
+
+async def copy_pages(
+    io: ShardIO,
+    ref: ShardRef,
+    sources: Callable[[], Sequence[str]],
+    send: Send,
+    cursor: dict[str, Any],
+    checkpoint: Checkpoint,
+    wanted: Wanted,
+) -> dict[str, Any]:
+    """The paged copy behind `copy_shard`: each page read from the first of `sources()`
+    that answers and enqueued by `send` (the node tasks it started)."""
     offset, copied = int(cursor.get("offset", 0)), int(cursor.get("copied", 0))
     size = io.settings.page_size
     throttle = Throttle(io.settings.docs_per_s)
@@ -303,13 +324,13 @@ async def copy_shard(
     # only once every destination applied it.
     in_flight: tuple[list[tuple[str, int]], dict[str, Any]] | None = None
     while True:
-        page = await read_page(io, sources, ref, offset, size)
+        page = await read_page(io, sources(), ref, offset, size)
         sent: list[tuple[str, int]] = []
         if page:
             await throttle.take(len(page))
             if not wanted():
                 raise Abandoned(ref.index)
-            sent = await io.send(destinations, ref, page)
+            sent = await send(page)
         if in_flight is not None:
             await io.wait_all(in_flight[0])
             await checkpoint(in_flight[1])

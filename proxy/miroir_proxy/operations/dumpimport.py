@@ -53,7 +53,7 @@ from miroir_proxy.state.store import Store
 
 from .copying import CopyFailed, ShardIO, Throttle
 from .engine import OperationContext, StepFn
-from .groups import copy_settings
+from .groups import copy_settings, settle_chunks
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ class ImportDumpOperation:
     async def rollback(self, ctx: OperationContext, data: dict[str, Any]) -> None:
         op_id = ctx.record.id
         await ctx.store.kv_set(_stop_key(op_id), b"1", RECORD_TTL_S)
-        await _settle(ctx)
+        await settle_chunks(ctx, ("import",))  # a late batch must not re-create an index
         io = ShardIO(ctx.cluster, copy_settings(ctx.config))
         for uid in await _created(ctx, "indexes"):
             outcomes = await broadcast(ctx.cluster, "DELETE", f"/indexes/{uid}")
@@ -477,25 +477,6 @@ async def _chunk_records(
         raw = await store.kv_get(_chunk_key(op_id, chunk))
         records.append({} if raw is None else orjson.loads(raw))
     return records
-
-
-async def _settle(ctx: OperationContext) -> None:
-    """Wait until the chunks stopped (each stops at its next batch once the stop flag is
-    set), at most a few claim TTLs: a dead pod's claim must expire."""
-    bound_s = 3 * ctx.config.coordination.job_claim_ttl_ms / 1000 + 10
-    try:
-        async with asyncio.timeout(bound_s):
-            for round_ in range(MAX_ROUNDS):
-                job_id = f"{ctx.record.id}:import:{round_}"
-                while True:
-                    progress = await ctx.store.job_progress(job_id)
-                    if progress is None or progress.finished:
-                        break
-                    await asyncio.sleep(JOB_POLL_S)
-                if progress is None:
-                    return
-    except TimeoutError:
-        log.warning("%s: chunks still running after %.0f s; cleaning up", ctx.record.id, bound_s)
 
 
 # --- the chunks --------------------------------------------------------------------------

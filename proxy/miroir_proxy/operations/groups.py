@@ -160,13 +160,14 @@ async def prepare_nodes(ctx: OperationContext, nodes: Sequence[str]) -> None:
             await _create_key(ctx.cluster, node, wanted)
 
 
-async def settle_chunks(ctx: OperationContext) -> None:
-    """Wait until the operation's chunks are all done (each stops at its next page once the
-    group left the topology), at most a few claim TTLs: a dead pod's claim must expire."""
+async def settle_chunks(ctx: OperationContext, modes: Sequence[str] = ("copy", "verify")) -> None:
+    """Wait until the operation's chunks (job rounds `<operation>:<mode>:<n>`) are all done
+    (each stops at its next page once told to), at most a few claim TTLs: a dead pod's
+    claim must expire."""
     bound_s = 3 * ctx.config.coordination.job_claim_ttl_ms / 1000 + 10
     try:
         async with asyncio.timeout(bound_s):
-            for mode in ("copy", "verify"):
+            for mode in modes:
                 for round_ in range(MAX_ROUNDS):
                     job_id = f"{ctx.record.id}:{mode}:{round_}"
                     while True:

@@ -64,11 +64,10 @@ from .copying import (
     CopyFailed,
     ShardIO,
     ShardRef,
-    Throttle,
     Wanted,
     _compare,
+    copy_pages,
     read_documents,
-    read_page,
 )
 from .engine import OperationContext, StepFn
 from .groups import (
@@ -299,35 +298,15 @@ async def backfill_shard(
 ) -> dict[str, Any]:
     """Copy live shard `shard` into the shadow from `cursor` (`{"offset", "copied"}`) on,
     each page re-tagged with its new shards; returns the final cursor."""
-    offset, copied = int(cursor.get("offset", 0)), int(cursor.get("copied", 0))
-    size = io.settings.page_size
-    throttle = Throttle(io.settings.docs_per_s)
     ref = ShardRef(spec.source, spec.primary_key, shard)
-    # One page stays in flight (as in `copying.copy_shard`): the next page is read and
-    # enqueued while the nodes index the previous one, and the cursor moves past a page
-    # only once every node applied it.
-    in_flight: tuple[list[tuple[str, int]], dict[str, Any]] | None = None
-    while True:
-        layout = cluster.layout
-        sources = source_order(layout, spec.source_shards, shard, cluster)
-        page = await read_page(io, sources, ref, offset, size)
-        sent: list[tuple[str, int]] = []
-        if page:
-            await throttle.take(len(page))
-            if not wanted():
-                raise Abandoned(spec.target)
-            sent = await _send_retagged(io, layout, spec, page)
-        if in_flight is not None:
-            await io.wait_all(in_flight[0])
-            await checkpoint(in_flight[1])
-        offset += len(page)
-        copied += len(page)
-        cursor = {**cursor, "offset": offset, "copied": copied}
-        if len(page) < size:
-            await io.wait_all(sent)
-            await checkpoint(cursor)
-            return cursor
-        in_flight = (sent, cursor)
+
+    def sources() -> list[str]:
+        return source_order(cluster.layout, spec.source_shards, shard, cluster)
+
+    async def send(page: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        return await _send_retagged(io, cluster.layout, spec, page)
+
+    return await copy_pages(io, ref, sources, send, cursor, checkpoint, wanted)
 
 
 async def _send_retagged(
