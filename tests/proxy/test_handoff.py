@@ -18,10 +18,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from miroir_proxy.api.app import make_app
-from miroir_proxy.api.appkeys import CLUSTER
+from miroir_proxy.api.appkeys import CLUSTER, STORE
 from miroir_proxy.cli.processes import LocalNodes
 from miroir_proxy.config import from_mapping
 from miroir_proxy.core.hashing import shard_of
+from miroir_proxy.operations.handoff import lease_scope
 
 from .devfleet import (
     MASTER,
@@ -183,6 +184,64 @@ async def test_hints_replay_in_order_and_writes_wait_behind_them(
 
         await eventually(latest, f"{DOWN} holds version 6 and no hint is left")
         assert (await node_document(nodes, uid, doc_id) or {})["version"] == 6
+
+
+async def test_a_replica_with_hints_pending_is_never_copied_from(
+    nodes: LocalNodes, tmp_path: Path
+) -> None:
+    """A group joins while n0 is back but has not replayed its hints yet (the test holds the
+    replay lease): n0 lacks writes and still has a deleted document, so the new group is
+    copied and verified from the other replicas only, and holds exactly what was acknowledged."""
+    async with proxy(nodes, tmp_path / "state.sqlite3") as client:
+        assert client.app is not None
+        uid = await create_index(client)
+        doomed, *ids = ids_on(client, DOWN, 13, start=9_000)
+        assert (await write_one(client, uid, {"id": doomed}))["task"]["status"] == "succeeded"
+        store = client.app[STORE]
+        assert await store.lease_acquire(lease_scope(DOWN), "test", 600_000)
+        async with paused(nodes):
+            for doc_id in ids:
+                outcome = await write_one(client, uid, {"id": doc_id})
+                assert outcome["task"]["status"] == "succeeded", outcome
+            deletion = await client.post(f"/indexes/{uid}/documents/delete-batch", json=[doomed])
+            assert (await wait_task(client, deletion))["status"] == "succeeded"
+        assert await node_document(nodes, uid, doomed) is not None  # n0 missed the deletion
+
+        async def seen_healthy() -> bool:
+            topology = await (await client.get("/_miroir/topology")).json()
+            node = next(n for n in topology["groups"][0]["nodes"] if n["id"] == DOWN)
+            return bool(node["health"] == "healthy")
+
+        await eventually(seen_healthy, f"{DOWN} seen healthy again")
+        assert (await hints(client))[DOWN]["pending"] >= len(ids)
+        with LocalNodes(2, tmp_path / "spare", NODE_KEY) as spare:
+            group = {
+                "id": "g1",
+                "nodes": [{"id": f"s{i}", "url": url} for i, url in enumerate(spare.urls)],
+            }
+            started = await client.post("/_miroir/groups", json=group)
+            assert started.status == 202, await started.text()
+            path = f"/_miroir/operations/{(await started.json())['operation']}"
+
+            async def finished() -> bool:
+                return bool((await (await client.get(path)).json())["state"] != "running")
+
+            await eventually(finished, "the group joins")
+            operation = await (await client.get(path)).json()
+            assert operation["state"] == "succeeded", operation
+            for url in spare.urls:  # RF=2 on two nodes: each holds every shard
+                held = [
+                    (await node_call(url, "GET", f"/indexes/{uid}/documents/{i}"))[0] for i in ids
+                ]
+                assert held == [200] * len(ids)
+                assert (await node_call(url, "GET", f"/indexes/{uid}/documents/{doomed}"))[0] == 404
+        await store.lease_release(lease_scope(DOWN), "test")
+
+        async def caught_up() -> bool:
+            return DOWN not in await hints(client)
+
+        await eventually(caught_up, f"{DOWN} replays its hints once the lease is free")
+        assert await node_document(nodes, uid, doomed) is None
 
 
 async def test_hints_are_bounded_and_an_overflow_is_reported(

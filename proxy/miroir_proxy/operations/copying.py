@@ -7,6 +7,11 @@ destination's node task succeeded (a 202 is not a write). The cursor after each 
 checkpointed by the caller, so a copy resumes where it stopped, on another replica if the
 source died (replicas may order documents differently; verification closes that gap).
 
+A replica that missed acknowledged writes is never a source (`fresh_sources`): one whose
+hints are not all replayed yet, or that overflowed its hints (anti-entropy's to repair).
+Verification against it would delete from the destination the documents it lacks and put
+back the ones deleted meanwhile.
+
 Verification compares a shard's documents between a source and a destination by primary
 key and content digest (Miroir's `_miroir_*` fields excluded) and repairs the destination:
 - a document the destination lacks, or holds in another version, gets the source's version,
@@ -34,6 +39,7 @@ from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.writes import SHARD_FIELD, UPDATED_FIELD
 from miroir_proxy.nodes.client import NodeResponse
 from miroir_proxy.nodes.errors import NodeError
+from miroir_proxy.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -281,12 +287,28 @@ class Throttle:
 
 
 Checkpoint = Callable[[dict[str, Any]], Awaitable[None]]
+Sources = Callable[[], Awaitable[Sequence[str]]]
+
+
+def fresh_sources(store: Store, candidates: Callable[[], Sequence[str]]) -> Sources:
+    """The replicas to read a shard from, asked anew before each page or pass:
+    `candidates()` in their order, without those that missed acknowledged writes."""
+
+    async def sources() -> list[str]:
+        behind = await store.hint_backlogs()
+        return [
+            node
+            for node in candidates()
+            if node not in behind or not (behind[node].pending or behind[node].overflowed)
+        ]
+
+    return sources
 
 
 async def copy_shard(
     io: ShardIO,
     ref: ShardRef,
-    sources: Sequence[str],
+    sources: Sources,
     destinations: Sequence[str],
     cursor: dict[str, Any],
     checkpoint: Checkpoint,
@@ -299,7 +321,7 @@ async def copy_shard(
     async def send(page: list[dict[str, Any]]) -> list[tuple[str, int]]:
         return await io.send(destinations, ref, page)
 
-    return await copy_pages(io, ref, lambda: sources, send, cursor, checkpoint, wanted)
+    return await copy_pages(io, ref, sources, send, cursor, checkpoint, wanted)
 
 
 Send = Callable[[list[dict[str, Any]]], Awaitable[list[tuple[str, int]]]]
@@ -308,7 +330,7 @@ Send = Callable[[list[dict[str, Any]]], Awaitable[list[tuple[str, int]]]]
 async def copy_pages(
     io: ShardIO,
     ref: ShardRef,
-    sources: Callable[[], Sequence[str]],
+    sources: Sources,
     send: Send,
     cursor: dict[str, Any],
     checkpoint: Checkpoint,
@@ -324,7 +346,7 @@ async def copy_pages(
     # only once every destination applied it.
     in_flight: tuple[list[tuple[str, int]], dict[str, Any]] | None = None
     while True:
-        page = await read_page(io, sources(), ref, offset, size)
+        page = await read_page(io, await sources(), ref, offset, size)
         sent: list[tuple[str, int]] = []
         if page:
             await throttle.take(len(page))
@@ -354,7 +376,7 @@ async def read_page(
             return await io.page(node, ref, offset, limit)
         except (NodeError, CopyFailed) as e:
             reasons.append(f"{node}: {e}")
-    raise CopyFailed(f"no source of shard {ref.shard} answered: {'; '.join(reasons) or 'none'}")
+    raise _no_source(ref, reasons)
 
 
 @dataclasses.dataclass(slots=True)
@@ -366,7 +388,7 @@ class Repair:
 async def verify_shard(
     io: ShardIO,
     ref: ShardRef,
-    sources: Sequence[str],
+    sources: Sources,
     destination: str,
     wanted: Wanted,
     *,
@@ -378,7 +400,7 @@ async def verify_shard(
     for _ in range(max_passes):
         started_ms = time.time_ns() // 1_000_000
         source, held = await asyncio.gather(
-            read_documents(io, sources, ref), io.documents(destination, ref)
+            read_documents(io, await sources(), ref), io.documents(destination, ref)
         )
         repair = _compare(source, held, ref.primary_key, started_ms)
         if not wanted():
@@ -403,7 +425,7 @@ async def read_documents(
             return await io.documents(node, ref)
         except (NodeError, CopyFailed) as e:
             reasons.append(f"{node}: {e}")
-    raise CopyFailed(f"no source of shard {ref.shard} answered: {'; '.join(reasons) or 'none'}")
+    raise _no_source(ref, reasons)
 
 
 @dataclasses.dataclass(slots=True)
@@ -427,6 +449,11 @@ def _compare(
         if key not in source and stamp(mine) < started_ms:
             diff.deleted.append(mine[primary_key])
     return diff
+
+
+def _no_source(ref: ShardRef, reasons: list[str]) -> CopyFailed:
+    why = "; ".join(reasons) or "no live replica is up to date"
+    return CopyFailed(f"no source of shard {ref.shard} of `{ref.index}` answered: {why}")
 
 
 def _answer(node: NodeRef, status: int, body: bytes) -> dict[str, Any]:

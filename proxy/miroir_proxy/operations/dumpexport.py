@@ -5,7 +5,7 @@ The dump is an operation (`dump-export`, scope `dump:<uid>`) behind a Miroir tas
 moves the task to `processing`, then `succeeded` with `details.dumpUid`, or `failed`.
 
 What the dump holds is what a client of Miroir sees: the indexes of the catalog (aliases
-are not indexes), each read once, shard by shard, from one replica (a covering set; a
+are not indexes), each read once, shard by shard, from one up-to-date replica (a covering set; a
 shard whose replica fails is read again from the start on another replica), with every
 `_miroir_*` field stripped; each index's settings as `GET /settings` shows them; the keys
 as `GET /keys` lists them. Documents carry their `_vectors` when the index has embedders,
@@ -41,6 +41,7 @@ from miroir_proxy.nodes.errors import NodeError
 from miroir_proxy.state import kvkeys
 from miroir_proxy.state.store import IndexMeta, Store
 
+from .copying import fresh_sources
 from .dumpwriting import (
     DUMP_VERSION,
     SUFFIX,
@@ -150,6 +151,7 @@ class Exporter:
     """Reads the cluster and writes one archive (see the module docstring)."""
 
     cluster: Cluster
+    store: Store
     page_size: int
     check: SafePoint  # raises `Canceled` when the dump must stop
     documents: int = 0
@@ -220,7 +222,8 @@ class Exporter:
     ) -> None:
         reasons = []
         staged.mark()
-        for node in shard_sources(self.cluster, meta.shards, shard):
+        sources = fresh_sources(self.store, lambda: shard_sources(self.cluster, meta.shards, shard))
+        for node in await sources():
             offset = 0
             try:
                 while True:
@@ -234,7 +237,8 @@ class Exporter:
                 await asyncio.to_thread(staged.rewind)
         raise MiroirError(
             "miroir_shard_unavailable",
-            f"No replica of shard {shard} of `{meta.uid}` could be read: {'; '.join(reasons)}",
+            f"No replica of shard {shard} of `{meta.uid}` could be read: "
+            + ("; ".join(reasons) or "no live replica is up to date"),
         )
 
     async def index(
@@ -347,7 +351,7 @@ class DumpExportOperation:
             await ctx.report(done=done, total=len(indexes), unit="indexes", documents=documents)
 
         exporter = Exporter(
-            ctx.cluster, ctx.config.dumps.page_size, lambda: _task_check(ctx, task_uid)
+            ctx.cluster, ctx.store, ctx.config.dumps.page_size, lambda: _task_check(ctx, task_uid)
         )
         try:
             await exporter.write(partial, indexes, report)

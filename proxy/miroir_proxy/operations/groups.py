@@ -43,6 +43,7 @@ from .copying import (
     ShardIO,
     ShardRef,
     copy_shard,
+    fresh_sources,
     verify_shard,
 )
 from .engine import OperationContext, StepFn
@@ -320,7 +321,9 @@ def sync_handler(store: Store, cluster: Cluster, config: MiroirConfig) -> Handle
         shards = int(chunk["shards"])
         group = layout.topology.group(group_id)
         destinations = layout.placement(group, shards).replicas[ref.shard]
-        sources = source_order(layout, shards, ref.shard, cluster)
+        sources = fresh_sources(
+            store, lambda: source_order(cluster.layout, shards, ref.shard, cluster)
+        )
         io = ShardIO(cluster, settings)
 
         def wanted() -> bool:

@@ -49,7 +49,15 @@ from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.nodes.errors import NodeError
 from miroir_proxy.state.store import Store
 
-from .copying import Abandoned, CopyFailed, ShardIO, ShardRef, copy_shard, verify_shard
+from .copying import (
+    Abandoned,
+    CopyFailed,
+    ShardIO,
+    ShardRef,
+    copy_shard,
+    fresh_sources,
+    verify_shard,
+)
 from .engine import OperationContext, StepFn
 from .groups import (
     RECORD_TTL_S,
@@ -240,9 +248,12 @@ def move_handler(store: Store, cluster: Cluster, config: MiroirConfig) -> Handle
         ref = ShardRef(str(chunk["index"]), str(chunk["primaryKey"]), int(chunk["shard"]))
         shards = int(chunk["shards"])
         destinations = layout.placement(group, shards).incoming[ref.shard]
-        sources = sorted(
-            move_sources(layout, group, shards, ref.shard),
-            key=lambda node: not cluster.is_healthy(node),
+        sources = fresh_sources(
+            store,
+            lambda: sorted(
+                move_sources(cluster.layout, group, shards, ref.shard),
+                key=lambda node: not cluster.is_healthy(node),
+            ),
         )
         io = ShardIO(cluster, settings)
         try:

@@ -64,9 +64,11 @@ from .copying import (
     CopyFailed,
     ShardIO,
     ShardRef,
+    Sources,
     Wanted,
     _compare,
     copy_pages,
+    fresh_sources,
     read_documents,
 )
 from .engine import OperationContext, StepFn
@@ -289,6 +291,7 @@ class _Spec:
 
 async def backfill_shard(
     io: ShardIO,
+    store: Store,
     cluster: Cluster,
     spec: _Spec,
     shard: int,
@@ -300,13 +303,19 @@ async def backfill_shard(
     each page re-tagged with its new shards; returns the final cursor."""
     ref = ShardRef(spec.source, spec.primary_key, shard)
 
-    def sources() -> list[str]:
-        return source_order(cluster.layout, spec.source_shards, shard, cluster)
+    sources = _sources(store, cluster, spec, shard)
 
     async def send(page: list[dict[str, Any]]) -> list[tuple[str, int]]:
         return await _send_retagged(io, cluster.layout, spec, page)
 
     return await copy_pages(io, ref, sources, send, cursor, checkpoint, wanted)
+
+
+def _sources(store: Store, cluster: Cluster, spec: _Spec, shard: int) -> Sources:
+    """Where live shard `shard` is read from: its up-to-date replicas."""
+    return fresh_sources(
+        store, lambda: source_order(cluster.layout, spec.source_shards, shard, cluster)
+    )
 
 
 async def _send_retagged(
@@ -332,7 +341,14 @@ async def _send_retagged(
 
 
 async def verify_class(
-    io: ShardIO, cluster: Cluster, spec: _Spec, remainder: int, wanted: Wanted, *, max_passes: int
+    io: ShardIO,
+    store: Store,
+    cluster: Cluster,
+    spec: _Spec,
+    remainder: int,
+    wanted: Wanted,
+    *,
+    max_passes: int,
 ) -> int:
     """Make every shadow replica of the shards `= remainder (mod gcd)` hold exactly the
     live documents of that class (module docstring); returns the documents repaired."""
@@ -344,14 +360,11 @@ async def verify_class(
         started_ms = time.time_ns() // 1_000_000
         layout = cluster.layout
         holders = [(t, n) for t in shadow_shards for n in _replicas(layout, spec.target_shards, t)]
+        sources = [await _sources(store, cluster, spec, s)() for s in live_shards]
         answers = await asyncio.gather(
             *(
-                read_documents(
-                    io,
-                    source_order(layout, spec.source_shards, s, cluster),
-                    ShardRef(spec.source, spec.primary_key, s),
-                )
-                for s in live_shards
+                read_documents(io, nodes, ShardRef(spec.source, spec.primary_key, s))
+                for s, nodes in zip(live_shards, sources, strict=True)
             ),
             *(io.documents(n, ShardRef(spec.target, spec.primary_key, t)) for t, n in holders),
         )
@@ -404,12 +417,14 @@ def reshard_handler(store: Store, cluster: Cluster, config: MiroirConfig) -> Han
         try:
             if ctx.payload["mode"] == "copy":
                 cursor = await backfill_shard(
-                    io, cluster, spec, shard, ctx.cursor or {}, ctx.checkpoint, wanted
+                    io, store, cluster, spec, shard, ctx.cursor or {}, ctx.checkpoint, wanted
                 )
                 documents = int(cursor["copied"])
             else:
                 passes = config.operations.verify_passes
-                documents = await verify_class(io, cluster, spec, shard, wanted, max_passes=passes)
+                documents = await verify_class(
+                    io, store, cluster, spec, shard, wanted, max_passes=passes
+                )
         except Abandoned:
             return
         value = orjson.dumps({"documents": documents})
