@@ -186,12 +186,13 @@ async def test_hints_replay_in_order_and_writes_wait_behind_them(
         assert (await node_document(nodes, uid, doc_id) or {})["version"] == 6
 
 
-async def test_a_replica_with_hints_pending_is_never_copied_from(
+async def test_a_replica_with_hints_pending_is_never_searched_or_copied_from(
     nodes: LocalNodes, tmp_path: Path
 ) -> None:
     """A group joins while n0 is back but has not replayed its hints yet (the test holds the
-    replay lease): n0 lacks writes and still has a deleted document, so the new group is
-    copied and verified from the other replicas only, and holds exactly what was acknowledged."""
+    replay lease): n0 lacks writes and still has a deleted document, so searches go to the
+    other replicas, and the new group is copied and verified from them only: it holds
+    exactly what was acknowledged."""
     async with proxy(nodes, tmp_path / "state.sqlite3") as client:
         assert client.app is not None
         uid = await create_index(client)
@@ -214,6 +215,10 @@ async def test_a_replica_with_hints_pending_is_never_copied_from(
 
         await eventually(seen_healthy, f"{DOWN} seen healthy again")
         assert (await hints(client))[DOWN]["pending"] >= len(ids)
+        # Searches leave n0 out while it is behind: each sees every acknowledged write.
+        for _ in range(8):
+            search = await client.post(f"/indexes/{uid}/search", json={"limit": 50})
+            assert sorted(hit["id"] for hit in (await search.json())["hits"]) == sorted(ids)
         with LocalNodes(2, tmp_path / "spare", NODE_KEY) as spare:
             group = {
                 "id": "g1",

@@ -3,7 +3,9 @@
 A search reads every shard exactly once. Per group, each shard is given to one live
 replica, choosing the replica with the fewest shards assigned so far and breaking ties by
 a rotation counter, so consecutive queries land on different replicas and one query
-spreads over as many nodes as RF allows. Shards with no live replica in the first group
+spreads over as many nodes as RF allows. A replica known to be `behind` (it missed
+acknowledged writes: hints not replayed yet, or past its hint bound) serves a shard only
+when no other live replica of the group can. Shards with no live replica in the first group
 are looked up in the next groups; only what no group can serve is reported uncovered.
 """
 
@@ -56,6 +58,7 @@ def assign_shards(
     shards: Iterable[int],
     healthy: Healthy,
     rotation: int = 0,
+    behind: Collection[str] = (),
 ) -> tuple[dict[str, list[int]], list[int]]:
     """One live replica per shard within one group: (node -> shards, unserved shards)."""
     is_live = _is_healthy(healthy)
@@ -67,20 +70,20 @@ def assign_shards(
         replicas = placement.replicas[shard]
         width = len(replicas)
         best: str | None = None
-        best_key = (0, 0)
+        best_key = (False, 0, 0)
         for rank, node_id in enumerate(replicas):
             alive = live_cache.get(node_id)
             if alive is None:
                 alive = live_cache[node_id] = is_live(node_id)
             if not alive:
                 continue
-            key = (load.get(node_id, 0), (rank - rotation) % width)
+            key = (node_id in behind, load.get(node_id, 0), (rank - rotation) % width)
             if best is None or key < best_key:
                 best, best_key = node_id, key
         if best is None:
             unserved.append(shard)
             continue
-        load[best] = best_key[0] + 1
+        load[best] = best_key[1] + 1
         chosen.setdefault(best, []).append(shard)
     return chosen, unserved
 
@@ -99,6 +102,7 @@ def covering_set(
     healthy: Healthy,
     rotation: int = 0,
     shards: Iterable[int] | None = None,
+    behind: Collection[str] = (),
 ) -> Covering:
     """Cover ``shards`` (default: all) from the first group, falling back group by group.
 
@@ -112,7 +116,7 @@ def covering_set(
     for group_id, group_placement in groups:
         if not pending:
             break
-        chosen, pending = assign_shards(group_placement, pending, healthy, rotation)
+        chosen, pending = assign_shards(group_placement, pending, healthy, rotation, behind)
         held: Mapping[str, frozenset[int]] = group_placement.holdings
         for node_id, served in chosen.items():
             assignments.append(

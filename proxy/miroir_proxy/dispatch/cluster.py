@@ -67,6 +67,9 @@ class Cluster:
         self.hedging = Hedging(config.hedging)
         # Writes still on their way to the nodes, by the epoch they were routed with.
         self._writing: Counter[int] = Counter()
+        # Nodes that missed acknowledged writes (`Handoff` keeps this up to date): they
+        # serve searches only where no other live replica of the group can.
+        self.behind: frozenset[str] = frozenset()
 
     @property
     def layout(self) -> Layout:
@@ -132,8 +135,8 @@ class Cluster:
         """One live replica per shard of an index with `shards` shards (or of `only`).
 
         A covering is a pure function of (shards, the group order, the replica rotation
-        modulo each shard's replica count, node health), so coverings are kept until the
-        topology changes: building one was ~13 µs of every search's CPU in profiles.
+        modulo each shard's replica count, node health, the nodes behind), so coverings are
+        kept until the topology changes: building one was ~13 µs of every search's CPU.
         `pinned` takes the same replicas every time while health holds (a paged listing:
         replicas may order a shard's documents differently).
         """
@@ -150,6 +153,7 @@ class Cluster:
             group_turn % max(1, len(groups)),
             rotation % self._rotation_period(),
             health,
+            self.behind,
         )
         cached = self._coverings.get(key)
         if cached is None:
@@ -160,6 +164,7 @@ class Cluster:
                 self.is_healthy,
                 rotation=rotation,
                 shards=only,
+                behind=self.behind,
             )
             cached = self._coverings[key] = (covering, covering.groups)
         covering, serving = cached

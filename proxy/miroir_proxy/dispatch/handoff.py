@@ -9,7 +9,8 @@ before the client is answered; `core.quorum.judge_write` decides whether the wri
 Which nodes are catching up comes from the store (`note_backlogs`, called by the replayer's
 round on every pod) plus the hints this pod stored since: another pod's first hint for a
 node reaches this pod's view within one replay interval (README "Writes with a node down"
-says what that window means).
+says what that window means). Searches leave those nodes, and the ones past their hint
+bound, to last (`Cluster.behind`): they lack acknowledged writes.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Handoff:
         self._store = store
         self._cluster = cluster
         self._catching_up: set[str] = set()
+        self._overflowed: set[str] = set()  # past their hint bound: anti-entropy's to repair
         # Nodes hinted while a backlog refresh was reading the store: kept in the view.
         self._hinted_since_refresh: set[str] = set()
         # Counters of this pod (`/metrics`): hints stored and dropped past the bound.
@@ -75,10 +77,17 @@ class Handoff:
         self.backlogs = dict(backlogs)
         pending = {node for node, backlog in backlogs.items() if backlog.pending}
         self._catching_up = pending | self._hinted_since_refresh
+        self._overflowed = {node for node, backlog in backlogs.items() if backlog.overflowed}
+        self._publish()
 
     def caught_up(self, node_id: str) -> None:
         """The replayer found no hint left for `node_id`."""
         self._catching_up.discard(node_id)
+        self._publish()
+
+    def _publish(self) -> None:
+        """Tell searches which nodes missed acknowledged writes (`Cluster.behind`)."""
+        self._cluster.behind = frozenset(self._catching_up | self._overflowed)
 
     async def record(self, hints: Iterable[Hint]) -> Recorded:
         """Store each hint (one per missed node batch); a store failure leaves that node
@@ -99,6 +108,8 @@ class Handoff:
                 self.stored[hint.node] += 1
                 self._catching_up.add(hint.node)
                 self._hinted_since_refresh.add(hint.node)
+        self._overflowed |= overflowed
+        self._publish()
         if overflowed:
             log.warning(
                 "nodes %s are past %d hints: hints dropped, anti-entropy must repair them",

@@ -251,6 +251,7 @@ def _cover(
         [(g.id, cluster.placement(g, shards)) for g in groups],
         lambda node_id: node_id not in excluded and cluster.is_healthy(node_id),
         shards=wanted,
+        behind=cluster.behind,
     )
     return covering.assignments, covering.uncovered
 

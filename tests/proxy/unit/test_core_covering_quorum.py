@@ -64,6 +64,18 @@ def test_replicas_share_the_load_and_rotation_moves_it() -> None:
     assert max(served_over_time.values()) - min(served_over_time.values()) <= 30
 
 
+@given(st.integers(0, 50), st.sampled_from(NODES), st.sampled_from([None, *NODES]))
+def test_a_replica_behind_serves_only_shards_no_other_live_replica_can(
+    rotation: int, behind: str, down: str | None
+) -> None:
+    layout = place(NODES, 2, 64)
+    cover = covering_set([("g0", layout)], lambda n: n != down, rotation, behind={behind})
+    assert cover.complete
+    for a in cover.assignments:
+        if a.node_id == behind:  # only where its fellow replica is down
+            assert all(set(layout.replicas[s]) == {behind, down} for s in a.shards)
+
+
 def test_missing_shards_fall_back_to_the_next_group() -> None:
     g0, g1 = group("g0", *NODES), group("g1", "b-0", "b-1")
     layout = Layout(Topology(1, 32, 1, (g0, g1)))
