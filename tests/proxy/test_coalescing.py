@@ -23,9 +23,14 @@ SEARCH = "/indexes/books/search"
 
 
 def _config(fleet: Fleet, tmp_path: Path, **features: Any) -> dict[str, Any]:
-    # One probe at start: a thousand requests in flight must not make a probe time out.
+    # One probe at start: a thousand requests in flight must not make a probe time out, nor
+    # a connection to the in-process node, whose loop they share (a node seen down would
+    # fail the searches these tests hold open).
     health = {"interval_ms": 60_000, "timeout_ms": 5_000}
-    return fleet.config(tmp_path, replication_factor=1, features=features, health=health)
+    timeouts = {"node_connect_ms": 10_000, "node_read_ms": 30_000}
+    return fleet.config(
+        tmp_path, replication_factor=1, features=features, health=health, timeouts=timeouts
+    )
 
 
 async def _held_searches(

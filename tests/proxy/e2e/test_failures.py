@@ -43,9 +43,12 @@ DOCUMENTS: list[dict[str, Any]] = [
 def load(cluster: DevCluster) -> meilisearch.Client:
     client = sdk(cluster.url)
     client.create_index(UID, {"primaryKey": "id"})
-    client.index(UID).update_filterable_attributes(["color"])
+    # Waited for: a node killed while a settings update is verified freezes the index's
+    # writes (operations.settingsync), which is not what these tests look at.
+    settings = client.index(UID).update_filterable_attributes(["color"])
     added = client.index(UID).add_documents(DOCUMENTS)
-    assert wait_done(client, added.task_uid).status == "succeeded"
+    for task in (settings, added):
+        assert wait_done(client, task.task_uid).status == "succeeded"
     return client
 
 
