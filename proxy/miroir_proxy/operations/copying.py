@@ -295,12 +295,8 @@ def fresh_sources(store: Store, candidates: Callable[[], Sequence[str]]) -> Sour
     `candidates()` in their order, without those that missed acknowledged writes."""
 
     async def sources() -> list[str]:
-        behind = await store.hint_backlogs()
-        return [
-            node
-            for node in candidates()
-            if node not in behind or not (behind[node].pending or behind[node].overflowed)
-        ]
+        backlogs = await store.hint_backlogs()
+        return [n for n in candidates() if n not in backlogs or not backlogs[n].behind]
 
     return sources
 

@@ -5,10 +5,10 @@ The dump is an operation (`dump-export`, scope `dump:<uid>`) behind a Miroir tas
 moves the task to `processing`, then `succeeded` with `details.dumpUid`, or `failed`.
 
 What the dump holds is what a client of Miroir sees: the indexes of the catalog (aliases
-are not indexes), each read once, shard by shard, from one up-to-date replica (a covering set; a
-shard whose replica fails is read again from the start on another replica), with every
-`_miroir_*` field stripped; each index's settings as `GET /settings` shows them; the keys
-as `GET /keys` lists them. Documents carry their `_vectors` when the index has embedders,
+are not indexes), each read once, shard by shard, from one up-to-date replica (a covering
+set; a shard whose replica fails is read again from the start on another replica), with
+every `_miroir_*` field stripped; each index's settings as `GET /settings` shows them; the
+keys as `GET /keys` lists them. Documents carry their `_vectors` when the index has embedders,
 so an import does not embed them again. Writes that land during the dump may or may not
 be in it (Meilisearch's own dump is a snapshot; ours is read page by page).
 

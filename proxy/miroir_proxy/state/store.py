@@ -207,6 +207,11 @@ class HintBacklog:
     dropped: int
     overflowed: bool
 
+    @property
+    def behind(self) -> bool:
+        """The node lacks acknowledged writes: it must not be read as a source of truth."""
+        return bool(self.pending) or self.overflowed
+
 
 def check_operation_state(state: str, *, new: bool = False) -> None:
     """Backends refuse a state outside `OPERATION_STATES`, and a new operation that is not
