@@ -10,6 +10,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from miroir_proxy.api.app import make_app
 from miroir_proxy.config import from_mapping
 
+from ..redis_server import RedisServer
+from .devfleet import eventually
+
 PROBE_INTERVAL_S = 0.05
 ADMIN = {"Authorization": "Bearer admin-key"}
 
@@ -94,3 +97,29 @@ async def test_metrics_are_exported(client: TestClient[object, object]) -> None:
     await client.get("/health")
     text = await (await client.get("/_miroir/metrics", headers=ADMIN)).text()
     assert 'miroir_requests_total{method="GET",route="/health",status="200"}' in text
+
+
+async def test_a_pod_started_before_its_redis_waits_for_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis that answers only after the pod started (a slow start, a rollout order): the pod
+    retries instead of exiting, and serves once the store answers."""
+    server = RedisServer(tmp_path / "redis")  # not started yet
+    app = make_app(from_mapping(config(tmp_path, store=server.url), env={}))
+    client = TestClient(TestServer(app))
+    starting = asyncio.create_task(client.start_server())
+    try:
+
+        async def retrying() -> bool:
+            assert not starting.done(), starting.exception()  # it gave up
+            return "does not answer yet" in caplog.text
+
+        await eventually(retrying, "the pod retries its store")
+        await asyncio.to_thread(server.start)
+        await asyncio.wait_for(starting, 30)
+        response = await client.get("/_miroir/topology", headers=ADMIN)
+        assert response.status == 200, await response.text()
+        assert [g["id"] for g in (await response.json())["groups"]] == ["g0"]
+    finally:
+        await client.close()
+        server.stop()

@@ -3,9 +3,12 @@ in one cleanup context, and the route tables of every Meilisearch resource."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
@@ -54,7 +57,7 @@ from miroir_proxy.operations.nodes import (
 from miroir_proxy.operations.reshard import RESHARD_JOB, ReshardOperation, reshard_handler
 from miroir_proxy.operations.settingsync import SettingsSync
 from miroir_proxy.state.factory import open_store
-from miroir_proxy.state.store import Store
+from miroir_proxy.state.store import Store, StoreUnavailable
 
 from .appkeys import (
     ANTI_ENTROPY,
@@ -104,9 +107,30 @@ from .routes import (
     webhooks,
 )
 
+log = logging.getLogger(__name__)
+
+# A pod may start before its store answers (Redis still starting, or slow under load): it
+# waits this long, then exits with the store's error.
+STORE_STARTUP_S = 60.0
+
 
 async def load_topology(store: Store, config: MiroirConfig) -> Topology:
-    """Seed the store from the config on first start; afterwards the store wins."""
+    """Seed the store from the config on first start; afterwards the store wins. Waits up
+    to `STORE_STARTUP_S` for the store to answer."""
+    deadline = time.monotonic() + STORE_STARTUP_S
+    pause = 0.1
+    while True:
+        try:
+            return await _load_topology(store, config)
+        except StoreUnavailable as e:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("the state store does not answer yet (%s); retrying", e)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+async def _load_topology(store: Store, config: MiroirConfig) -> Topology:
     stored = await store.get_topology()
     if stored is None:
         await store.put_topology(0, to_document(topology_from_config(config)))

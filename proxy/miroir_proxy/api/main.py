@@ -13,14 +13,16 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 
 from aiohttp import web
 
 from miroir_proxy import config as config_module
 from miroir_proxy.config import MiroirConfig
+from miroir_proxy.state.store import StoreUnavailable
 
 from . import logs
-from .app import make_app
+from .app import STORE_STARTUP_S, make_app
 from .appkeys import METRICS
 from .plugins import PluginError
 
@@ -97,8 +99,12 @@ def main(argv: list[str] | None = None) -> None:
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:
         runner = asyncio.Runner()
-    with runner, contextlib.suppress(KeyboardInterrupt):
-        runner.run(serve(app, config))
+    try:
+        with runner, contextlib.suppress(KeyboardInterrupt):
+            runner.run(serve(app, config))
+    except StoreUnavailable as e:
+        log.error("the state store did not answer in %.0f s: %s", STORE_STARTUP_S, e)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
