@@ -28,7 +28,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -39,7 +39,7 @@ from miroir_proxy.dispatch.cluster import Cluster
 from miroir_proxy.dispatch.writes import SHARD_FIELD, UPDATED_FIELD
 from miroir_proxy.nodes.client import NodeResponse
 from miroir_proxy.nodes.errors import NodeError
-from miroir_proxy.state.store import Store
+from miroir_proxy.state.store import HintBacklog, Store
 
 log = logging.getLogger(__name__)
 
@@ -295,10 +295,14 @@ def fresh_sources(store: Store, candidates: Callable[[], Sequence[str]]) -> Sour
     `candidates()` in their order, without those that missed acknowledged writes."""
 
     async def sources() -> list[str]:
-        backlogs = await store.hint_backlogs()
-        return [n for n in candidates() if n not in backlogs or not backlogs[n].behind]
+        return up_to_date(await store.hint_backlogs(), candidates())
 
     return sources
+
+
+def up_to_date(backlogs: Mapping[str, HintBacklog], nodes: Iterable[str]) -> list[str]:
+    """`nodes` in their order, without those whose backlog says they are behind."""
+    return [n for n in nodes if n not in backlogs or not backlogs[n].behind]
 
 
 async def copy_shard(

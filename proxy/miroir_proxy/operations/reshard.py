@@ -70,6 +70,7 @@ from .copying import (
     copy_pages,
     fresh_sources,
     read_documents,
+    up_to_date,
 )
 from .engine import OperationContext, StepFn
 from .groups import (
@@ -360,7 +361,11 @@ async def verify_class(
         started_ms = time.time_ns() // 1_000_000
         layout = cluster.layout
         holders = [(t, n) for t in shadow_shards for n in _replicas(layout, spec.target_shards, t)]
-        sources = [await _sources(store, cluster, spec, s)() for s in live_shards]
+        backlogs = await store.hint_backlogs()
+        sources = [
+            up_to_date(backlogs, source_order(layout, spec.source_shards, s, cluster))
+            for s in live_shards
+        ]
         answers = await asyncio.gather(
             *(
                 read_documents(io, nodes, ShardRef(spec.source, spec.primary_key, s))
